@@ -1,0 +1,56 @@
+"""What every command shares: the engine at the command edge, one-line errors, JSON output."""
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def engine_for_cli(pool_size: int = 2) -> AsyncIterator[Any]:
+    from tenantsvc.db.embedded import ensure_database_url
+    from tenantsvc.db.engine import create_engine
+    from tenantsvc.settings import get_settings
+
+    settings = ensure_database_url(get_settings())
+    settings = settings.model_copy(update={"pool_size": pool_size, "max_overflow": 0})
+    engine = create_engine(settings)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run a command's coroutine; known failures become one line on stderr and exit 1."""
+    from sqlalchemy.exc import DBAPIError
+
+    from tenantsvc.tenancy.errors import TenancyError
+    from tenantsvc.tenancy.slugs import InvalidSlugError
+
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]
+    except (TenancyError, InvalidSlugError) as exc:
+        raise fail(str(exc)) from None
+    except (DBAPIError, OSError) as exc:
+        raise fail(f"database: {_one_line(getattr(exc, 'orig', None) or exc)}") from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,65 @@
+"""``tenantctl serve``: uvicorn (uvloop + httptools), on the embedded default when no URL."""
+
+from typing import Annotated
+
+import typer
+
+app = typer.Typer()
+
+
+def _bootstrap_embedded(host: str, port: int) -> None:
+    import asyncio
+    import json
+
+    from tenantsvc.db.embedded import ensure_database_url
+    from tenantsvc.db.engine import create_engine
+    from tenantsvc.demo import DEMO_SLUG, bootstrap_demo
+    from tenantsvc.settings import get_settings
+
+    settings = ensure_database_url(get_settings())
+
+    key_file = settings.embedded_data_dir.parent / "demo.json"
+    known = json.loads(key_file.read_text())["api_key"] if key_file.exists() else None
+
+    async def work() -> str:
+        engine = create_engine(settings.model_copy(update={"pool_size": 2}))
+        try:
+            return await bootstrap_demo(engine, known)
+        finally:
+            await engine.dispose()
+
+    key = asyncio.run(work())
+    if key != known:
+        key_file.write_text(json.dumps({"slug": DEMO_SLUG, "api_key": key}))
+        key_file.chmod(0o600)
+    base = f"http://{host}:{port}"
+    typer.echo(f"embedded PostgreSQL ready (data in {settings.embedded_data_dir})")
+    typer.echo("try:")
+    typer.echo(f"  curl -s {base}/products -H 'X-Tenant-ID: {DEMO_SLUG}' "
+               f"-H 'Authorization: Bearer {key}'")  # fmt: skip
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Run the API. Without TENANTSVC_DATABASE_URL, starts and migrates an embedded PostgreSQL
+    with a demo tenant, and prints a curl to try."""
+    import uvicorn
+
+    from tenantsvc.settings import get_settings
+
+    settings = get_settings()
+    if settings.database_url is None:
+        _bootstrap_embedded(host, port)
+    uvicorn.run(
+        "tenantsvc.main:app",
+        host=host,
+        port=port,
+        workers=workers or settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="info",
+    )

@@ -1,0 +1,105 @@
+"""Tenant lifecycle commands: create, list, show, suspend, resume."""
+
+from typing import Annotated
+
+import typer
+
+from cli.common import engine_for_cli, print_json, run
+
+app = typer.Typer()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+@app.command()
+def create(
+    slug: str,
+    name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Provision a tenant: schema at head, registry row and a first API key, atomically."""
+    from tenantsvc.tenancy.provisioning import create_tenant
+    from tenantsvc.tenancy.slugs import validate_slug
+
+    async def work() -> None:
+        validate_slug(slug)  # before anything starts: a bad slug fails fast
+        async with engine_for_cli() as engine:
+            new = await create_tenant(engine, slug, name)
+        data = {"slug": new.slug, "name": new.name, "schema": new.schema, "status": new.status,
+                "api_key": new.api_key, "key_id": new.key_id}  # fmt: skip
+        if as_json:
+            print_json(data)
+        else:
+            typer.echo(f"created tenant {new.slug} (schema {new.schema})")
+            typer.echo(f"API key (shown once): {new.api_key}")
+
+    run(work)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="Only tenants with this status.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List tenants (never their keys)."""
+    from tenantsvc.tenancy.admin import list_tenants
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.connect() as conn:
+            tenants = await list_tenants(conn, status)
+        if as_json:
+            print_json([t.as_json() for t in tenants])
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("slug", "name", "schema", "status", "created")
+        for t in tenants:
+            table.add_row(t.slug, t.name, t.schema, t.status, f"{t.created_at:%Y-%m-%d %H:%M}")
+        Console().print(table)
+
+    run(work)
+
+
+def _set_status(slug: str, status: str, as_json: bool) -> None:
+    from tenantsvc.tenancy.admin import set_status
+    from tenantsvc.tenancy.models import TenantStatus
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.begin() as conn:
+            tenant = await set_status(conn, slug, TenantStatus(status))
+        if as_json:
+            print_json(tenant.as_json())
+        else:
+            typer.echo(f"tenant {tenant.slug} is {tenant.status}")
+
+    run(work)
+
+
+@app.command()
+def show(slug: str, as_json: JsonOpt = False) -> None:
+    """Show one tenant."""
+    from tenantsvc.tenancy.admin import get_tenant
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.connect() as conn:
+            tenant = await get_tenant(conn, slug)
+        if as_json:
+            print_json(tenant.as_json())
+        else:
+            for key, value in tenant.as_json().items():
+                typer.echo(f"{key}: {value}")
+
+    run(work)
+
+
+@app.command()
+def suspend(slug: str, as_json: JsonOpt = False) -> None:
+    """Stop serving a tenant (403) without touching its data."""
+    _set_status(slug, "suspended", as_json)
+
+
+@app.command()
+def resume(slug: str, as_json: JsonOpt = False) -> None:
+    """Serve a suspended tenant again."""
+    _set_status(slug, "active", as_json)

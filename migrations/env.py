@@ -1,0 +1,108 @@
+"""Alembic environment for both tracks.
+
+The shared track (``alembic --name shared ...``) owns the registry schema. The tenant track
+(``alembic -x tenant=<slug> ...``) migrates one tenant schema: its tables carry no schema, the
+transaction's search_path points at the tenant, and the version table lives in the tenant's own
+schema. ``tenantctl`` drives this same file with a connection and schema handed in through
+``config.attributes``; plain ``alembic`` resolves the slug through the registry.
+"""
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import Connection, MetaData, pool, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tenantsvc.db.models import SharedBase, TenantBase
+from tenantsvc.settings import get_settings
+from tenantsvc.tenancy.models import TenantRow
+from tenantsvc.tenancy.slugs import SHARED_SCHEMA, schema_for, validate_slug
+
+config = context.config
+IS_SHARED = config.config_ini_section == "shared"
+
+
+def _metadata() -> MetaData:
+    return SharedBase.metadata if IS_SHARED else TenantBase.metadata
+
+
+def _tenant_slug() -> str:
+    slug = context.get_x_argument(as_dictionary=True).get("tenant")
+    if not slug:
+        raise SystemExit("the tenant track needs -x tenant=<slug> (or use --name shared)")
+    return validate_slug(slug)
+
+
+def _lookup_schema(connection: Connection, slug: str) -> str:
+    query = select(TenantRow.schema_name).where(TenantRow.slug == slug)
+    found = connection.execute(query).scalar_one_or_none()
+    if found is None:
+        raise SystemExit(f"unknown tenant {slug!r}: create it with `tenantctl create {slug}`")
+    return str(found)
+
+
+def _version_schema(connection: Connection | None) -> str:
+    if IS_SHARED:
+        return SHARED_SCHEMA
+    handed_in = config.attributes.get("tenant_schema")
+    if handed_in:
+        return str(handed_in)
+    if connection is None:
+        return schema_for(_tenant_slug())
+    return _lookup_schema(connection, _tenant_slug())
+
+
+def run_with_connection(connection: Connection) -> None:
+    schema = _version_schema(connection)
+    context.configure(
+        connection=connection,
+        target_metadata=_metadata(),
+        version_table_schema=schema,
+        transaction_per_migration=False,
+    )
+    with context.begin_transaction():
+        if IS_SHARED:
+            # The version table lives in the shared schema, so it must exist first.
+            connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SHARED_SCHEMA}"))
+        else:
+            # Transaction-local: it ends with this transaction and cannot leak into a pool.
+            connection.execute(text("SELECT set_config('search_path', :s, true)"), {"s": schema})
+        context.run_migrations()
+
+
+def run_offline() -> None:
+    schema = _version_schema(None)
+    context.configure(
+        url=get_settings().database_url or "postgresql://",
+        target_metadata=_metadata(),
+        version_table_schema=schema,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        if IS_SHARED:
+            context.execute(f"CREATE SCHEMA IF NOT EXISTS {SHARED_SCHEMA}")
+        else:
+            context.execute(f"SELECT set_config('search_path', '{schema}', true)")
+        context.run_migrations()
+
+
+async def _run_online_async() -> None:
+    url = get_settings().database_url
+    if url is None:
+        raise SystemExit("set TENANTSVC_DATABASE_URL to run alembic directly")
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(run_with_connection)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_offline()
+elif (handed := config.attributes.get("connection")) is not None:
+    run_with_connection(handed)
+else:
+    asyncio.run(_run_online_async())

@@ -1,0 +1,1 @@
+"""tenantsvc: a schema-per-tenant SaaS backend on PostgreSQL."""

@@ -1,0 +1,42 @@
+"""Engine construction: the pool settings and the driver options PgBouncer needs."""
+
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tenantsvc.settings import Settings
+
+
+def _statement_name() -> str:
+    # PgBouncer in transaction mode may hand the next transaction another server connection,
+    # where a reused statement name would collide or be missing; unique names cannot.
+    return f"__asyncpg_{uuid4()}__"
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    args: dict[str, Any] = {"server_settings": {"application_name": "tenantsvc"}}
+    if settings.statement_timeout_ms:
+        args["server_settings"]["statement_timeout"] = str(settings.statement_timeout_ms)
+    if settings.pgbouncer:
+        # PgBouncer forwards only a few startup parameters; the rest would be refused.
+        args["server_settings"] = {}
+        args["statement_cache_size"] = 0
+        args["prepared_statement_cache_size"] = 0
+        args["prepared_statement_name_func"] = _statement_name
+    return args
+
+
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    target = url or settings.database_url
+    if target is None:
+        raise ValueError("no database URL: set TENANTSVC_DATABASE_URL or start the embedded one")
+    return create_async_engine(
+        target,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout_seconds,
+        pool_recycle=settings.pool_recycle_seconds,
+        pool_pre_ping=settings.pool_pre_ping,
+        connect_args=connect_args(settings),
+    )

@@ -1,0 +1,38 @@
+"""The tenant-scoped transaction: the only place a tenant reaches SQL.
+
+``set_config('search_path', <schema>, true)`` is transaction-local: it ends with COMMIT or
+ROLLBACK, so a pooled connection (or a PgBouncer server connection) never carries a tenant into
+the next transaction. The schema comes from the registry, never from request input.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tenantsvc.db.engine import create_engine
+from tenantsvc.settings import Settings
+
+SET_TENANT = text("SELECT set_config('search_path', :schema, true)")
+
+
+class Database:
+    """The engine and session factory, built in the app's lifespan (not at import)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine: AsyncEngine = create_engine(settings)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+@asynccontextmanager
+async def tenant_session(
+    sessionmaker: async_sessionmaker[AsyncSession], schema: str
+) -> AsyncIterator[AsyncSession]:
+    """One transaction in ``schema``: committed when the block ends, rolled back on error."""
+    async with sessionmaker() as session, session.begin():
+        await session.execute(SET_TENANT, {"schema": schema})
+        yield session

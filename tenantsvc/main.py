@@ -1,0 +1,40 @@
+"""The ASGI app: ``tenantsvc.main:app``, or ``create_app(settings)`` for tests and tools."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from tenantsvc import health, problems
+from tenantsvc.db.session import Database
+from tenantsvc.orders.router import router as orders_router
+from tenantsvc.products.router import router as products_router
+from tenantsvc.settings import Settings, get_settings
+from tenantsvc.tenancy.middleware import TenantMiddleware
+from tenantsvc.tenancy.registry import TenantRegistry
+from tenantsvc.users.router import router as users_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        resolved = settings or get_settings()
+        database = Database(resolved)
+        registry = TenantRegistry(database.engine, resolved.registry_poll_seconds)
+        try:
+            await registry.start()
+            yield {"db": database, "registry": registry}
+        finally:
+            await registry.stop()
+            await database.dispose()
+
+    app = FastAPI(title="tenantsvc", version="0.1.0", lifespan=lifespan)
+    problems.install(app)
+    app.add_middleware(TenantMiddleware)
+    for router in (health.router, users_router, products_router, orders_router):
+        app.include_router(router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,22 @@
+from fastapi import APIRouter, status
+
+from tenantsvc.deps import Uow
+from tenantsvc.orders.schemas import OrderIn, OrderOut
+from tenantsvc.orders.service import place_order
+from tenantsvc.pagination import IdPath
+from tenantsvc.problems import Problem
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+async def create_order(body: OrderIn, uow: Uow) -> OrderOut:
+    return OrderOut.from_order(await place_order(uow, body))
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+async def get_order(order_id: IdPath, uow: Uow) -> OrderOut:
+    order = await uow.orders.get(order_id)
+    if order is None:
+        raise Problem(404, "Not found", f"no order {order_id}")
+    return OrderOut.from_order(order)

@@ -1,0 +1,67 @@
+from fastapi import APIRouter, status
+
+from tenantsvc.deps import Uow
+from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
+from tenantsvc.problems import Problem
+from tenantsvc.products.models import Product
+from tenantsvc.products.schemas import (
+    ProductBulkIn,
+    ProductBulkOut,
+    ProductIn,
+    ProductOut,
+    ProductPatch,
+)
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+
+def _not_found(product_id: int) -> Problem:
+    return Problem(404, "Not found", f"no product {product_id}")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProductOut)
+async def create_product(body: ProductIn, uow: Uow) -> Product:
+    return await uow.products.add(**body.model_dump())
+
+
+@router.post("/bulk", status_code=status.HTTP_201_CREATED, response_model=ProductBulkOut)
+async def bulk_create_products(body: ProductBulkIn, uow: Uow) -> ProductBulkOut:
+    ids = await uow.products.add_many([item.model_dump() for item in body.items])
+    return ProductBulkOut(count=len(ids), ids=ids)
+
+
+@router.get("/{product_id}", response_model=ProductOut)
+async def get_product(product_id: IdPath, uow: Uow) -> Product:
+    product = await uow.products.get(product_id)
+    if product is None:
+        raise _not_found(product_id)
+    return product
+
+
+@router.get("", response_model=Page[ProductOut])
+async def list_products(uow: Uow, after_id: AfterId = 0, limit: Limit = 20) -> Page[ProductOut]:
+    products = await uow.products.page(after_id, limit + 1)
+    items = [ProductOut.model_validate(p) for p in products]
+    return page_of(items, [p.id for p in products], limit)
+
+
+@router.patch("/{product_id}", response_model=ProductOut)
+async def patch_product(product_id: IdPath, body: ProductPatch, uow: Uow) -> Product:
+    product = await uow.products.get(product_id)
+    if product is None:
+        raise _not_found(product_id)
+    return await uow.products.update(product, body.changes())
+
+
+@router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_product(product_id: IdPath, uow: Uow) -> None:
+    if await uow.products.set_deleted(product_id, deleted=True) is None:
+        raise _not_found(product_id)
+
+
+@router.post("/{product_id}/restore", response_model=ProductOut)
+async def restore_product(product_id: IdPath, uow: Uow) -> Product:
+    product = await uow.products.set_deleted(product_id, deleted=False)
+    if product is None:
+        raise Problem(404, "Not found", f"no deleted product {product_id}")
+    return product

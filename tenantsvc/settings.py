@@ -1,0 +1,51 @@
+"""One typed settings object, read from ``TENANTSVC_*`` environment variables.
+
+Every knob of the engine and pool is a named setting with the design notes' defaults, so that
+the pool can be sized (and checked by ``tenantctl doctor``) against the server's
+``max_connections`` without reading code.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TENANTSVC_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (postgresql+asyncpg://...). Unset: an embedded PostgreSQL.",
+    )
+    embedded_data_dir: Path = Path(".tenantsvc/pgdata")
+
+    pool_size: PositiveInt = 20
+    max_overflow: int = Field(default=10, ge=0)
+    pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    pool_recycle_seconds: int = 3600
+    pool_pre_ping: bool = True
+    workers: PositiveInt = 1
+
+    pgbouncer: bool = Field(
+        default=False,
+        description="Behind PgBouncer in transaction mode: no server-side statement caches.",
+    )
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+    registry_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each worker checks the registry version; bounds how long a "
+        "suspended or revoked tenant can still be served.",
+    )
+
+    @property
+    def max_connections_per_worker(self) -> int:
+        return self.pool_size + self.max_overflow
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,101 @@
+"""Registry administration shared by the CLI and tests: list, show, status and keys."""
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenantsvc.tenancy.errors import KeyNotFoundError, TenantNotFoundError
+from tenantsvc.tenancy.models import ApiKeyRow, TenantRow, TenantStatus
+from tenantsvc.tenancy.provisioning import issue_key
+from tenantsvc.tenancy.slugs import validate_slug
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    id: int
+    slug: str
+    name: str
+    schema: str
+    status: str
+    created_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "prefix": self.prefix,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+_TENANT_COLUMNS = (
+    TenantRow.id,
+    TenantRow.slug,
+    TenantRow.name,
+    TenantRow.schema_name,
+    TenantRow.status,
+    TenantRow.created_at,
+)
+
+
+async def list_tenants(conn: AsyncConnection, status: str | None = None) -> list[TenantInfo]:
+    query = select(*_TENANT_COLUMNS).order_by(TenantRow.slug)
+    if status is not None:
+        query = query.where(TenantRow.status == status)
+    return [TenantInfo(*row) for row in await conn.execute(query)]
+
+
+async def get_tenant(conn: AsyncConnection, slug: str) -> TenantInfo:
+    validate_slug(slug)
+    row = (await conn.execute(select(*_TENANT_COLUMNS).where(TenantRow.slug == slug))).first()
+    if row is None:
+        raise TenantNotFoundError(slug)
+    return TenantInfo(*row)
+
+
+async def set_status(conn: AsyncConnection, slug: str, status: TenantStatus) -> TenantInfo:
+    tenant = await get_tenant(conn, slug)
+    await conn.execute(update(TenantRow).where(TenantRow.id == tenant.id).values(status=status))
+    return await get_tenant(conn, slug)
+
+
+async def create_key(conn: AsyncConnection, slug: str) -> tuple[int, str]:
+    tenant = await get_tenant(conn, slug)
+    return await issue_key(conn, tenant.id)
+
+
+async def list_keys(conn: AsyncConnection, slug: str) -> list[KeyInfo]:
+    tenant = await get_tenant(conn, slug)
+    query = (
+        select(ApiKeyRow.id, ApiKeyRow.prefix, ApiKeyRow.created_at, ApiKeyRow.revoked_at)
+        .where(ApiKeyRow.tenant_id == tenant.id)
+        .order_by(ApiKeyRow.id)
+    )
+    return [KeyInfo(*row) for row in await conn.execute(query)]
+
+
+async def revoke_key(conn: AsyncConnection, slug: str, key_id: int) -> None:
+    tenant = await get_tenant(conn, slug)
+    revoked = await conn.execute(
+        update(ApiKeyRow)
+        .where(ApiKeyRow.id == key_id, ApiKeyRow.tenant_id == tenant.id)
+        .values(revoked_at=func.coalesce(ApiKeyRow.revoked_at, func.now()))
+    )
+    if revoked.rowcount == 0:
+        raise KeyNotFoundError(slug, key_id)

@@ -1,0 +1,24 @@
+"""Errors of tenant administration; the CLI prints them as one line and exits non-zero."""
+
+
+class TenancyError(Exception):
+    """Base class: the message is meant for the operator as it is."""
+
+
+class TenantNotFoundError(TenancyError):
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"unknown tenant {slug!r}")
+
+
+class TenantExistsError(TenancyError):
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"tenant {slug!r} already exists")
+
+
+class KeyNotFoundError(TenancyError):
+    def __init__(self, slug: str, key_id: int) -> None:
+        super().__init__(f"tenant {slug!r} has no API key {key_id}")
+
+
+class MigrationError(TenancyError):
+    pass

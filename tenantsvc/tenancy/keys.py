@@ -1,0 +1,22 @@
+"""API keys: random, shown once, stored only as a SHA-256 digest.
+
+The keys are 256-bit random strings, so a fast digest is enough (there is nothing to brute
+force); a slow password hash would only add latency to every request.
+"""
+
+import hashlib
+import secrets
+
+KEY_PREFIX = "tsk_"
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def display_prefix(key: str) -> str:
+    return key[:12]

@@ -1,0 +1,94 @@
+"""Pure ASGI middleware: ``X-Tenant-ID`` + bearer key -> a whitelisted tenant in the scope.
+
+The header is only ever used as a dictionary key into the registry snapshot; the schema name
+comes from the registry row. Malformed values are refused before anything touches the database.
+"""
+
+import re
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tenantsvc.problems import problem_response
+from tenantsvc.tenancy.keys import hash_key
+from tenantsvc.tenancy.models import TenantStatus
+from tenantsvc.tenancy.registry import Tenant, TenantRegistry
+from tenantsvc.tenancy.slugs import is_valid_slug
+
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_\-]{16,128})")
+_SERVED = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED)
+
+
+class TenantRejected(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def _single_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The header's value, None when absent; more than one copy is refused as ambiguous."""
+    values = [v for k, v in headers if k == name]
+    if len(values) > 1:
+        raise TenantRejected(400, "Bad request", f"more than one {name.decode()} header")
+    return values[0].decode("latin-1") if values else None
+
+
+async def _lookup(registry: TenantRegistry, slug: str) -> Tenant | None:
+    tenant = registry.get(slug)
+    if tenant is None:
+        await registry.refresh_on_miss()
+        tenant = registry.get(slug)
+    return tenant if tenant is not None and tenant.status in _SERVED else None
+
+
+async def _key_owner(registry: TenantRegistry, digest: str) -> str | None:
+    owner = registry.key_owner(digest)
+    if owner is None:
+        await registry.refresh_on_miss()
+        owner = registry.key_owner(digest)
+    return owner
+
+
+async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> Tenant:
+    headers = scope["headers"]
+    slug = _single_header(headers, b"x-tenant-id")
+    if slug is None:
+        raise TenantRejected(400, "Missing tenant", "the X-Tenant-ID header is required")
+    if not is_valid_slug(slug):
+        raise TenantRejected(400, "Malformed tenant", "X-Tenant-ID is not a valid tenant slug")
+    tenant = await _lookup(registry, slug)
+    if tenant is None:
+        raise TenantRejected(404, "Unknown tenant", f"no tenant {slug!r}")
+    match = _BEARER.fullmatch(_single_header(headers, b"authorization") or "")
+    if match is None:
+        raise TenantRejected(401, "Unauthorized", "an 'Authorization: Bearer <key>' is required")
+    owner = await _key_owner(registry, hash_key(match.group(1)))
+    if owner is None:
+        raise TenantRejected(401, "Unauthorized", "the API key is not valid")
+    if owner != tenant.slug:
+        raise TenantRejected(403, "Forbidden", "the API key belongs to another tenant")
+    if tenant.status == TenantStatus.SUSPENDED:
+        raise TenantRejected(403, "Tenant suspended", f"tenant {slug!r} is suspended")
+    return tenant
+
+
+class TenantMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        state = scope["state"]
+        try:
+            state["tenant"] = await resolve_tenant(state["registry"], scope)
+        except TenantRejected as rejected:
+            headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else None
+            response = problem_response(rejected.status, rejected.title, rejected.detail, headers)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

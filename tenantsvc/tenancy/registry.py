@@ -1,0 +1,111 @@
+"""The in-process tenant registry: slug -> schema, status and key digests.
+
+Each worker holds a full snapshot and polls one counter row (bumped by triggers on every
+registry change) every ``registry_poll_seconds``; only when it moved is the snapshot reloaded.
+Request routing therefore costs no database round trip, unknown slugs never reach the
+database, and a suspension or key revocation stops being served within one poll interval on
+every worker. Polling works behind PgBouncer in transaction mode, where LISTEN does not.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenantsvc.tenancy.models import ApiKeyRow, RegistryStateRow, TenantRow
+
+log = logging.getLogger(__name__)
+
+_VERSION_SQL = select(RegistryStateRow.version).where(RegistryStateRow.id == 1)
+_TENANTS_SQL = select(TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRow.status)
+_KEYS_SQL = (
+    select(ApiKeyRow.key_hash, TenantRow.slug)
+    .join(TenantRow, TenantRow.id == ApiKeyRow.tenant_id)
+    .where(ApiKeyRow.revoked_at.is_(None))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: int
+    slug: str
+    schema: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int = -1
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    key_owners: dict[str, str] = field(default_factory=dict)  # key digest -> tenant slug
+
+
+class TenantRegistry:
+    def __init__(self, engine: AsyncEngine, poll_seconds: float) -> None:
+        self._engine = engine
+        self._poll_seconds = poll_seconds
+        self._snapshot = Snapshot()
+        self._lock = asyncio.Lock()
+        self._last_check = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def get(self, slug: str) -> Tenant | None:
+        return self._snapshot.tenants.get(slug)
+
+    def key_owner(self, key_digest: str) -> str | None:
+        return self._snapshot.key_owners.get(key_digest)
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Reload the snapshot if the registry version moved (always, with ``force``)."""
+        async with self._lock:
+            await self._refresh_locked(force)
+
+    async def refresh_on_miss(self) -> None:
+        """Called when a slug or key is not in the snapshot, so a tenant or key created a
+        moment ago is served at once. Concurrent misses share one check: a check that began
+        after this miss arrived already answers it, so a flood of unknown slugs costs about
+        one tiny query per round trip, not one per request."""
+        arrived = time.monotonic()
+        async with self._lock:
+            if self._last_check < arrived:
+                await self._refresh_locked(False)
+
+    async def _refresh_locked(self, force: bool) -> None:
+        self._last_check = time.monotonic()
+        async with self._engine.connect() as conn:
+            # One repeatable-read transaction: version, tenants and keys of one instant.
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+            version = (await conn.execute(_VERSION_SQL)).scalar_one()
+            if version == self._snapshot.version and not force:
+                return
+            tenants = {
+                r.slug: Tenant(r.id, r.slug, r.schema_name, r.status)
+                for r in await conn.execute(_TENANTS_SQL)
+            }
+            keys = {r.key_hash: r.slug for r in await conn.execute(_KEYS_SQL)}
+        self._snapshot = Snapshot(version, tenants, keys)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # the database may be briefly away; keep serving the snapshot
+                log.warning("registry refresh failed", exc_info=True)
+
+    async def start(self) -> None:
+        await self.refresh(force=True)
+        self._task = asyncio.create_task(self._poll(), name="tenant-registry-poll")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -1,0 +1,41 @@
+"""Slug rules and the one mapping from a slug to its schema name.
+
+A schema name is only ever derived here, from a slug that passed these rules, and is stored in
+the registry; request handling reads it back from the registry and never builds it from input.
+"""
+
+import re
+
+SHARED_SCHEMA = "tenantsvc"
+SCHEMA_PREFIX = "tenant_"
+SLUG_PATTERN = re.compile(r"[a-z][a-z0-9_]{1,39}")
+RESERVED_SLUGS = frozenset(
+    {
+        "admin", "api", "app", "default", "information_schema", "pg_catalog", "pg_toast",
+        "postgres", "public", "root", "shared", "system", "template0", "template1",
+        "tenant", "tenants", "tenantsvc", "www",
+    }
+)  # fmt: skip
+
+
+class InvalidSlugError(ValueError):
+    pass
+
+
+def is_valid_slug(slug: str) -> bool:
+    return SLUG_PATTERN.fullmatch(slug) is not None and slug not in RESERVED_SLUGS
+
+
+def validate_slug(slug: str) -> str:
+    if SLUG_PATTERN.fullmatch(slug) is None:
+        raise InvalidSlugError(
+            f"invalid tenant slug {slug!r}: use 2-40 characters a-z, 0-9 and _, starting "
+            "with a letter"
+        )
+    if slug in RESERVED_SLUGS:
+        raise InvalidSlugError(f"tenant slug {slug!r} is reserved")
+    return slug
+
+
+def schema_for(slug: str) -> str:
+    return SCHEMA_PREFIX + validate_slug(slug)

@@ -1,0 +1,49 @@
+from fastapi import APIRouter, status
+
+from tenantsvc.deps import Uow
+from tenantsvc.orders.schemas import OrderOut
+from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
+from tenantsvc.problems import Problem
+from tenantsvc.users.models import User
+from tenantsvc.users.schemas import UserIn, UserOut
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+async def _user_or_404(uow: Uow, user_id: int) -> User:
+    user = await uow.users.get(user_id)
+    if user is None:
+        raise Problem(404, "Not found", f"no user {user_id}")
+    return user
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+async def create_user(body: UserIn, uow: Uow) -> User:
+    # Checked first so the common conflict is a clear 409; the unique index still decides
+    # races, surfacing as the generic 409 conflict.
+    if await uow.users.get_by_email(body.email) is not None:
+        raise Problem(409, "Conflict", "a user with this email exists")
+    return await uow.users.add(email=body.email, name=body.name)
+
+
+@router.get("/{user_id}", response_model=UserOut)
+async def get_user(user_id: IdPath, uow: Uow) -> User:
+    return await _user_or_404(uow, user_id)
+
+
+@router.get("", response_model=Page[UserOut])
+async def list_users(uow: Uow, after_id: AfterId = 0, limit: Limit = 20) -> Page[UserOut]:
+    users = await uow.users.page(after_id, limit + 1)
+    items = [UserOut.model_validate(u) for u in users]
+    return page_of(items, [u.id for u in users], limit)
+
+
+@router.get("/{user_id}/orders", response_model=Page[OrderOut])
+async def list_user_orders(
+    user_id: IdPath, uow: Uow, after_id: AfterId = 0, limit: Limit = 20
+) -> Page[OrderOut]:
+    if not await uow.users.exists(user_id):
+        raise Problem(404, "Not found", f"no user {user_id}")
+    orders = await uow.orders.page_for_user(user_id, after_id, limit + 1)
+    items = [OrderOut.from_order(o) for o in orders]
+    return page_of(items, [o.id for o in orders], limit)

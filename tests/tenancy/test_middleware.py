@@ -1,0 +1,96 @@
+"""Every error status of tenant resolution, each a problem+json body."""
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenantsvc.tenancy.admin import create_key, revoke_key, set_status
+from tenantsvc.tenancy.models import TenantStatus
+from tests.conftest import Running, TenantFactory, TenantHandle
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    return body
+
+
+async def test_missing_tenant_header_is_400(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/products"), 400)
+
+
+@pytest.mark.parametrize(
+    "value", ["", " ", "ACME", "a;drop", "public", "x" * 41, "tenant_x,public"]
+)
+async def test_malformed_tenant_header_is_400(client: httpx.AsyncClient, value: str) -> None:
+    assert_problem(await client.get("/products", headers={"X-Tenant-ID": value}), 400)
+
+
+async def test_unknown_tenant_is_404(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/products", headers={"X-Tenant-ID": "nobody_here"}), 404)
+
+
+async def test_missing_or_bad_key_is_401(client: httpx.AsyncClient, tenant_a: TenantHandle) -> None:
+    only_tenant = {"X-Tenant-ID": tenant_a.slug}
+    response = await client.get("/products", headers=only_tenant)
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+    wrong = {**only_tenant, "Authorization": "Bearer tsk_not_a_real_key_at_all_0000"}
+    assert_problem(await client.get("/products", headers=wrong), 401)
+    basic = {**only_tenant, "Authorization": "Basic dXNlcjpwYXNz"}
+    assert_problem(await client.get("/products", headers=basic), 401)
+
+
+async def test_key_of_another_tenant_is_403(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    crossed = {"X-Tenant-ID": tenant_a.slug, "Authorization": f"Bearer {tenant_b.api_key}"}
+    assert_problem(await client.get("/products", headers=crossed), 403)
+
+
+async def test_suspended_tenant_is_403_and_resumes(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, running: Running, engine: AsyncEngine
+) -> None:
+    assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
+    async with engine.begin() as conn:
+        await set_status(conn, tenant_a.slug, TenantStatus.SUSPENDED)
+    await running.state["registry"].refresh()
+    body = assert_problem(await client.get("/products", headers=tenant_a.headers), 403)
+    assert body["title"] == "Tenant suspended"
+    async with engine.begin() as conn:
+        await set_status(conn, tenant_a.slug, TenantStatus.ACTIVE)
+    await running.state["registry"].refresh()
+    assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
+
+
+async def test_revoked_key_is_401_within_a_poll(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, engine: AsyncEngine
+) -> None:
+    """No explicit refresh: the workers' poll alone must pick up the revocation."""
+    import asyncio
+
+    async with engine.begin() as conn:
+        key_id, key = await create_key(conn, tenant_a.slug)
+    headers = {"X-Tenant-ID": tenant_a.slug, "Authorization": f"Bearer {key}"}
+    assert (await client.get("/products", headers=headers)).status_code == 200
+    async with engine.begin() as conn:
+        await revoke_key(conn, tenant_a.slug, key_id)
+    await asyncio.sleep(0.6)  # three poll intervals of the test settings
+    assert_problem(await client.get("/products", headers=headers), 401)
+    assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
+
+
+async def test_health_and_docs_need_no_tenant(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    assert (await client.get("/openapi.json")).status_code == 200
+
+
+async def test_new_tenant_is_served_at_once(
+    client: httpx.AsyncClient, tenant_factory: TenantFactory
+) -> None:
+    fresh = await tenant_factory("fresh")
+    assert (await client.get("/products", headers=fresh.headers)).status_code == 200
