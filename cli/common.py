@@ -49,7 +49,10 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
     except (TenancyError, InvalidSlugError) as exc:
         raise fail(str(exc)) from None
     except (DBAPIError, OSError) as exc:
-        raise fail(f"database: {_one_line(getattr(exc, 'orig', None) or exc)}") from None
+        message = _one_line(getattr(exc, "orig", None) or exc)
+        if 'relation "tenantsvc.' in message:
+            message += " (run `tenantctl migrate-all` first)"
+        raise fail(f"database: {message}") from None
 
 
 def print_json(data: Any) -> None:

@@ -72,7 +72,13 @@ def _on_unavailable(_: Request, exc: Exception) -> Response:
     )  # fmt: skip
 
 
+def _on_unexpected(_: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc)
+    return problem_response(500, "Internal server error")
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _on_unexpected)
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)

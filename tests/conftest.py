@@ -107,7 +107,7 @@ class Running:
 
 
 async def start_app(
-    settings: Settings, app: FastAPI | None = None
+    settings: Settings | None = None, app: FastAPI | None = None
 ) -> tuple[LifespanManager, Running]:
     app = app or create_app(settings)
     manager = LifespanManager(app)

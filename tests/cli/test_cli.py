@@ -1,0 +1,103 @@
+"""tenantctl through Typer's CliRunner, against the test database."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
+
+from cli.main import app
+from tenantsvc.settings import get_settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(
+    database_url: str, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The CLI pointed at the test database, whose shared track ``engine`` migrated."""
+    monkeypatch.setenv("TENANTSVC_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def tenantctl(*args: str, code: int = 0) -> Any:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, (args, result.output, result.exception)
+    if code == 0 and "--json" in args:
+        return json.loads(result.stdout)
+    return result
+
+
+def slug() -> str:
+    return f"cli_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_create_list_show_suspend_resume() -> None:
+    name = slug()
+    created = tenantctl("create", name, "--name", "CLI Co", "--json")
+    assert created["slug"] == name
+    assert created["schema"] == f"tenant_{name}"
+    assert created["status"] == "active"
+    assert created["api_key"].startswith("tsk_")
+    listed = {t["slug"]: t for t in tenantctl("list", "--json")}
+    assert listed[name]["name"] == "CLI Co"
+    assert all("api_key" not in t for t in listed.values())
+    assert tenantctl("suspend", name, "--json")["status"] == "suspended"
+    assert name in {t["slug"] for t in tenantctl("list", "--status", "suspended", "--json")}
+    assert tenantctl("resume", name, "--json")["status"] == "active"
+    assert tenantctl("show", name, "--json")["schema"] == f"tenant_{name}"
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_errors_are_one_line_and_nonzero() -> None:
+    name = slug()
+    tenantctl("create", name)
+    for args in (("create", name), ("create", "Bad-Slug"), ("show", "nobody_here"),
+                 ("suspend", "nobody_here"), ("keys", "revoke", name, "999999")):  # fmt: skip
+        result = tenantctl(*args, code=1)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: "), result.stderr
+
+
+def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENANTSVC_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:9/none")
+    get_settings.cache_clear()
+    try:
+        result = tenantctl("list", code=1)
+    finally:
+        get_settings.cache_clear()
+    assert result.stderr.startswith("error: database")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_keys_create_list_revoke() -> None:
+    name = slug()
+    tenantctl("create", name)
+    new = tenantctl("keys", "create", name, "--json")
+    keys = tenantctl("keys", "list", name, "--json")
+    assert [k["id"] for k in keys][-1] == new["key_id"]
+    assert all(k["revoked_at"] is None for k in keys)
+    assert new["api_key"] not in json.dumps(keys)
+    tenantctl("keys", "revoke", name, str(new["key_id"]))
+    revoked = {k["id"]: k for k in tenantctl("keys", "list", name, "--json")}
+    assert revoked[new["key_id"]]["revoked_at"] is not None
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_migrate_one_and_all() -> None:
+    name = slug()
+    tenantctl("create", name)
+    one = tenantctl("migrate", name, "--json")
+    assert one["before"] == one["after"] is not None
+    outcomes = {o["slug"]: o for o in tenantctl("migrate-all", "--json")}
+    assert outcomes[name]["error"] is None
+    assert outcomes[name]["after"] == one["after"]

@@ -1,0 +1,97 @@
+import httpx
+
+from tests.conftest import TenantHandle
+
+
+async def _create(
+    client: httpx.AsyncClient, t: TenantHandle, **fields: object
+) -> dict[str, object]:
+    body = {"name": "widget", "price_cents": 100, "stock": 5, **fields}
+    response = await client.post("/products", json=body, headers=t.headers)
+    assert response.status_code == 201, response.text
+    created: dict[str, object] = response.json()
+    return created
+
+
+async def test_create_get_patch(client: httpx.AsyncClient, tenant_a: TenantHandle) -> None:
+    product = await _create(client, tenant_a, name="lamp")
+    url = f"/products/{product['id']}"
+    assert (await client.get(url, headers=tenant_a.headers)).json()["name"] == "lamp"
+    patched = await client.patch(url, json={"price_cents": 250}, headers=tenant_a.headers)
+    assert patched.json()["price_cents"] == 250
+    assert patched.json()["name"] == "lamp"
+    empty = await client.patch(url, json={}, headers=tenant_a.headers)
+    assert empty.status_code == 422
+
+
+async def test_soft_delete_hides_and_restore_returns(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    keep = await _create(client, tenant_a, name="keep")
+    gone = await _create(client, tenant_a, name="gone")
+    url = f"/products/{gone['id']}"
+    assert (await client.delete(url, headers=tenant_a.headers)).status_code == 204
+    assert (await client.get(url, headers=tenant_a.headers)).status_code == 404
+    assert (await client.delete(url, headers=tenant_a.headers)).status_code == 404
+    listed = (await client.get("/products", headers=tenant_a.headers)).json()["items"]
+    assert [p["id"] for p in listed] == [keep["id"]]
+    restored = await client.post(f"{url}/restore", headers=tenant_a.headers)
+    assert restored.status_code == 200
+    assert restored.json()["deleted_at"] is None
+    assert (await client.post(f"{url}/restore", headers=tenant_a.headers)).status_code == 404
+    listed = (await client.get("/products", headers=tenant_a.headers)).json()["items"]
+    assert [p["id"] for p in listed] == [keep["id"], gone["id"]]
+
+
+async def test_keyset_pages_cover_every_live_row_once(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    items = [{"name": f"p{i}", "price_cents": i, "stock": 1} for i in range(53)]
+    bulk = await client.post("/products/bulk", json={"items": items}, headers=tenant_a.headers)
+    ids = bulk.json()["ids"]
+    for deleted in ids[::10]:
+        await client.delete(f"/products/{deleted}", headers=tenant_a.headers)
+    seen: list[int] = []
+    after: int | None = 0
+    while after is not None:
+        page = await client.get(
+            "/products", params={"after_id": after, "limit": 7}, headers=tenant_a.headers
+        )
+        body = page.json()
+        assert len(body["items"]) <= 7
+        seen += [p["id"] for p in body["items"]]
+        after = body["next_after_id"]
+    assert seen == [i for i in ids if i not in ids[::10]]
+
+
+async def test_bulk_insert_thousands(client: httpx.AsyncClient, tenant_a: TenantHandle) -> None:
+    items = [{"name": f"bulk {i}", "price_cents": i, "stock": 3} for i in range(5000)]
+    response = await client.post("/products/bulk", json={"items": items}, headers=tenant_a.headers)
+    assert response.status_code == 201
+    body = response.json()
+    assert body["count"] == 5000
+    assert body["ids"] == sorted(body["ids"])
+    last = await client.get(f"/products/{body['ids'][-1]}", headers=tenant_a.headers)
+    assert last.json()["name"] == "bulk 4999"
+
+
+async def test_bulk_refuses_bad_rows_whole(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    items = [
+        {"name": "ok", "price_cents": 1, "stock": 1},
+        {"name": "bad", "price_cents": -1, "stock": 1},
+    ]
+    response = await client.post("/products/bulk", json={"items": items}, headers=tenant_a.headers)
+    assert response.status_code == 422
+    listed = (await client.get("/products", headers=tenant_a.headers)).json()
+    assert listed["items"] == []
+
+
+async def test_pagination_limits_are_validated(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    for params in ({"limit": 0}, {"limit": 101}, {"after_id": -1}, {"after_id": 2**63}):
+        response = await client.get("/products", params=params, headers=tenant_a.headers)
+        assert response.status_code == 422, params
+        assert response.headers["content-type"] == "application/problem+json"
