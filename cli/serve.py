@@ -47,6 +47,9 @@ def serve(
 ) -> None:
     """Run the API. Without TENANTSVC_DATABASE_URL, starts and migrates an embedded PostgreSQL
     with a demo tenant, and prints a curl to try."""
+    import signal
+    import sys
+
     import uvicorn
 
     from tenantsvc.settings import get_settings
@@ -54,6 +57,9 @@ def serve(
     settings = get_settings()
     if settings.database_url is None:
         _bootstrap_embedded(host, port)
+        # uvicorn re-raises SIGTERM after a graceful shutdown; exiting normally instead lets
+        # the embedded server's exit hook stop PostgreSQL rather than leave it running.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "tenantsvc.main:app",
         host=host,
