@@ -1,68 +1,212 @@
-"""Migration commands: one tenant, or the whole fleet (shared track first)."""
+"""Migration commands: one tenant, the whole fleet (shared track first), and fleet status."""
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.common import engine_for_cli, fail, print_json, run
 
+if TYPE_CHECKING:
+    from tenantsvc.tenancy.fleet import Summary, TenantOutcome
+
 app = typer.Typer()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+ToOpt = Annotated[str, typer.Option("--to", help="Target revision (head, base, an id).")]
 
 
-def _outcome_json(o: object) -> dict[str, object]:
-    from dataclasses import asdict
+def _outcome_json(o: "TenantOutcome") -> dict[str, Any]:
+    return {"slug": o.slug, "schema": o.schema, "before": o.before, "after": o.after,
+            "seconds": round(o.seconds, 4), "error": o.error, "skipped": o.skipped}  # fmt: skip
 
-    return asdict(o)  # type: ignore[call-overload, no-any-return]
+
+def _summary_json(s: "Summary") -> dict[str, Any]:
+    return {"target": s.target, "total": s.total, "migrated": s.migrated,
+            "skipped": s.skipped, "failed": len(s.failures)}  # fmt: skip
+
+
+class JsonStream:
+    """Writes ``{"tenants": [...], "summary": {...}}`` as outcomes arrive: nothing per
+    tenant is held in memory, however large the fleet."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        sys.stdout.write('{"tenants": [')
+
+    def add(self, outcome: "TenantOutcome") -> None:
+        import json
+
+        sys.stdout.write(("," if self.count else "") + "\n  " + json.dumps(_outcome_json(outcome)))
+        self.count += 1
+
+    def close(self, summary: "Summary") -> None:
+        import json
+
+        sys.stdout.write(f'\n], "summary": {json.dumps(_summary_json(summary))}}}\n')
 
 
 @app.command()
-def migrate(
-    slug: str,
-    to: Annotated[str, typer.Option("--to", help="Target revision.")] = "head",
-    as_json: JsonOpt = False,
-) -> None:
+def migrate(slug: str, to: ToOpt = "head", as_json: JsonOpt = False) -> None:
     """Migrate one tenant's schema (the shared track first)."""
-    from tenantsvc.tenancy.admin import get_tenant
-    from tenantsvc.tenancy.fleet import migrate_one, migrate_shared
-
-    async def work() -> None:
-        async with engine_for_cli() as engine:
-            await migrate_shared(engine)
-            async with engine.connect() as conn:
-                tenant = await get_tenant(conn, slug)
-            outcome = await migrate_one(engine, tenant.slug, tenant.schema, to)
-        if as_json:
-            print_json(_outcome_json(outcome))
-        if outcome.error:
-            raise fail(f"{slug}: {outcome.error.splitlines()[0]}")
-        if not as_json:
-            typer.echo(f"{slug}: {outcome.before} -> {outcome.after}")
-
-    run(work)
+    _migrate(to, [slug], [], None, False, as_json, single=True)
 
 
 @app.command("migrate-all")
 def migrate_all(
-    to: Annotated[str, typer.Option("--to", help="Target revision.")] = "head",
+    to: ToOpt = "head",
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Connections used at once (default: from the pool).")
+    ] = None,
+    tenant: Annotated[list[str], typer.Option("--tenant", help="Only these tenants.")] = [],  # noqa: B006
+    status: Annotated[list[str], typer.Option("--status", help="Only these statuses.")] = [],  # noqa: B006
+    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failing tenant.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="List what would run; change nothing.")] = False,
+    sql: Annotated[bool, typer.Option("--sql", help="Print one tenant's SQL instead.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Migrate the shared track, then every tenant, each in its own transaction."""
+    """Migrate the shared track, then every tenant behind the target, concurrently, each in
+    its own transaction. Exits non-zero if any tenant failed; a re-run resumes."""
+    if sql:
+        _print_sql(to, tenant)
+    elif dry_run:
+        _dry_run(to, tenant, status, as_json)
+    else:
+        _migrate(to, tenant, status, concurrency, fail_fast, as_json)
+
+
+def _migrate(
+    to: str,
+    slugs: list[str],
+    statuses: list[str],
+    concurrency: int | None,
+    fail_fast: bool,
+    as_json: bool,
+    single: bool = False,
+) -> None:
+    from tenantsvc.settings import get_settings
+    from tenantsvc.tenancy import fleet
+    from tenantsvc.tenancy.errors import TenantNotFoundError
+
+    workers = concurrency or fleet.default_concurrency(get_settings().pool_size)
+
+    async def work() -> "Summary":
+        async with engine_for_cli(pool_size=workers) as engine:
+            await fleet.migrate_shared(engine)
+            the_plan = await fleet.plan(engine, to, slugs, statuses)
+            if single and the_plan.total == 0:
+                raise TenantNotFoundError(slugs[0])
+            with _reporter(as_json, len(the_plan.behind)) as report:
+                summary = await fleet.run_plan(
+                    engine, the_plan, workers, fail_fast=fail_fast, on_done=report
+                )
+            if as_json:
+                report.close(summary)
+            return summary
+
+    summary = run(work)
+    if not as_json:
+        typer.echo(
+            f"{summary.total} tenants: {summary.migrated} migrated to {summary.target}, "
+            f"{summary.skipped} already there, {len(summary.failures)} failed"
+        )
+    for failure in summary.failures:
+        typer.echo(f"failed: {failure.slug}: {failure.error}", err=True)
+    if summary.failures:
+        raise typer.Exit(1)
+
+
+class _Reporter:
+    def __init__(self, as_json: bool, total: int) -> None:
+        self.stream = JsonStream() if as_json else None
+        self.progress: Any = None
+        if not as_json and sys.stdout.isatty() and total:
+            from rich.progress import Progress
+
+            self.progress = Progress()
+            self.task = self.progress.add_task("migrating", total=total)
+
+    def __enter__(self) -> "_Reporter":
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, outcome: "TenantOutcome") -> None:
+        if self.stream is not None:
+            self.stream.add(outcome)
+        if self.progress is not None:
+            self.progress.advance(self.task)
+
+    def close(self, summary: "Summary") -> None:
+        if self.stream is not None:
+            self.stream.close(summary)
+
+
+def _reporter(as_json: bool, total: int) -> _Reporter:
+    return _Reporter(as_json, total)
+
+
+def _dry_run(to: str, slugs: list[str], statuses: list[str], as_json: bool) -> None:
     from tenantsvc.tenancy import fleet
 
     async def work() -> None:
         async with engine_for_cli() as engine:
-            outcomes = await fleet.migrate_all(engine, to)
-        failed = [o for o in outcomes if o.error]
+            the_plan = await fleet.plan(engine, to, slugs, statuses)
+        rows = [{"slug": t.slug, "schema": t.schema, "before": rev, "after": the_plan.target}
+                for t, rev in the_plan.behind]  # fmt: skip
         if as_json:
-            print_json([_outcome_json(o) for o in outcomes])
-        else:
-            moved = sum(1 for o in outcomes if o.before != o.after and not o.error)
-            typer.echo(f"{len(outcomes)} tenants: {moved} migrated, {len(failed)} failed")
-            for o in failed:
-                typer.echo(f"  {o.slug}: {(o.error or '').splitlines()[0]}", err=True)
-        if failed:
-            raise typer.Exit(1)
+            print_json({"target": the_plan.target, "total": the_plan.total, "would_migrate": rows})
+            return
+        for row in rows:
+            typer.echo(f"{row['slug']}: {row['before']} -> {row['after']}")
+        typer.echo(f"{len(rows)} of {the_plan.total} tenants would migrate to {the_plan.target}")
+
+    run(work)
+
+
+def _print_sql(to: str, slugs: list[str]) -> None:
+    from tenantsvc.tenancy.admin import get_tenant
+    from tenantsvc.tenancy.migrator import compiled_script, current_revision, resolve
+
+    if len(slugs) != 1:
+        raise fail("--sql renders one tenant's SQL: give exactly one --tenant")
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.connect() as conn:
+            tenant = await get_tenant(conn, slugs[0])
+            current = await conn.run_sync(current_revision, tenant.schema)
+        script = compiled_script(current, resolve("tenant", to))
+        typer.echo(f"BEGIN;\nSELECT set_config('search_path', '{tenant.schema}', true);\n")
+        typer.echo(script + "COMMIT;")
+
+    run(work)
+
+
+@app.command("status")
+def status_(as_json: JsonOpt = False) -> None:
+    """Each tenant's revision against head, drift from a fresh build, stuck provisioning."""
+    from tenantsvc.tenancy.status import fleet_status
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.connect() as conn:
+            target, states = await fleet_status(conn)
+        stuck = [s.slug for s in states if s.status == "provisioning"]
+        if as_json:
+            print_json({"head": target, "tenants": [s.as_json() for s in states],
+                        "stuck_provisioning": stuck})  # fmt: skip
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("slug", "status", "revision", "at head", "drift")
+        for s in states:
+            drift = "-" if s.drift is None else ("DRIFT" if s.drift else "none")
+            table.add_row(s.slug, s.status, s.revision or "-", "yes" if s.at_head else "NO", drift)
+        Console().print(table)
+        typer.echo(f"head {target}; stuck in provisioning: {', '.join(stuck) or 'none'}")
 
     run(work)

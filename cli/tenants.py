@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import engine_for_cli, print_json, run
+from cli.common import engine_for_cli, fail, print_json, run
 
 app = typer.Typer()
 
@@ -103,3 +103,60 @@ def suspend(slug: str, as_json: JsonOpt = False) -> None:
 def resume(slug: str, as_json: JsonOpt = False) -> None:
     """Serve a suspended tenant again."""
     _set_status(slug, "active", as_json)
+
+
+def _lifecycle(slug: str, action: str, as_json: bool) -> None:
+    from tenantsvc.tenancy import lifecycle
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.begin() as conn:
+            tenant = await getattr(lifecycle, action)(conn, slug)
+        if as_json:
+            print_json({**tenant.as_json(), "action": action})
+        elif tenant.archived_schema and action == "archive":
+            typer.echo(f"tenant {tenant.slug}: archived (schema now {tenant.archived_schema})")
+        else:
+            typer.echo(f"tenant {tenant.slug}: {action}d")
+
+    run(work)
+
+
+@app.command()
+def drop(
+    slug: str,
+    purge: Annotated[bool, typer.Option(help="Drop the schema and its data for good.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Archive a tenant (schema renamed out of the way, not served), or --purge it."""
+    if not yes:
+        what = "PURGE (drop all data of)" if purge else "archive"
+        if not typer.confirm(f"{what} tenant {slug}?", default=False, err=True):
+            raise fail("not confirmed (pass --yes to skip the question)")
+    _lifecycle(slug, "purge" if purge else "archive", as_json)
+
+
+@app.command()
+def restore(slug: str, as_json: JsonOpt = False) -> None:
+    """Bring an archived tenant back, every row intact."""
+    _lifecycle(slug, "restore", as_json)
+
+
+@app.command()
+def rename(
+    slug: str,
+    name: Annotated[str, typer.Option(help="The new display name.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a tenant's display name (the slug and schema stay)."""
+    from tenantsvc.tenancy import lifecycle
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.begin() as conn:
+            tenant = await lifecycle.rename(conn, slug, name)
+        if as_json:
+            print_json(tenant.as_json())
+        else:
+            typer.echo(f"tenant {tenant.slug} is now named {tenant.name!r}")
+
+    run(work)

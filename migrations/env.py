@@ -87,6 +87,21 @@ def run_offline() -> None:
         context.run_migrations()
 
 
+def run_capture() -> None:
+    """Schema-agnostic SQL of the tenant track, for tenantctl's fast path: every name is
+    unqualified (the caller's transaction-local search_path picks the tenant) and there are
+    no transaction statements (the caller owns the transaction)."""
+    context.configure(
+        dialect_name="postgresql",
+        target_metadata=_metadata(),
+        literal_binds=True,
+        transactional_ddl=False,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 async def _run_online_async() -> None:
     url = get_settings().database_url
     if url is None:
@@ -101,7 +116,7 @@ async def _run_online_async() -> None:
 
 
 if context.is_offline_mode():
-    run_offline()
+    run_capture() if config.attributes.get("capture") else run_offline()
 elif (handed := config.attributes.get("connection")) is not None:
     run_with_connection(handed)
 else:

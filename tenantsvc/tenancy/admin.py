@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tenantsvc.tenancy.errors import KeyNotFoundError, TenantNotFoundError
+from tenantsvc.tenancy.errors import KeyNotFoundError, TenancyError, TenantNotFoundError
 from tenantsvc.tenancy.models import ApiKeyRow, TenantRow, TenantStatus
 from tenantsvc.tenancy.provisioning import issue_key
 from tenantsvc.tenancy.slugs import validate_slug
@@ -21,6 +21,7 @@ class TenantInfo:
     schema: str
     status: str
     created_at: datetime
+    archived_schema: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -51,6 +52,7 @@ _TENANT_COLUMNS = (
     TenantRow.schema_name,
     TenantRow.status,
     TenantRow.created_at,
+    TenantRow.archived_schema,
 )
 
 
@@ -71,6 +73,8 @@ async def get_tenant(conn: AsyncConnection, slug: str) -> TenantInfo:
 
 async def set_status(conn: AsyncConnection, slug: str, status: TenantStatus) -> TenantInfo:
     tenant = await get_tenant(conn, slug)
+    if tenant.status == TenantStatus.ARCHIVED:
+        raise TenancyError(f"tenant {slug!r} is archived: `tenantctl restore {slug}` first")
     await conn.execute(update(TenantRow).where(TenantRow.id == tenant.id).values(status=status))
     return await get_tenant(conn, slug)
 

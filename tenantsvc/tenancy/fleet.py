@@ -1,21 +1,47 @@
-"""Migrating the whole fleet: the shared track first, then every tenant in its own transaction.
+"""Migrating the fleet: the shared track first, then every tenant that is not at the target.
 
-A tenant either reaches the target revision or stays untouched; one tenant's failure is
-recorded and the others go on, so a re-run resumes where this one stopped.
+- One planning pass reads every tenant's revision in a few batched queries; tenants already
+  at the target are skipped without being touched, so a no-op run costs a few queries.
+- Tenants migrate concurrently over ``concurrency`` connections, each in its own transaction:
+  a tenant is either fully at the target or untouched. A failure is recorded and the others
+  go on (unless ``fail_fast``); a re-run resumes with whoever is still behind.
+- A per-tenant advisory lock, then a re-read of the revision under it, means two runs never
+  apply the same migration twice: the second waits, sees the tenant at the target, skips.
+- Outcomes are streamed to ``on_done`` and only failures are kept, so memory stays flat as
+  the fleet grows.
 """
 
+import asyncio
+import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.tenancy.migrator import current_revision, upgrade_shared, upgrade_tenant
+from tenantsvc.tenancy.ddl import run_script
+from tenantsvc.tenancy.migrator import (
+    compiled_script,
+    current_revision,
+    migrate_tenant_online,
+    resolve,
+    upgrade_shared,
+)
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
+from tenantsvc.tenancy.revisions import read_revisions
+
+LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class FleetTenant:
+    id: int
+    slug: str
+    schema: str
+
+
+@dataclass(slots=True)
 class TenantOutcome:
     slug: str
     schema: str
@@ -23,6 +49,28 @@ class TenantOutcome:
     after: str | None
     seconds: float
     error: str | None = None
+    skipped: bool = False
+
+
+@dataclass
+class Plan:
+    target: str | None
+    total: int
+    behind: list[tuple[FleetTenant, str | None]]  # (tenant, current revision)
+
+
+@dataclass
+class Summary:
+    target: str | None
+    total: int
+    migrated: int = 0
+    skipped: int = 0
+    failures: list[TenantOutcome] = field(default_factory=list)
+
+
+def default_concurrency(pool_size: int) -> int:
+    """Bounded by the pool budget; beyond a few per core the database only queues."""
+    return max(1, min(pool_size, 4 * (os.cpu_count() or 1)))
 
 
 async def migrate_shared(engine: AsyncEngine) -> None:
@@ -30,36 +78,99 @@ async def migrate_shared(engine: AsyncEngine) -> None:
         await conn.run_sync(upgrade_shared)
 
 
-async def migrate_one(engine: AsyncEngine, slug: str, schema: str, target: str) -> TenantOutcome:
+async def plan(
+    engine: AsyncEngine,
+    target: str = "head",
+    slugs: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+) -> Plan:
+    wanted = resolve("tenant", target)
+    query = select(TenantRow.id, TenantRow.slug, TenantRow.schema_name).order_by(TenantRow.slug)
+    if slugs:
+        query = query.where(TenantRow.slug.in_(slugs))
+    if statuses:
+        query = query.where(TenantRow.status.in_(statuses))
+    else:
+        query = query.where(TenantRow.status != TenantStatus.ARCHIVED)
+    async with engine.connect() as conn:
+        rows = await conn.execute(query)
+        tenants = [FleetTenant(id_, slug, schema) for id_, slug, schema in rows]
+        revisions = await conn.run_sync(read_revisions, [t.schema for t in tenants])
+    behind = [(t, revisions[t.schema]) for t in tenants if revisions[t.schema] != wanted]
+    return Plan(wanted, len(tenants), behind)
+
+
+async def _apply(engine: AsyncEngine, tenant: FleetTenant, target: str | None) -> TenantOutcome:
     started = time.perf_counter()
-    before = None
+    async with engine.begin() as conn:
+        await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, tenant.id)))
+        before = await conn.run_sync(current_revision, tenant.schema)
+        if before == target:  # another run got here first
+            elapsed = time.perf_counter() - started
+            return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, skipped=True)
+        try:
+            script = compiled_script(before, target)
+        except Exception:  # a revision that cannot render offline: take Alembic's online path
+            await conn.run_sync(migrate_tenant_online, tenant.schema, target)
+        else:
+            await run_script(conn, tenant.schema, script)
+    return TenantOutcome(tenant.slug, tenant.schema, before, target, time.perf_counter() - started)
+
+
+async def migrate_tenant(
+    engine: AsyncEngine, tenant: FleetTenant, before: str | None, target: str | None
+) -> TenantOutcome:
+    started = time.perf_counter()
     try:
-        async with engine.begin() as conn:
-            before = await conn.run_sync(current_revision, schema)
-            await conn.run_sync(upgrade_tenant, schema, target)
-            after = await conn.run_sync(current_revision, schema)
+        return await _apply(engine, tenant, target)
     except Exception as exc:
-        return TenantOutcome(slug, schema, before, before, time.perf_counter() - started, str(exc))
-    return TenantOutcome(slug, schema, before, after, time.perf_counter() - started)
+        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        error = message[0] if message else type(exc).__name__
+        elapsed = time.perf_counter() - started
+        return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, error)
+
+
+async def run_plan(
+    engine: AsyncEngine,
+    the_plan: Plan,
+    concurrency: int,
+    *,
+    fail_fast: bool = False,
+    on_done: Callable[[TenantOutcome], None] | None = None,
+) -> Summary:
+    summary = Summary(
+        the_plan.target, the_plan.total, skipped=the_plan.total - len(the_plan.behind)
+    )
+    pending = iter(the_plan.behind)
+
+    async def worker() -> None:
+        for tenant, before in pending:
+            if fail_fast and summary.failures:
+                return
+            outcome = await migrate_tenant(engine, tenant, before, the_plan.target)
+            if outcome.error:
+                summary.failures.append(outcome)
+            elif outcome.skipped:
+                summary.skipped += 1
+            else:
+                summary.migrated += 1
+            if on_done is not None:
+                on_done(outcome)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    return summary
 
 
 async def migrate_all(
     engine: AsyncEngine,
     target: str = "head",
+    *,
+    concurrency: int = 4,
+    slugs: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    fail_fast: bool = False,
     on_done: Callable[[TenantOutcome], None] | None = None,
-) -> list[TenantOutcome]:
+) -> Summary:
     await migrate_shared(engine)
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(TenantRow.slug, TenantRow.schema_name)
-            .where(TenantRow.status != TenantStatus.ARCHIVED)
-            .order_by(TenantRow.slug)
-        )
-        tenants = list(rows)
-    outcomes = []
-    for slug, schema in tenants:
-        outcome = await migrate_one(engine, slug, schema, target)
-        outcomes.append(outcome)
-        if on_done is not None:
-            on_done(outcome)
-    return outcomes
+    the_plan = await plan(engine, target, slugs, statuses)
+    return await run_plan(engine, the_plan, concurrency, fail_fast=fail_fast, on_done=on_done)

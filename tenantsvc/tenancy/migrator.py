@@ -1,32 +1,98 @@
-"""Alembic driven programmatically through migrations/env.py, one connection at a time.
+"""Alembic, driven programmatically through migrations/env.py.
 
-The connection (and, for the tenant track, the schema) is handed to env.py through
-``config.attributes`` as the Alembic cookbook describes, so the caller owns the transaction:
-provisioning can create a schema, migrate it and register it in one atomic transaction.
+Two ways to move a tenant schema between revisions:
+
+- compiled (the fast path): Alembic renders the tenant track from one revision to another as
+  schema-agnostic SQL once per process and revision pair; each tenant then gets that script
+  in one round trip, inside its own transaction, under its transaction-local search_path.
+  Per tenant, no Python migration code runs, so a fleet of thousands costs about what the SQL
+  costs. Scripts are rendered by Alembic's own offline mode from the same revision files.
+- online: ``command.upgrade`` with the connection handed to env.py through
+  ``config.attributes`` (the Alembic cookbook's way), for revisions that cannot be rendered
+  offline (ones that read data through ``op.get_bind()``).
 """
 
+import io
+import os
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
+from tenantsvc.tenancy.revisions import read_revisions
+
 ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_INI = ROOT / "alembic.ini"
+EXTRA_VERSIONS_ENV = "TENANTSVC_EXTRA_TENANT_VERSION_DIRS"
 
 
-def alembic_config(track: str) -> Config:
+def _extra_tenant_dirs() -> list[str]:
+    """Extra tenant-track version directories (os.pathsep-separated), e.g. site-specific or
+    benchmark-only revisions that chain onto the repository's head."""
+    return [d for d in os.environ.get(EXTRA_VERSIONS_ENV, "").split(os.pathsep) if d]
+
+
+def alembic_config(track: str, output_buffer: io.StringIO | None = None) -> Config:
     """``track`` is "tenant" (the ini's main section) or "shared"."""
     section = "shared" if track == "shared" else "alembic"
-    return Config(str(ALEMBIC_INI), ini_section=section)
+    config = Config(str(ALEMBIC_INI), ini_section=section, output_buffer=output_buffer)
+    if track == "tenant" and (extra := _extra_tenant_dirs()):
+        locations = config.get_main_option("version_locations") or ""
+        config.set_main_option("version_locations", " ".join([locations, *extra]))
+    return config
+
+
+@cache
+def _scripts(track: str, extra: tuple[str, ...]) -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(track))
+
+
+def scripts(track: str) -> ScriptDirectory:
+    return _scripts(track, tuple(_extra_tenant_dirs()))
 
 
 def head(track: str) -> str:
-    revision = ScriptDirectory.from_config(alembic_config(track)).get_current_head()
+    revision = scripts(track).get_current_head()
     assert revision is not None
     return revision
+
+
+def resolve(track: str, target: str) -> str | None:
+    """A revision id for ``target`` ("head", "base", a full or partial id); None is base."""
+    if target == "base":
+        return None
+    found = scripts(track).get_revision(target)
+    assert found is not None
+    return found.revision
+
+
+def is_downgrade(current: str | None, target: str | None) -> bool:
+    if current is None or current == target:
+        return False
+    if target is None:
+        return True
+    ancestors = {r.revision for r in scripts("tenant").iterate_revisions(current, "base")}
+    return target in ancestors
+
+
+@cache
+def _compiled(current: str | None, target: str | None, extra: tuple[str, ...]) -> str:
+    buffer = io.StringIO()
+    config = alembic_config("tenant", output_buffer=buffer)
+    config.attributes["capture"] = True
+    if is_downgrade(current, target):
+        command.downgrade(config, f"{current}:{target or 'base'}", sql=True)
+    else:
+        command.upgrade(config, f"{current}:{target}" if current else str(target), sql=True)
+    return buffer.getvalue()
+
+
+def compiled_script(current: str | None, target: str | None) -> str:
+    """The tenant track's SQL from ``current`` to ``target`` (revision ids, None for base)."""
+    return _compiled(current, target, tuple(_extra_tenant_dirs()))
 
 
 def upgrade_shared(connection: Connection, target: str = "head") -> None:
@@ -35,20 +101,22 @@ def upgrade_shared(connection: Connection, target: str = "head") -> None:
     command.upgrade(config, target)
 
 
-def upgrade_tenant(connection: Connection, schema: str, target: str = "head") -> None:
+def _tenant_config(connection: Connection, schema: str) -> Config:
     config = alembic_config("tenant")
     config.attributes["connection"] = connection
     config.attributes["tenant_schema"] = schema
-    command.upgrade(config, target)
+    return config
 
 
-def downgrade_tenant(connection: Connection, schema: str, target: str) -> None:
-    config = alembic_config("tenant")
-    config.attributes["connection"] = connection
-    config.attributes["tenant_schema"] = schema
-    command.downgrade(config, target)
+def migrate_tenant_online(connection: Connection, schema: str, target: str | None) -> None:
+    """Step by step through Alembic (the reference the compiled path is tested against)."""
+    config = _tenant_config(connection, schema)
+    current = current_revision(connection, schema)
+    if is_downgrade(current, target):
+        command.downgrade(config, target or "base")
+    else:
+        command.upgrade(config, target or "head")
 
 
 def current_revision(connection: Connection, schema: str) -> str | None:
-    context = MigrationContext.configure(connection, opts={"version_table_schema": schema})
-    return context.get_current_revision()
+    return read_revisions(connection, [schema])[schema]

@@ -24,6 +24,8 @@ class TenantRow(CreatedAtMixin, SharedBase):
     name: Mapped[str] = mapped_column(String(200))
     schema_name: Mapped[str] = mapped_column(String(63), unique=True)
     status: Mapped[str] = mapped_column(String(16))
+    # Set while archived: the schema was renamed here, out of the way of request routing.
+    archived_schema: Mapped[str | None] = mapped_column(String(63))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

@@ -9,13 +9,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tenantsvc.db.models import TenantBase
 from tenantsvc.tenancy import provisioning
+from tenantsvc.tenancy.ddl import run_script
 from tenantsvc.tenancy.errors import TenantExistsError
 from tenantsvc.tenancy.fleet import migrate_all
-from tenantsvc.tenancy.migrator import head, upgrade_tenant
+from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tests.conftest import TenantHandle
 from tests.pg import with_database
@@ -42,11 +43,11 @@ async def _registered(engine: AsyncEngine, slug: str) -> bool:
 async def test_failure_mid_create_leaves_nothing(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def migrate_then_fail(connection: Connection, schema: str, target: str = "head") -> None:
-        upgrade_tenant(connection, schema, target)
+    async def migrate_then_fail(conn: AsyncConnection, schema: str, script: str) -> None:
+        await run_script(conn, schema, script)
         raise RuntimeError("disk full, say")
 
-    monkeypatch.setattr(provisioning, "upgrade_tenant", migrate_then_fail)
+    monkeypatch.setattr(provisioning, "run_script", migrate_then_fail)
     slug = f"broken_{uuid.uuid4().hex[:6]}"
     with pytest.raises(RuntimeError):
         await create_tenant(engine, slug)
@@ -92,7 +93,7 @@ async def empty_database_url(admin_url: str) -> AsyncIterator[str]:
 async def test_migrate_all_then_create_is_all_a_new_database_needs(empty_database_url: str) -> None:
     engine = create_async_engine(empty_database_url)
     try:
-        assert await migrate_all(engine) == []
+        assert (await migrate_all(engine)).total == 0
         new = await create_tenant(engine, "first")
         async with engine.connect() as conn:
             version = await conn.scalar(

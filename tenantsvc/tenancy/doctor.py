@@ -1,0 +1,116 @@
+"""``tenantctl doctor``: what is wrong with this deployment before it bites.
+
+The pool check follows the design notes: every worker has its own pool, so the server must
+allow ``workers * (pool_size + max_overflow)`` connections, plus the superuser reserve and
+headroom for migrations and the CLI.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import column, func, select, table, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenantsvc.settings import Settings
+from tenantsvc.tenancy.migrator import head
+from tenantsvc.tenancy.models import TenantRow, TenantStatus
+from tenantsvc.tenancy.revisions import read_revisions
+from tenantsvc.tenancy.slugs import SHARED_SCHEMA
+
+MIN_SERVER_VERSION = 130000
+CLI_HEADROOM = 5
+TENANT_TABLES = ("users", "products", "orders", "order_items")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok, warn, fail
+    detail: str
+
+
+async def _setting(conn: AsyncConnection, name: str) -> str:
+    return str(await conn.scalar(select(func.current_setting(name))))
+
+
+async def check_server(conn: AsyncConnection) -> Check:
+    version = int(await _setting(conn, "server_version_num"))
+    shown = await _setting(conn, "server_version")
+    if version < MIN_SERVER_VERSION:
+        return Check("server", "fail", f"PostgreSQL {shown}: 13 or newer is needed")
+    return Check("server", "ok", f"PostgreSQL {shown}")
+
+
+def pool_check(settings: Settings, max_connections: int, reserved: int) -> Check:
+    per_worker = settings.pool_size + settings.max_overflow
+    needed = settings.workers * per_worker + CLI_HEADROOM
+    usable = max_connections - reserved
+    detail = (
+        f"{settings.workers} workers x ({settings.pool_size} pool + {settings.max_overflow} "
+        f"overflow) + {CLI_HEADROOM} for tools = {needed}; server allows {usable} "
+        f"(max_connections {max_connections} - {reserved} reserved)"
+    )
+    if settings.pgbouncer:
+        return Check("pool", "ok", detail + "; behind PgBouncer, which bounds server connections")
+    if needed <= usable:
+        return Check("pool", "ok", detail)
+    fitting = max(1, (usable - CLI_HEADROOM) // settings.workers - settings.max_overflow)
+    advice = (
+        f"; set TENANTSVC_POOL_SIZE={fitting} (or fewer workers), or put PgBouncer in "
+        "transaction mode in front of PostgreSQL and set TENANTSVC_PGBOUNCER=true"
+    )
+    return Check("pool", "fail", detail + advice)
+
+
+async def check_pool(conn: AsyncConnection, settings: Settings) -> Check:
+    max_connections = int(await _setting(conn, "max_connections"))
+    reserved = int(await _setting(conn, "superuser_reserved_connections"))
+    return pool_check(settings, max_connections, reserved)
+
+
+async def check_search_path(conn: AsyncConnection) -> Check:
+    """A fresh connection's search_path must find no tenant table: SQL that runs outside a
+    tenant transaction then fails instead of reading somebody's rows."""
+    path = await _setting(conn, "search_path")
+    found = await conn.scalar(
+        text(
+            "SELECT string_agg(n.nspname || '.' || c.relname, ', ') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ANY(current_schemas(false)) AND c.relname = ANY(:tables)"
+        ),
+        {"tables": list(TENANT_TABLES)},
+    )
+    if found:
+        return Check("search_path", "fail", f"default search_path {path!r} reaches {found}")
+    return Check("search_path", "ok", f"default search_path {path!r} holds no tenant tables")
+
+
+async def check_migrations(conn: AsyncConnection) -> list[Check]:
+    version_table = table("alembic_version", column("version_num"), schema=SHARED_SCHEMA)
+    shared = await conn.scalar(select(func.max(version_table.c.version_num)))
+    shared_head = head("shared")
+    checks = [
+        Check("shared track", "ok" if shared == shared_head else "fail",
+              f"at {shared}, head {shared_head}")
+    ]  # fmt: skip
+    served = select(TenantRow.schema_name).where(TenantRow.status != TenantStatus.ARCHIVED)
+    schemas = list((await conn.execute(served)).scalars())
+    revisions = await conn.run_sync(read_revisions, schemas)
+    tenant_head = head("tenant")
+    behind = sum(1 for r in revisions.values() if r != tenant_head)
+    checks.append(
+        Check("tenant track", "warn" if behind else "ok",
+              f"{len(schemas) - behind} of {len(schemas)} tenants at head {tenant_head}"
+              + (": run `tenantctl migrate-all`" if behind else ""))
+    )  # fmt: skip
+    return checks
+
+
+async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
+    checks = [await check_server(conn), await check_pool(conn, settings)]
+    checks.append(await check_search_path(conn))
+    try:
+        checks += await check_migrations(conn)
+    except Exception as exc:  # no shared schema yet: say so rather than crash
+        first = str(getattr(exc, "orig", exc)).splitlines()[0]
+        checks.append(Check("shared track", "fail", f"{first}: run `tenantctl migrate-all`"))
+    return checks
