@@ -131,7 +131,11 @@ def drop(
     """Archive a tenant (schema renamed out of the way, not served), or --purge it."""
     if not yes:
         what = "PURGE (drop all data of)" if purge else "archive"
-        if not typer.confirm(f"{what} tenant {slug}?", default=False, err=True):
+        try:
+            confirmed = typer.confirm(f"{what} tenant {slug}?", default=False, err=True)
+        except typer.Abort:  # no terminal to answer on
+            confirmed = False
+        if not confirmed:
             raise fail("not confirmed (pass --yes to skip the question)")
     _lifecycle(slug, "purge" if purge else "archive", as_json)
 

@@ -25,10 +25,8 @@ def admin_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-async def database_url(admin_url: str) -> AsyncIterator[str]:
-    """A fresh database per test session, dropped at the end."""
-    name = f"tenantsvc_test_{uuid.uuid4().hex[:8]}"
+async def _scratch_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -38,6 +36,30 @@ async def database_url(admin_url: str) -> AsyncIterator[str]:
     async with admin.connect() as conn:
         await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def database_url(admin_url: str) -> AsyncIterator[str]:
+    """A fresh database per test session, dropped at the end."""
+    async for url in _scratch_database(admin_url, "tenantsvc_test"):
+        yield url
+
+
+@pytest.fixture
+async def empty_database_url(admin_url: str) -> AsyncIterator[str]:
+    """A database of this test's own, empty (not even the shared track)."""
+    async for url in _scratch_database(admin_url, "tenantsvc_empty"):
+        yield url
+
+
+@pytest.fixture
+async def fresh_engine(empty_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a database of this test's own, shared track migrated: for tests that
+    change the whole fleet (revisions, the public schema) and must not disturb the others."""
+    engine = create_engine(make_settings(empty_database_url))
+    await migrate_shared(engine)
+    yield engine
+    await engine.dispose()
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

@@ -32,6 +32,10 @@ from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import read_revisions
 
 LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
+SHARED_LOCK_ID = 0  # tenant ids start at 1
+# Alembic's `context` and `op` are module-global proxies: two online Alembic commands must
+# not interleave in one process, so they take turns (the compiled path needs no Alembic).
+_ALEMBIC_ONLINE = asyncio.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,9 @@ def default_concurrency(pool_size: int) -> int:
 
 
 async def migrate_shared(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
+    """The shared track, under an advisory lock so concurrent runs apply it once."""
+    async with _ALEMBIC_ONLINE, engine.begin() as conn:
+        await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, SHARED_LOCK_ID)))
         await conn.run_sync(upgrade_shared)
 
 
@@ -111,7 +117,8 @@ async def _apply(engine: AsyncEngine, tenant: FleetTenant, target: str | None) -
         try:
             script = compiled_script(before, target)
         except Exception:  # a revision that cannot render offline: take Alembic's online path
-            await conn.run_sync(migrate_tenant_online, tenant.schema, target)
+            async with _ALEMBIC_ONLINE:
+                await conn.run_sync(migrate_tenant_online, tenant.schema, target)
         else:
             await run_script(conn, tenant.schema, script)
     return TenantOutcome(tenant.slug, tenant.schema, before, target, time.perf_counter() - started)

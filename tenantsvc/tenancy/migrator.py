@@ -41,7 +41,7 @@ def alembic_config(track: str, output_buffer: io.StringIO | None = None) -> Conf
     config = Config(str(ALEMBIC_INI), ini_section=section, output_buffer=output_buffer)
     if track == "tenant" and (extra := _extra_tenant_dirs()):
         locations = config.get_main_option("version_locations") or ""
-        config.set_main_option("version_locations", " ".join([locations, *extra]))
+        config.set_main_option("version_locations", os.pathsep.join([locations, *extra]))
     return config
 
 

@@ -2,7 +2,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from tenantsvc.tenancy.fleet import migrate_all
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tests.conftest import TenantHandle
-from tests.pg import with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,18 +74,6 @@ async def test_models_match_the_tenant_migrations(
     async with engine.connect() as conn:
         differences = await conn.run_sync(diff)
     assert differences == []
-
-
-@pytest.fixture
-async def empty_database_url(admin_url: str) -> AsyncIterator[str]:
-    name = f"tenantsvc_empty_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield with_database(admin_url, name)
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    await admin.dispose()
 
 
 async def test_migrate_all_then_create_is_all_a_new_database_needs(empty_database_url: str) -> None:

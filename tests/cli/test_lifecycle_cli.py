@@ -1,0 +1,182 @@
+"""tenantctl's lifecycle, planning and health commands, each on a database of its own."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tenantsvc.settings import get_settings
+from tenantsvc.tenancy.doctor import pool_check
+from tenantsvc.tenancy.migrator import head
+from tests.cli.test_cli import tenantctl
+from tests.conftest import make_settings, start_app
+from tests.tenancy.revisions import add_sku_revision
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+@pytest.fixture
+def fresh_cli(
+    empty_database_url: str, fresh_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    monkeypatch.setenv("TENANTSVC_DATABASE_URL", empty_database_url)
+    get_settings.cache_clear()
+    yield empty_database_url
+    get_settings.cache_clear()
+
+
+def _scalar(url: str, sql: str) -> Any:
+    async def go() -> Any:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(sql))
+                return result.scalar() if result.returns_rows else None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def _api(url: str, calls: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+    """Run ``calls`` against a freshly started app (so its registry snapshot is current)."""
+
+    async def go() -> T:
+        manager, running = await start_app(make_settings(url))
+        try:
+            return await calls(running.client)
+        finally:
+            await running.client.aclose()
+            await manager.__aexit__(None, None, None)
+
+    return asyncio.run(go())
+
+
+def test_archive_restore_keeps_every_row_and_purge_removes_all(fresh_cli: str) -> None:
+    created = tenantctl("create", "keeper", "--json")
+    headers = {"X-Tenant-ID": "keeper", "Authorization": f"Bearer {created['api_key']}"}
+    items = [{"name": f"p{i}", "price_cents": i, "stock": 1} for i in range(250)]
+    _api(fresh_cli, lambda c: c.post("/products/bulk", json={"items": items}, headers=headers))
+    assert "error: not confirmed" in tenantctl("drop", "keeper", code=1).stderr
+    archived = tenantctl("drop", "keeper", "--yes", "--json")
+    assert archived["status"] == "archived"
+    gone = _api(fresh_cli, lambda c: c.get("/products", headers=headers))
+    assert gone.status_code == 404
+    assert _scalar(fresh_cli, "SELECT to_regnamespace('tenant_keeper')") is None
+    moved = _scalar(fresh_cli, f"SELECT count(*) FROM {archived['archived_schema']}.products")
+    assert moved == 250
+    tenantctl("resume", "keeper", code=1)  # archived tenants are restored, not resumed
+    assert tenantctl("restore", "keeper", "--json")["status"] == "active"
+    back = _api(fresh_cli, lambda c: c.get("/products", params={"limit": 100}, headers=headers))
+    assert back.status_code == 200
+    assert back.json()["next_after_id"] == 100
+    assert _scalar(fresh_cli, "SELECT count(*) FROM tenant_keeper.products") == 250
+    tenantctl("drop", "keeper", "--purge", "--yes")
+    assert _scalar(fresh_cli, "SELECT to_regnamespace('tenant_keeper')") is None
+    assert _scalar(fresh_cli, "SELECT count(*) FROM tenantsvc.tenants") == 0
+    tenantctl("create", "keeper")  # the slug is free again
+
+
+def test_rename_changes_only_the_display_name(fresh_cli: str) -> None:
+    tenantctl("create", "named")
+    renamed = tenantctl("rename", "named", "--name", "Named Inc.", "--json")
+    assert (renamed["name"], renamed["schema"]) == ("Named Inc.", "tenant_named")
+
+
+def test_dry_run_sql_and_downgrade(
+    fresh_cli: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenantctl("create", "one")
+    tenantctl("create", "two")
+    old, new = add_sku_revision(tmp_path, monkeypatch)
+    plan = tenantctl("migrate-all", "--dry-run", "--json")
+    assert [(t["slug"], t["before"], t["after"]) for t in plan["would_migrate"]] == [
+        ("one", old, new), ("two", old, new)
+    ]  # fmt: skip
+    sql = tenantctl("migrate-all", "--sql", "--tenant", "one").stdout
+    assert "set_config('search_path', 'tenant_one', true)" in sql
+    assert "ALTER TABLE products ADD COLUMN sku VARCHAR(64)" in sql
+    assert tenantctl("migrate-all", "--dry-run", "--json")["would_migrate"]  # nothing ran
+    done = tenantctl("migrate-all", "--json", "--tenant", "one")
+    assert done["summary"]["migrated"] == 1
+    assert [t["after"] for t in done["tenants"]] == [new]
+    tenantctl("migrate-all")
+    down = tenantctl("migrate-all", "--to", old, "--json")
+    assert down["summary"] == {"target": old, "total": 2, "migrated": 2, "skipped": 0, "failed": 0}
+    status = tenantctl("status", "--json")
+    assert status["head"] == new
+    assert [s["at_head"] for s in status["tenants"]] == [False, False]
+
+
+def test_doctor_passes_then_catches_a_leaky_search_path(
+    fresh_cli: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANTSVC_POOL_SIZE", "20")
+    monkeypatch.setenv("TENANTSVC_MAX_OVERFLOW", "10")
+    get_settings.cache_clear()
+    tenantctl("create", "healthy")
+    checks = {c["check"]: c for c in tenantctl("doctor", "--json")}
+    assert {c["status"] for c in checks.values()} == {"ok"}
+    assert "1 workers x (20 pool + 10 overflow)" in checks["pool"]["detail"]
+    _scalar(fresh_cli, "CREATE TABLE public.products (id int)")
+    result = tenantctl("doctor", code=1)
+    assert "FAIL  search_path" in result.stdout
+
+
+def test_pool_check_says_what_to_change() -> None:
+    ok = pool_check(make_settings("postgresql+asyncpg://x/y", workers=2), 100, 3)
+    assert ok.status == "ok"
+    over = pool_check(
+        make_settings("postgresql+asyncpg://x/y", workers=4, pool_size=20, max_overflow=10), 100, 3
+    )
+    assert over.status == "fail"
+    assert "= 125; server allows 97" in over.detail
+    assert "TENANTSVC_POOL_SIZE=13" in over.detail
+    assert "PgBouncer" in over.detail
+
+
+def test_create_killed_at_any_point_converges_on_rerun(fresh_cli: str) -> None:
+    """kill -9 at points spread over the command's life; the re-run must finish the tenant and
+    nothing half-built may ever be registered."""
+    env = {**os.environ, "TENANTSVC_DATABASE_URL": fresh_cli}
+    command = [sys.executable, "-m", "cli.main", "create"]
+    for i, delay in enumerate((0.05, 0.3, 0.5, 0.7, 0.9, 1.2)):
+        slug = f"killed_{i}"
+        victim = subprocess.Popen([*command, slug], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+        time.sleep(delay)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        rerun = subprocess.run([*command, slug, "--json"], env=env, cwd=ROOT, capture_output=True,
+                               text=True, timeout=60, check=False)  # fmt: skip
+        assert rerun.returncode == 0 or "already exists" in rerun.stderr, rerun.stderr
+    status = tenantctl("status", "--json")
+    states = {s["slug"]: s for s in status["tenants"]}
+    assert set(states) == {f"killed_{i}" for i in range(6)}
+    assert all(
+        s["at_head"] and s["drift"] is False and s["status"] == "active" for s in states.values()
+    )
+    assert status["stuck_provisioning"] == []
+    assert head("tenant") == status["head"]
+
+
+def test_help_is_fast_and_lean() -> None:
+    """`tenantctl --help` must not import the web stack or the database drivers."""
+    script = (
+        "import sys; from cli.main import app; heavy = ('fastapi', 'sqlalchemy', 'asyncpg', "
+        "'alembic'); print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert probe.stdout.strip() == "[]"
