@@ -68,6 +68,17 @@ def run_with_connection(connection: Connection) -> None:
             # Transaction-local: it ends with this transaction and cannot leak into a pool.
             connection.execute(text("SELECT set_config('search_path', :s, true)"), {"s": schema})
         context.run_migrations()
+        if not IS_SHARED:
+            connection.execute(_RECORD_REVISION, {"s": schema})
+
+
+# Keeps the registry's record of the tenant's revision in step, in the same transaction.
+_RECORD_REVISION = text(
+    "INSERT INTO tenantsvc.tenant_revisions (tenant_id, revision) "
+    "SELECT t.id, (SELECT max(version_num) FROM alembic_version) FROM tenantsvc.tenants t "
+    "WHERE t.schema_name = :s OR t.archived_schema = :s "
+    "ON CONFLICT (tenant_id) DO UPDATE SET revision = excluded.revision, updated_at = now()"
+)
 
 
 def run_offline() -> None:

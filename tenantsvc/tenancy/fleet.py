@@ -1,7 +1,8 @@
 """Migrating the fleet: the shared track first, then every tenant that is not at the target.
 
-- One planning pass reads every tenant's revision in a few batched queries; tenants already
-  at the target are skipped without being touched, so a no-op run costs a few queries.
+- One planning query reads every tenant's recorded revision (kept beside the registry, written
+  in the same transaction as each migration); tenants already at the target are skipped
+  without being touched, so a no-op run costs a few queries whatever the fleet's size.
 - Tenants migrate concurrently over ``concurrency`` connections, each in its own transaction:
   a tenant is either fully at the target or untouched. A failure is recorded and the others
   go on (unless ``fail_fast``); a re-run resumes with whoever is still behind.
@@ -16,20 +17,19 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.tenancy.ddl import run_script
+from tenantsvc.tenancy.ddl import record_revision_sql, search_path_sql
 from tenantsvc.tenancy.migrator import (
     compiled_script,
-    current_revision,
     migrate_tenant_online,
     resolve,
     upgrade_shared,
 )
-from tenantsvc.tenancy.models import TenantRow, TenantStatus
-from tenantsvc.tenancy.revisions import read_revisions
+from tenantsvc.tenancy.models import TenantRevisionRow, TenantRow, TenantStatus
 
 LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
 SHARED_LOCK_ID = 0  # tenant ids start at 1
@@ -91,7 +91,11 @@ async def plan(
     statuses: Sequence[str] = (),
 ) -> Plan:
     wanted = resolve("tenant", target)
-    query = select(TenantRow.id, TenantRow.slug, TenantRow.schema_name).order_by(TenantRow.slug)
+    query = (
+        select(TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRevisionRow.revision)
+        .outerjoin(TenantRevisionRow, TenantRevisionRow.tenant_id == TenantRow.id)
+        .order_by(TenantRow.slug)
+    )
     if slugs:
         query = query.where(TenantRow.slug.in_(slugs))
     if statuses:
@@ -99,19 +103,21 @@ async def plan(
     else:
         query = query.where(TenantRow.status != TenantStatus.ARCHIVED)
     async with engine.connect() as conn:
-        rows = await conn.execute(query)
-        tenants = [FleetTenant(id_, slug, schema) for id_, slug, schema in rows]
-        revisions = await conn.run_sync(read_revisions, [t.schema for t in tenants])
-    behind = [(t, revisions[t.schema]) for t in tenants if revisions[t.schema] != wanted]
-    return Plan(wanted, len(tenants), behind)
+        rows = list(await conn.execute(query))
+    behind = [(FleetTenant(i, slug, schema), rev) for i, slug, schema, rev in rows if rev != wanted]
+    return Plan(wanted, len(rows), behind)
 
 
 async def _apply(engine: AsyncEngine, tenant: FleetTenant, target: str | None) -> TenantOutcome:
     started = time.perf_counter()
     async with engine.begin() as conn:
         await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, tenant.id)))
-        before = await conn.run_sync(current_revision, tenant.schema)
-        if before == target:  # another run got here first
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        # The truth, read under the lock: another run may have migrated this tenant already.
+        quoted = conn.dialect.identifier_preparer.quote_identifier(tenant.schema)
+        before = await driver.fetchval(f"SELECT max(version_num) FROM {quoted}.alembic_version")  # noqa: S608
+        if before == target:
+            await driver.execute(record_revision_sql(tenant.id, before))
             elapsed = time.perf_counter() - started
             return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, skipped=True)
         try:
@@ -120,7 +126,8 @@ async def _apply(engine: AsyncEngine, tenant: FleetTenant, target: str | None) -
             async with _ALEMBIC_ONLINE:
                 await conn.run_sync(migrate_tenant_online, tenant.schema, target)
         else:
-            await run_script(conn, tenant.schema, script)
+            sql = search_path_sql(tenant.schema) + script + record_revision_sql(tenant.id, target)
+            await driver.execute(sql)
     return TenantOutcome(tenant.slug, tenant.schema, before, target, time.perf_counter() - started)
 
 

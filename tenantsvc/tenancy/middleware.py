@@ -44,14 +44,6 @@ async def _lookup(registry: TenantRegistry, slug: str) -> Tenant | None:
     return tenant if tenant is not None and tenant.status in _SERVED else None
 
 
-async def _key_owner(registry: TenantRegistry, digest: str) -> str | None:
-    owner = registry.key_owner(digest)
-    if owner is None:
-        await registry.refresh_on_miss()
-        owner = registry.key_owner(digest)
-    return owner
-
-
 async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> Tenant:
     headers = scope["headers"]
     slug = _single_header(headers, b"x-tenant-id")
@@ -65,7 +57,9 @@ async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> Tenant:
     match = _BEARER.fullmatch(_single_header(headers, b"authorization") or "")
     if match is None:
         raise TenantRejected(401, "Unauthorized", "an 'Authorization: Bearer <key>' is required")
-    owner = await _key_owner(registry, hash_key(match.group(1)))
+    # No refresh on an unknown key: guessed keys never cost a query. A key issued a moment
+    # ago is picked up by the next poll (or by the refresh a new tenant's first request does).
+    owner = registry.key_owner(hash_key(match.group(1)))
     if owner is None:
         raise TenantRejected(401, "Unauthorized", "the API key is not valid")
     if owner != tenant.slug:

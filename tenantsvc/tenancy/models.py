@@ -48,3 +48,18 @@ class RegistryStateRow(SharedBase):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+class TenantRevisionRow(SharedBase):
+    """The tenant-track revision recorded with each migration, so planning a fleet run reads
+    one table; the tenant's own alembic_version stays the truth, re-read under its lock."""
+
+    __tablename__ = "tenant_revisions"
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )

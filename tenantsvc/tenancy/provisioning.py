@@ -26,6 +26,9 @@ _REGISTER = text(
     WITH tenant AS (
         INSERT INTO tenantsvc.tenants (slug, name, schema_name, status)
         VALUES (:slug, :name, :schema, :status) RETURNING id
+    ), revision AS (
+        INSERT INTO tenantsvc.tenant_revisions (tenant_id, revision)
+        SELECT id, :revision FROM tenant
     )
     INSERT INTO tenantsvc.api_keys (tenant_id, key_hash, prefix)
     SELECT id, :key_hash, :prefix FROM tenant RETURNING id
@@ -64,9 +67,11 @@ async def _build(conn: AsyncConnection, slug: str, name: str, schema: str) -> Ne
     if await conn.scalar(select(TenantRow.id).where(TenantRow.slug == slug)) is not None:
         raise TenantExistsError(slug)
     await conn.execute(CreateSchema(schema))
-    await run_script(conn, schema, compiled_script(None, head("tenant")))
+    revision = head("tenant")
+    await run_script(conn, schema, compiled_script(None, revision))
     key, key_params = _key_params()
-    params = {"slug": slug, "name": name, "schema": schema, "status": TenantStatus.ACTIVE}
+    params = {"slug": slug, "name": name, "schema": schema, "status": TenantStatus.ACTIVE,
+              "revision": revision}  # fmt: skip
     key_id = await conn.scalar(_REGISTER, {**params, **key_params})
     assert key_id is not None
     return NewTenant(slug, name, schema, TenantStatus.ACTIVE, key, int(key_id))

@@ -18,12 +18,21 @@ RESERVED_SLUGS = frozenset(
 )  # fmt: skip
 
 
+# A slug that looks like a schema name ("tenant_acme" would live in "tenant_tenant_acme") or
+# a system schema invites confusion in logs and support tickets: refused.
+RESERVED_PREFIXES = ("tenant_", "pg_", "archived_")
+
+
 class InvalidSlugError(ValueError):
     pass
 
 
+def _reserved(slug: str) -> bool:
+    return slug in RESERVED_SLUGS or slug.startswith(RESERVED_PREFIXES)
+
+
 def is_valid_slug(slug: str) -> bool:
-    return SLUG_PATTERN.fullmatch(slug) is not None and slug not in RESERVED_SLUGS
+    return SLUG_PATTERN.fullmatch(slug) is not None and not _reserved(slug)
 
 
 def validate_slug(slug: str) -> str:
@@ -32,7 +41,7 @@ def validate_slug(slug: str) -> str:
             f"invalid tenant slug {slug!r}: use 2-40 characters a-z, 0-9 and _, starting "
             "with a letter"
         )
-    if slug in RESERVED_SLUGS:
+    if _reserved(slug):
         raise InvalidSlugError(f"tenant slug {slug!r} is reserved")
     return slug
 
