@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from tenantsvc import health, problems
 from tenantsvc.db.session import Database
+from tenantsvc.limits import BodyLimitMiddleware
 from tenantsvc.orders.router import router as orders_router
 from tenantsvc.products.router import router as products_router
 from tenantsvc.settings import Settings, get_settings
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="tenantsvc", version="0.1.0", lifespan=lifespan)
     problems.install(app)
     app.add_middleware(TenantMiddleware)
+    max_body = (settings or get_settings()).max_body_bytes
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)  # outermost: refuse first
     for router in (health.router, users_router, products_router, orders_router):
         app.include_router(router)
     return app

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     )
     statement_timeout_ms: int = Field(default=30_000, ge=0)
 
+    max_body_bytes: PositiveInt = Field(
+        default=8 * 1024 * 1024,
+        description="Larger request bodies are refused with 413 (a 10,000-product bulk "
+        "import is about 1-3 MB).",
+    )
+
     registry_poll_seconds: float = Field(
         default=1.0,
         gt=0,

@@ -188,3 +188,21 @@ async def test_malformed_json_and_wrong_content_are_4xx(
         assert response.status_code == (400 if content == b"\xff" else 422), content
         assert response.headers["content-type"] == "application/problem+json"
     assert (await client.get("/products", headers=tenant_a.headers)).json()["items"] == []
+
+
+async def test_oversize_bodies_are_413_whether_declared_or_streamed(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    big = b'{"items": [' + b'{"name": "x", "price_cents": 1, "stock": 1},' * 200_000 + b"]}"
+    json_headers = {**tenant_a.headers, "content-type": "application/json"}
+    declared = await client.post("/products/bulk", content=big, headers=json_headers)
+    assert declared.status_code == 413
+    assert declared.headers["content-type"] == "application/problem+json"
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked upload
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    streamed = await client.post("/products/bulk", content=chunks(), headers=json_headers)
+    assert streamed.status_code == 413
+    assert (await client.get("/products", headers=tenant_a.headers)).json()["items"] == []
