@@ -54,24 +54,20 @@ def write_sku_revision() -> str:
 
 
 def tenantctl(env: dict[str, str], *args: str) -> tuple[float, int, str]:
-    """Runs one tenantctl command: (wall seconds incl. process start, peak RSS KiB, stdout)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args], env=env, cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    out, err = proc.communicate()
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"tenantctl {' '.join(args)} failed: {err.strip()[-500:]}")
-    rss = _child_peak_rss_kib()
-    return wall, rss, out
-
-
-def _child_peak_rss_kib() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Runs one tenantctl command: (wall seconds incl. process start, its peak RSS KiB, stdout)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *args], env=env, cwd=ROOT, stdout=out, stderr=err
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"tenantctl {' '.join(args)} failed: {err.read().strip()[-500:]}")
+        return wall, usage.ru_maxrss, out.read()
 
 
 def pct(values: list[float], q: float) -> float:

@@ -117,6 +117,7 @@ def test_dry_run_sql_and_downgrade(
     status = tenantctl("status", "--json")
     assert status["head"] == new
     assert [s["at_head"] for s in status["tenants"]] == [False, False]
+    assert [s["recorded_revision"] for s in status["tenants"]] == [old, old]
 
 
 def test_doctor_passes_then_catches_a_leaky_search_path(
