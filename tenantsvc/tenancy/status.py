@@ -1,8 +1,9 @@
 """``tenantctl status``: each tenant's revision against head, and drift from a fresh build.
 
 The revision shown is read from each tenant's own version table (the truth), beside the
-registry's record of it. Drift is judged only for tenants at head: their normalised catalog digest must equal that of
-a schema built from scratch at head (built in a rolled-back transaction, so nothing remains).
+registry's record of it. Drift is judged only for tenants at head: their normalised catalog
+digest must equal that of a schema built from scratch at head (built in a rolled-back
+transaction, so nothing remains).
 """
 
 from dataclasses import asdict, dataclass
