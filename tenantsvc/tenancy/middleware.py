@@ -77,12 +77,15 @@ class TenantMiddleware:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        state = scope["state"]
         try:
-            state["tenant"] = await resolve_tenant(state["registry"], scope)
+            tenant = await resolve_tenant(scope["state"]["registry"], scope)
         except TenantRejected as rejected:
             headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else None
             response = problem_response(rejected.status, rejected.title, rejected.detail, headers)
             await response(scope, receive, send)
             return
+        # A new state dict for this request: the lifespan state may be one dict shared by every
+        # request (servers are not required to copy it), and writing the tenant into a shared
+        # dict would hand concurrent requests each other's tenant.
+        scope = {**scope, "state": {**scope["state"], "tenant": tenant}}
         await self.app(scope, receive, send)

@@ -1,0 +1,101 @@
+"""A real PgBouncer in transaction pooling mode in front of the test PostgreSQL."""
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pgbouncer_binary() -> str:
+    found = shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+    )
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("pgbouncer is not installed: .ci/run installs the Debian package")
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
+    return found
+
+
+def _server_side(admin_url: str) -> tuple[str, int, str | None]:
+    """(host or socket directory, port, the system user that may reach it)."""
+    url = make_url(admin_url)
+    host = url.query.get("host") or url.host or "127.0.0.1"
+    host = host if isinstance(host, str) else host[0]
+    owner = None
+    if host.startswith("/") and os.geteuid() == 0:
+        owner = pwd.getpwuid(os.stat(host).st_uid).pw_name  # the socket lives in a private dir
+    return host, url.port or 5432, owner
+
+
+@contextmanager
+def pgbouncer(admin_url: str, database: str, pool_size: int) -> Iterator[str]:
+    """Yields an asyncpg URL to ``database`` through PgBouncer (transaction mode)."""
+    binary = pgbouncer_binary()
+    host, port, owner = _server_side(admin_url)
+    run_as = owner or ("postgres" if os.geteuid() == 0 else None)
+    workdir = Path(tempfile.mkdtemp(prefix="tenantsvc-pgbouncer-"))
+    listen = _free_port()
+    (workdir / "pgbouncer.ini").write_text(
+        f"""[databases]
+{database} = host={host} port={port} dbname={database} user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {listen}
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = {pool_size}
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = 500
+server_reset_query =
+ignore_startup_parameters = extra_float_digits
+logfile = {workdir}/pgbouncer.log
+pidfile = {workdir}/pgbouncer.pid
+"""
+    )
+    if run_as is not None:
+        user = pwd.getpwnam(run_as)
+        os.chown(workdir, user.pw_uid, user.pw_gid)
+    command = [binary, *(["-u", run_as] if run_as and os.geteuid() == 0 else []), "pgbouncer.ini"]
+    process = subprocess.Popen(
+        command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", listen), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log = (
+                        (workdir / "pgbouncer.log").read_text()
+                        if (workdir / "pgbouncer.log").exists()
+                        else ""
+                    )
+                    raise RuntimeError(f"pgbouncer did not start: {log[-2000:]}") from None
+                time.sleep(0.05)
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{listen}/{database}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
