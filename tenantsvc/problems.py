@@ -5,6 +5,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -64,12 +65,39 @@ def _on_integrity(_: Request, exc: Exception) -> Response:
     return problem_response(409, "Conflict", "the request conflicts with existing data")
 
 
-def _on_unavailable(_: Request, exc: Exception) -> Response:
-    log.warning("database unavailable: %s", type(exc).__name__)
+# SQLSTATEs that mean "the database is away or busy right now", not "your request is wrong":
+# connection exceptions (08), operator intervention such as shutdown or restart (57P0x),
+# too many connections (53300), and a cancelled statement (57014, e.g. statement_timeout).
+_TRANSIENT_PREFIXES = ("08", "57P0", "53300", "57014")
+
+
+def _sqlstate(exc: BaseException) -> str:
+    for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
+def _unavailable() -> Response:
     return problem_response(
         503, "Service unavailable", "the database is unavailable, retry shortly",
         headers={"Retry-After": "1"},
     )  # fmt: skip
+
+
+def _on_unavailable(_: Request, exc: Exception) -> Response:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return _unavailable()
+
+
+def _on_database_error(request: Request, exc: Exception) -> Response:
+    # asyncpg's InternalClientError: a connection left mid-operation by a lost server; the
+    # pool's pre-ping discards it on the next checkout.
+    lost_connection = type(getattr(exc, "orig", exc)).__name__ == "InternalClientError"
+    if lost_connection or _sqlstate(exc).startswith(_TRANSIENT_PREFIXES):
+        return _on_unavailable(request, exc)
+    return _on_unexpected(request, exc)
 
 
 def _on_unexpected(_: Request, exc: Exception) -> Response:
@@ -84,5 +112,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(sa_exc.IntegrityError, _on_integrity)
     for unavailable in (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError,
-                        ConnectionError, OSError):  # fmt: skip
+                        ConnectionError, OSError, asyncpg.InterfaceError):  # fmt: skip
         app.add_exception_handler(unavailable, _on_unavailable)
+    app.add_exception_handler(sa_exc.DBAPIError, _on_database_error)
+    app.add_exception_handler(asyncpg.PostgresError, _on_database_error)

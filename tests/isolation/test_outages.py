@@ -1,0 +1,136 @@
+"""Outages: PostgreSQL restarted under load, and an exhausted pool. The service answers 503
+problems promptly (never hangs), recovers by itself, and never answers with another tenant's
+rows on the way."""
+
+import asyncio
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from pgserver.postgres_server import PostgresServer, get_server
+
+from tenantsvc.main import create_app
+from tenantsvc.tenancy.fleet import migrate_shared
+from tenantsvc.tenancy.provisioning import create_tenant
+from tests.conftest import Running, make_settings, start_app
+from tests.isolation import faults, fuzz
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test's own, since the test stops and starts it."""
+    server = get_server(tempfile.mkdtemp(prefix="tenantsvc-outage-pg-"), cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+def _stop(server: PostgresServer) -> None:
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    command = [
+        str(POSTGRES_BIN_PATH / "pg_ctl"),
+        "-D",
+        str(server.pgdata),
+        "-w",
+        "-m",
+        "fast",
+        "stop",
+    ]
+    subprocess.run(command, check=True, capture_output=True, user=server.system_user)
+
+
+@pytest.fixture
+async def outage_app(
+    own_server: PostgresServer,
+) -> AsyncIterator[tuple[Running, list[fuzz.Tenant]]]:
+    url = f"postgresql+asyncpg://postgres@/postgres?host={own_server.get_postmaster_info().socket_dir}"
+    settings = make_settings(url, pool_size=4, max_overflow=0, pool_timeout_seconds=2)
+    from tenantsvc.db.engine import create_engine
+
+    engine = create_engine(settings)
+    await migrate_shared(engine)
+    tag = uuid.uuid4().hex[:4]
+    made = [await create_tenant(engine, f"m{tag}{i}") for i in range(2)]
+    await engine.dispose()
+    manager, running = await start_app(app=faults.mount(create_app(settings)))
+    tenants = [fuzz.Tenant(t.slug, t.schema, t.api_key) for t in made]
+    for tenant in tenants:
+        await fuzz.seed(running.client, tenant, products=10, users=1)
+    yield running, tenants
+    await running.client.aclose()
+    await manager.__aexit__(None, None, None)
+
+
+async def test_restart_under_load_gives_503_then_recovers(
+    outage_app: tuple[Running, list[fuzz.Tenant]], own_server: PostgresServer
+) -> None:
+    running, tenants = outage_app
+    seen: list[tuple[float, int, float]] = []  # (start, status, seconds)
+    leaks: list[str] = []
+    stop = asyncio.Event()
+
+    async def load(tenant: fuzz.Tenant) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            response = await running.client.get("/products", headers=tenant.headers)
+            seen.append((started, response.status_code, time.monotonic() - started))
+            if response.status_code == 200:
+                leaks.extend(fuzz.foreign_markers(response.text, tenant.slug))
+            else:
+                assert response.headers["content-type"] == "application/problem+json"
+            await asyncio.sleep(0.01)
+
+    workers = [asyncio.create_task(load(t)) for t in tenants for _ in range(3)]
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(_stop, own_server)
+    down_at = time.monotonic()  # the server has finished shutting down
+    await asyncio.sleep(2.0)
+    restart_at = time.monotonic()
+    await asyncio.to_thread(own_server.ensure_postgres_running)
+    up_at = time.monotonic()
+    await asyncio.sleep(5.0)
+    stop.set()
+    await asyncio.gather(*workers)
+
+    statuses = Counter(status for _, status, _ in seen)
+    assert set(statuses) <= {200, 503}, statuses
+    assert leaks == []
+    during = [s for start, s, _ in seen if down_at < start < restart_at]
+    assert during, "no request was made while the server was down"
+    assert set(during) == {503}, Counter(during)
+    assert max(seconds for *_, seconds in seen) < 5, "a request hung instead of failing fast"
+    first_ok = min(start for start, status, _ in seen if start > up_at and status == 200)
+    assert first_ok - up_at < 3, "the service did not recover by itself within seconds"
+    tail = [status for start, status, _ in seen if start > up_at + 3]
+    assert tail
+    assert set(tail) == {200}
+
+
+async def test_pool_exhaustion_is_a_prompt_503_and_heals(database_url: str, tenant_a: Any) -> None:
+    settings = make_settings(database_url, pool_size=2, max_overflow=0, pool_timeout_seconds=0.5)
+    manager, running = await start_app(app=faults.mount(create_app(settings)))
+    try:
+        await running.state["registry"].refresh()
+        started = time.monotonic()
+        responses = await asyncio.gather(*(
+            running.client.get("/_fault/sleep", params={"seconds": 1.5}, headers=tenant_a.headers)
+            for _ in range(8)
+        ))  # fmt: skip
+        statuses = Counter(r.status_code for r in responses)
+        assert statuses == {200: 2, 503: 6}, statuses
+        assert all(r.headers["content-type"] == "application/problem+json"
+                   for r in responses if r.status_code == 503)  # fmt: skip
+        assert time.monotonic() - started < 4
+        again = await asyncio.gather(*(
+            running.client.get("/products", headers=tenant_a.headers) for _ in range(6)
+        ))  # fmt: skip
+        assert {r.status_code for r in again} == {200}
+        assert (await running.client.get("/readyz")).status_code == 200
+    finally:
+        await running.client.aclose()
+        await manager.__aexit__(None, None, None)
