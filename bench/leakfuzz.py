@@ -58,7 +58,8 @@ async def _campaign(url: str, tenants: list[fuzz.Tenant], requests: int, concurr
             for tenant in tenants:
                 await fuzz.seed(running.client, tenant, products=50, users=5)
         for done in range(0, requests, CHUNK):
-            part = await fuzz.run(running.client, tenants, requests=min(CHUNK, requests - done),
+            size = min(CHUNK, requests - done)
+            part = await fuzz.run(running.client, tenants, requests=size,
                                   concurrency=concurrency, killer=killer, seed_value=done)  # fmt: skip
             total.requests += part.requests
             total.ok += part.ok
