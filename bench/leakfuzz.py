@@ -59,8 +59,10 @@ async def _campaign(url: str, tenants: list[fuzz.Tenant], requests: int, concurr
                 await fuzz.seed(running.client, tenant, products=50, users=5)
         for done in range(0, requests, CHUNK):
             size = min(CHUNK, requests - done)
-            part = await fuzz.run(running.client, tenants, requests=size,
-                                  concurrency=concurrency, killer=killer, seed_value=done)  # fmt: skip
+            part = await fuzz.run(
+                running.client, tenants, requests=size, concurrency=concurrency,
+                killer=killer, seed_value=done,
+            )  # fmt: skip
             total.requests += part.requests
             total.ok += part.ok
             total.statuses.update(part.statuses)
