@@ -60,6 +60,8 @@ def serve(
         # uvicorn re-raises SIGTERM after a graceful shutdown; exiting normally instead lets
         # the embedded server's exit hook stop PostgreSQL rather than leave it running.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from tenantsvc.observability.logs import uvicorn_log_config
+
     uvicorn.run(
         "tenantsvc.main:app",
         host=host,
@@ -67,5 +69,6 @@ def serve(
         workers=workers or settings.workers,
         loop="uvloop",
         http="httptools",
-        log_level="info",
+        log_config=uvicorn_log_config(settings.log_level),
+        access_log=False,  # tenantsvc.access logs each request with its id and tenant
     )

@@ -2,10 +2,13 @@
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import text
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import column, func, select, table
 
 from tenantsvc.db.session import Database
+from tenantsvc.observability import metrics
 from tenantsvc.problems import problem_response
+from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 
 router = APIRouter(tags=["health"])
 
@@ -15,12 +18,29 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+_VERSIONS = table("alembic_version", column("version_num"), schema=SHARED_SCHEMA)
+_SHARED_VERSION = select(func.max(_VERSIONS.c.version_num))
+
+
 @router.get("/readyz", response_model=None)
 async def readyz(request: Request) -> dict[str, str] | Response:
+    """Ready only when the database answers and the shared track is at this build's head:
+    a new build is not sent traffic before `tenantctl migrate-all` has run."""
     database: Database = request.state.db
     try:
         async with database.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            shared = (await conn.execute(_SHARED_VERSION)).scalar_one()
     except Exception:
         return problem_response(503, "Not ready", "the database is unreachable")
+    expected = request.state.shared_head
+    if shared != expected:
+        detail = f"shared track at {shared}, this build needs {expected}: run tenantctl migrate-all"
+        return problem_response(503, "Not ready", detail)
     return {"status": "ready"}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    database: Database = request.state.db
+    metrics.observe_pools(database.engines())
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -9,10 +9,12 @@ from fastapi import FastAPI
 from tenantsvc import health, problems
 from tenantsvc.db.session import Database
 from tenantsvc.limits import BodyLimitMiddleware
+from tenantsvc.observability.middleware import RequestMiddleware
 from tenantsvc.orders.router import router as orders_router
 from tenantsvc.products.router import router as products_router
 from tenantsvc.settings import Settings, get_settings
 from tenantsvc.tenancy.middleware import TenantMiddleware
+from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.registry import TenantRegistry
 from tenantsvc.users.router import router as users_router
 
@@ -25,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = TenantRegistry(database.engine, resolved.registry_poll_seconds)
         try:
             await registry.start()
-            yield {"db": database, "registry": registry}
+            yield {"db": database, "registry": registry, "shared_head": head("shared")}
         finally:
             await registry.stop()
             await database.dispose()
@@ -33,8 +35,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="tenantsvc", version="0.1.0", lifespan=lifespan)
     problems.install(app)
     app.add_middleware(TenantMiddleware)
-    max_body = (settings or get_settings()).max_body_bytes
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)  # outermost: refuse first
+    configured = settings or get_settings()
+    app.add_middleware(BodyLimitMiddleware, max_bytes=configured.max_body_bytes)
+    # Outermost: every request gets an id, a log line and metrics, refused ones included.
+    app.add_middleware(RequestMiddleware, max_tenant_labels=configured.metrics_max_tenant_labels)
     for router in (health.router, users_router, products_router, orders_router):
         app.include_router(router)
     return app

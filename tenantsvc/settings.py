@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         "import is about 1-3 MB).",
     )
 
+    metrics_max_tenant_labels: int = Field(
+        default=100,
+        ge=0,
+        description="Tenants with their own metrics label per worker; the rest count as _other.",
+    )
+    log_level: str = "INFO"
+
     registry_poll_seconds: float = Field(
         default=1.0,
         gt=0,

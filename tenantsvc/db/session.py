@@ -24,6 +24,9 @@ class Database:
         self.engine: AsyncEngine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
+    def engines(self) -> dict[str, AsyncEngine]:
+        return {"primary": self.engine}
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 

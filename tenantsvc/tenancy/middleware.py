@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tenantsvc.observability.context import tenant_slug
 from tenantsvc.problems import problem_response
 from tenantsvc.tenancy.keys import hash_key
 from tenantsvc.tenancy.models import TenantStatus
@@ -17,7 +18,7 @@ from tenantsvc.tenancy.slugs import is_valid_slug
 
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-)
+)  # /metrics carries no tenant data; restrict it at the network edge like any scrape target
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_\-]{16,128})")
 _SERVED = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED)
 
@@ -87,5 +88,6 @@ class TenantMiddleware:
         # A new state dict for this request: the lifespan state may be one dict shared by every
         # request (servers are not required to copy it), and writing the tenant into a shared
         # dict would hand concurrent requests each other's tenant.
-        scope = {**scope, "state": {**scope["state"], "tenant": tenant}}
+        scope["state"] = {**scope["state"], "tenant": tenant}
+        tenant_slug.set(tenant.slug)
         await self.app(scope, receive, send)

@@ -1,0 +1,66 @@
+"""Prometheus metrics.
+
+The tenant label is bounded: the first ``max_tenant_labels`` tenants a worker sees get their
+own label, every later one is counted under ``_other``. With thousands of tenants an unbounded
+label would multiply every series by the fleet size (Prometheus memory and query cost grow
+with series count); set the bound to 0 to drop per-tenant series altogether.
+"""
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+REQUESTS = Counter(
+    "tenantsvc_requests_total", "HTTP requests", ["route", "method", "status", "tenant"]
+)
+LATENCY = Histogram(
+    "tenantsvc_request_seconds", "HTTP request latency", ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)  # fmt: skip
+POOL_CHECKED_OUT = Gauge(
+    "tenantsvc_pool_checked_out", "Connections in use", ["pool"], multiprocess_mode="livesum"
+)
+POOL_OVERFLOW = Gauge(
+    "tenantsvc_pool_overflow", "Connections beyond pool_size", ["pool"], multiprocess_mode="livesum"
+)
+OTHER = "_other"
+
+
+class TenantLabels:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, slug: str | None) -> str:
+        if slug is None:
+            return ""
+        if slug in self.seen:
+            return slug
+        if len(self.seen) < self.limit:
+            self.seen.add(slug)
+            return slug
+        return OTHER
+
+
+def observe_pools(engines: dict[str, AsyncEngine]) -> None:
+    for name, engine in engines.items():
+        pool = engine.sync_engine.pool
+        POOL_CHECKED_OUT.labels(name).set(pool.checkedout())  # type: ignore[attr-defined]
+        POOL_OVERFLOW.labels(name).set(max(0, pool.overflow()))  # type: ignore[attr-defined]
+
+
+def render() -> bytes:
+    """This worker's metrics, or every worker's when PROMETHEUS_MULTIPROC_DIR is set."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()

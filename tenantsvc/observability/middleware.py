@@ -1,0 +1,62 @@
+"""Outermost pure ASGI middleware: request id, one structured access-log line per request, and
+the request metrics, for every request including the ones refused before routing."""
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tenantsvc.observability import metrics
+from tenantsvc.observability.context import new_request_id, request_id, tenant_slug
+
+access_log = logging.getLogger("tenantsvc.access")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, max_tenant_labels: int) -> None:
+        self.app = app
+        self.tenant_label = metrics.TenantLabels(max_tenant_labels)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = new_request_id(_header(scope, b"x-request-id"))
+        rid_token, tenant_token = request_id.set(rid), tenant_slug.set(None)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+            request_id.reset(rid_token)
+            tenant_slug.reset(tenant_token)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        # The route template, never the raw path: ids in paths would explode cardinality.
+        template = getattr(route, "path", "unmatched")
+        method = scope["method"]
+        tenant = self.tenant_label(tenant_slug.get())
+        metrics.REQUESTS.labels(template, method, str(status), tenant).inc()
+        metrics.LATENCY.labels(template, method).observe(seconds)
+        access_log.info(
+            "request",
+            extra={"method": method, "route": template, "status": status,
+                   "duration_ms": round(seconds * 1000, 2)},
+        )  # fmt: skip

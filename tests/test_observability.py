@@ -1,0 +1,108 @@
+"""Metrics, structured logs with request id and tenant, readiness."""
+
+import json
+import logging
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenantsvc.observability.logs import json_handler
+from tenantsvc.observability.metrics import TenantLabels
+from tests.conftest import Running, TenantHandle
+
+
+async def test_metrics_count_requests_by_route_status_and_tenant(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    await client.get("/products/1", headers=tenant_a.headers)
+    await client.get("/products", headers={"X-Tenant-ID": "BAD"})
+    body = (await client.get("/metrics")).text
+    assert (
+        'tenantsvc_requests_total{method="GET",route="/products/{product_id}",status="404",'
+        f'tenant="{tenant_a.slug}"}}'
+    ) in body
+    assert 'route="unmatched",status="400",tenant=""' in body
+    assert "tenantsvc_request_seconds_bucket" in body
+    assert 'tenantsvc_pool_checked_out{pool="primary"}' in body
+
+
+def test_tenant_label_is_bounded() -> None:
+    labels = TenantLabels(limit=2)
+    assert [labels(s) for s in ("a", "b", "c", "a", "d", None)] == [
+        "a",
+        "b",
+        "_other",
+        "a",
+        "_other",
+        "",
+    ]
+
+
+@pytest.fixture
+def json_logs() -> list[str]:
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(formatter.format(record))
+
+    handler = json_handler()
+    formatter = handler.formatter
+    assert formatter is not None
+    capture = Capture()
+    for f in handler.filters:
+        capture.addFilter(f)
+    root = logging.getLogger()
+    root.addHandler(capture)
+    old = root.level
+    root.setLevel(logging.INFO)
+    yield lines
+    root.removeHandler(capture)
+    root.setLevel(old)
+
+
+async def test_every_log_line_of_a_request_has_its_id_and_tenant_and_no_secret(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, json_logs: list[str]
+) -> None:
+    response = await client.get(
+        "/products", headers={**tenant_a.headers, "X-Request-ID": "req-12345678"}
+    )
+    assert response.headers["x-request-id"] == "req-12345678"
+    await client.post("/orders", json={"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]},
+                      headers=tenant_a.headers)  # fmt: skip
+    records = [json.loads(line) for line in json_logs]
+    access = [r for r in records if r["logger"] == "tenantsvc.access"]
+    assert {"request_id": "req-12345678", "tenant": tenant_a.slug, "status": 200} | {
+        "route": "/products"
+    } == {k: access[0][k] for k in ("request_id", "tenant", "status", "route")}
+    assert all(r["request_id"] and r["tenant"] == tenant_a.slug for r in access)
+    everything = "\n".join(json_logs)
+    assert tenant_a.api_key not in everything
+    assert tenant_a.api_key[:12] not in everything
+
+
+async def test_hostile_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "x\\"})
+    assert response.headers["x-request-id"] != "x\\"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_readyz_needs_the_shared_track_at_head(
+    client: httpx.AsyncClient, engine: AsyncEngine, running: Running
+) -> None:
+    assert (await client.get("/readyz")).status_code == 200
+    async with engine.begin() as conn:
+        current = await conn.scalar(text("SELECT version_num FROM tenantsvc.alembic_version"))
+        await conn.execute(text("UPDATE tenantsvc.alembic_version SET version_num = 's0001'"))
+    try:
+        response = await client.get("/readyz")
+        assert response.status_code == 503
+        assert "migrate-all" in response.json()["detail"]
+        assert (await client.get("/healthz")).status_code == 200  # liveness is not readiness
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE tenantsvc.alembic_version SET version_num = :v"), {"v": current}
+            )
