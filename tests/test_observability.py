@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -41,16 +42,18 @@ def test_tenant_label_is_bounded() -> None:
 
 
 @pytest.fixture
-def json_logs() -> list[str]:
+def json_logs() -> Iterator[list[str]]:
+    """Every log record of the test, rendered by the service's own JSON formatter."""
     lines: list[str] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(formatter.format(record))
-
     handler = json_handler()
     formatter = handler.formatter
     assert formatter is not None
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            assert formatter is not None
+            lines.append(formatter.format(record))
+
     capture = Capture()
     for f in handler.filters:
         capture.addFilter(f)
