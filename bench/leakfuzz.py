@@ -23,9 +23,9 @@ from tenantsvc.db.engine import create_engine
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.provisioning import create_tenant
-from tests.conftest import make_settings, start_app
+from tenantsvc.testing.app import make_settings, start_app
+from tenantsvc.testing.postgres import postgres_server, with_database
 from tests.isolation import faults, fuzz
-from tests.pg import postgres_server, with_database
 from tests.pgbouncer import pgbouncer
 
 CHUNK = 10_000

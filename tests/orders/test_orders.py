@@ -1,6 +1,6 @@
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -120,19 +120,24 @@ async def test_64_concurrent_orders_for_5_units_sell_exactly_5(
     assert await _stock(client, tenant_a, product) == 0
 
 
-@contextmanager
-def count_queries(running: Running) -> Iterator[list[str]]:
+@asynccontextmanager
+async def count_queries(running: Running) -> AsyncIterator[list[str]]:
+    """Statements the app sends meanwhile; the registry's background poll is paused so that
+    only the request's own statements count."""
     statements: list[str] = []
     engine = running.state["db"].engine.sync_engine
+    registry = running.state["registry"]
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
+    await registry.stop()
     event.listen(engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
+        await registry.start()
 
 
 async def test_user_orders_load_items_in_fixed_number_of_queries(
@@ -141,14 +146,14 @@ async def test_user_orders_load_items_in_fixed_number_of_queries(
     user = await _user(client, tenant_a)
     products = [await _product(client, tenant_a, 100) for _ in range(3)]
     await client.post("/orders", json=_order(user, (products[0], 1)), headers=tenant_a.headers)
-    with count_queries(running) as one_order:
+    async with count_queries(running) as one_order:
         response = await client.get(f"/users/{user}/orders", headers=tenant_a.headers)
     assert len(response.json()["items"]) == 1
     for _ in range(9):
         await client.post(
             "/orders", json=_order(user, *((p, 1) for p in products)), headers=tenant_a.headers
         )
-    with count_queries(running) as ten_orders:
+    async with count_queries(running) as ten_orders:
         response = await client.get(f"/users/{user}/orders", headers=tenant_a.headers)
     body = response.json()
     assert len(body["items"]) == 10
