@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database(resolved)
         registry = TenantRegistry(database.engine, resolved.registry_poll_seconds)
         try:
+            await database.start()
             await registry.start()
             yield {"db": database, "registry": registry, "shared_head": head("shared")}
         finally:

@@ -19,6 +19,15 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL (postgresql+asyncpg://...). Unset: an embedded PostgreSQL.",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="Read replicas: one URL or several separated by commas. Unset: none.",
+    )
+    replica_max_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    replica_wait_ms: int = Field(
+        default=50, ge=0, description="How long a read with a token waits for a replica."
+    )
+    replica_check_seconds: float = Field(default=0.5, gt=0)
     embedded_data_dir: Path = Path(".tenantsvc/pgdata")
 
     pool_size: PositiveInt = 20
@@ -53,6 +62,10 @@ class Settings(BaseSettings):
         description="How often each worker checks the registry version; bounds how long a "
         "suspended or revoked tenant can still be served.",
     )
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return [u.strip() for u in (self.read_database_url or "").split(",") if u.strip()]
 
     @property
     def max_connections_per_worker(self) -> int:

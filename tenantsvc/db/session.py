@@ -12,23 +12,45 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantsvc.db.engine import create_engine
+from tenantsvc.db.replicas import Replica, ReplicaRouter
 from tenantsvc.settings import Settings
 
 SET_TENANT = text("SELECT set_config('search_path', :schema, true)")
 
 
 class Database:
-    """The engine and session factory, built in the app's lifespan (not at import)."""
+    """The engines and session factories, built in the app's lifespan (not at import)."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine: AsyncEngine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        replicas = []
+        for i, url in enumerate(settings.replica_urls):
+            engine = create_engine(settings, url)
+            maker = async_sessionmaker(engine, expire_on_commit=False)
+            replicas.append(Replica(f"replica{i}", engine, maker))
+        self.router = ReplicaRouter(
+            self.engine,
+            replicas,
+            max_lag_bytes=settings.replica_max_lag_bytes,
+            wait_seconds=settings.replica_wait_ms / 1000,
+            check_seconds=settings.replica_check_seconds,
+        )
+
+    @property
+    def has_replicas(self) -> bool:
+        return bool(self.router.replicas)
 
     def engines(self) -> dict[str, AsyncEngine]:
-        return {"primary": self.engine}
+        return {"primary": self.engine, **{r.name: r.engine for r in self.router.replicas}}
+
+    async def start(self) -> None:
+        await self.router.start()
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        await self.router.stop()
+        for engine in self.engines().values():
+            await engine.dispose()
 
 
 @asynccontextmanager

@@ -19,6 +19,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _extra_headers(scope: Scope, rid: str) -> list[tuple[bytes, bytes]]:
+    """The request id, and what the request's dependencies left in its state: where it was
+    served from and, after a write, the read-your-writes token."""
+    headers = [(b"x-request-id", rid.encode())]
+    state = scope.get("state", {})
+    if served_by := state.get("served_by"):
+        headers.append((b"x-served-by", served_by.encode()))
+    if token := state.get("consistency_token"):
+        headers.append((b"x-consistency-token", token.encode()))
+    return headers
+
+
 class RequestMiddleware:
     def __init__(self, app: ASGIApp, max_tenant_labels: int) -> None:
         self.app = app
@@ -37,7 +49,7 @@ class RequestMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message["headers"] = [*message.get("headers", []), *_extra_headers(scope, rid)]
             await send(message)
 
         try:

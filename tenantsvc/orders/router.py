@@ -1,6 +1,6 @@
 from fastapi import APIRouter, status
 
-from tenantsvc.deps import Uow
+from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.orders.schemas import OrderIn, OrderOut
 from tenantsvc.orders.service import place_order
 from tenantsvc.pagination import IdPath
@@ -15,7 +15,7 @@ async def create_order(body: OrderIn, uow: Uow) -> OrderOut:
 
 
 @router.get("/{order_id}", response_model=OrderOut)
-async def get_order(order_id: IdPath, uow: Uow) -> OrderOut:
+async def get_order(order_id: IdPath, uow: ReadUow) -> OrderOut:
     order = await uow.orders.get(order_id)
     if order is None:
         raise Problem(404, "Not found", f"no order {order_id}")

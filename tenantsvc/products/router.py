@@ -1,6 +1,6 @@
 from fastapi import APIRouter, status
 
-from tenantsvc.deps import Uow
+from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
 from tenantsvc.problems import Problem
 from tenantsvc.products.models import Product
@@ -31,7 +31,7 @@ async def bulk_create_products(body: ProductBulkIn, uow: Uow) -> ProductBulkOut:
 
 
 @router.get("/{product_id}", response_model=ProductOut)
-async def get_product(product_id: IdPath, uow: Uow) -> Product:
+async def get_product(product_id: IdPath, uow: ReadUow) -> Product:
     product = await uow.products.get(product_id)
     if product is None:
         raise _not_found(product_id)
@@ -39,7 +39,7 @@ async def get_product(product_id: IdPath, uow: Uow) -> Product:
 
 
 @router.get("", response_model=Page[ProductOut])
-async def list_products(uow: Uow, after_id: AfterId = 0, limit: Limit = 20) -> Page[ProductOut]:
+async def list_products(uow: ReadUow, after_id: AfterId = 0, limit: Limit = 20) -> Page[ProductOut]:
     products = await uow.products.page(after_id, limit + 1)
     items = [ProductOut.model_validate(p) for p in products]
     return page_of(items, [p.id for p in products], limit)

@@ -1,16 +1,17 @@
 from fastapi import APIRouter, status
 
-from tenantsvc.deps import Uow
+from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.orders.schemas import OrderOut
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
 from tenantsvc.problems import Problem
+from tenantsvc.uow import UnitOfWork
 from tenantsvc.users.models import User
 from tenantsvc.users.schemas import UserIn, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-async def _user_or_404(uow: Uow, user_id: int) -> User:
+async def _user_or_404(uow: UnitOfWork, user_id: int) -> User:
     user = await uow.users.get(user_id)
     if user is None:
         raise Problem(404, "Not found", f"no user {user_id}")
@@ -27,12 +28,12 @@ async def create_user(body: UserIn, uow: Uow) -> User:
 
 
 @router.get("/{user_id}", response_model=UserOut)
-async def get_user(user_id: IdPath, uow: Uow) -> User:
+async def get_user(user_id: IdPath, uow: ReadUow) -> User:
     return await _user_or_404(uow, user_id)
 
 
 @router.get("", response_model=Page[UserOut])
-async def list_users(uow: Uow, after_id: AfterId = 0, limit: Limit = 20) -> Page[UserOut]:
+async def list_users(uow: ReadUow, after_id: AfterId = 0, limit: Limit = 20) -> Page[UserOut]:
     users = await uow.users.page(after_id, limit + 1)
     items = [UserOut.model_validate(u) for u in users]
     return page_of(items, [u.id for u in users], limit)
@@ -40,7 +41,7 @@ async def list_users(uow: Uow, after_id: AfterId = 0, limit: Limit = 20) -> Page
 
 @router.get("/{user_id}/orders", response_model=Page[OrderOut])
 async def list_user_orders(
-    user_id: IdPath, uow: Uow, after_id: AfterId = 0, limit: Limit = 20
+    user_id: IdPath, uow: ReadUow, after_id: AfterId = 0, limit: Limit = 20
 ) -> Page[OrderOut]:
     if not await uow.users.exists(user_id):
         raise Problem(404, "Not found", f"no user {user_id}")

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tenantsvc.deps import get_db
+from tenantsvc.deps import get_read_db, get_write_db
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.provisioning import create_tenant
 from tests.conftest import Running, make_settings, start_app
@@ -119,7 +119,8 @@ async def leaky_app(bouncer_url: str) -> AsyncIterator[Running]:
         async for session in leaky_db(request):
             yield session
 
-    app.dependency_overrides[get_db] = override
+    app.dependency_overrides[get_write_db] = override
+    app.dependency_overrides[get_read_db] = override
     manager, running = await start_app(app=app)
     yield running
     await running.client.aclose()

@@ -1,0 +1,136 @@
+"""Read replicas against a real streaming replica: reads really served by it, read-your-writes
+under artificial lag, and a replica that dies."""
+
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from fastapi import APIRouter
+from pgserver.postgres_server import PostgresServer, get_server
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tenantsvc.db.engine import create_engine
+from tenantsvc.deps import ReadDbSession
+from tenantsvc.main import create_app
+from tenantsvc.tenancy.fleet import migrate_shared
+from tenantsvc.tenancy.provisioning import create_tenant
+from tests.conftest import Running, TenantHandle, make_settings, start_app
+from tests.replica import ReplicaHandle, streaming_replica
+
+
+@pytest.fixture
+def primary() -> Iterator[PostgresServer]:
+    server = get_server(tempfile.mkdtemp(prefix="tenantsvc-primary-"), cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def replica(primary: PostgresServer) -> Iterator[ReplicaHandle]:
+    with streaming_replica(primary) as handle:
+        yield handle
+
+
+async def _sql(url: str, sql: str) -> object:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text(sql))).scalar()
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def replicated(
+    primary: PostgresServer, replica: ReplicaHandle
+) -> AsyncIterator[tuple[Running, TenantHandle]]:
+    primary_url = (
+        f"postgresql+asyncpg://postgres@/postgres?host={primary.get_postmaster_info().socket_dir}"
+    )
+    settings = make_settings(primary_url, read_database_url=replica.url,
+                             replica_check_seconds=0.1, replica_wait_ms=200)  # fmt: skip
+    engine = create_engine(settings)
+    await migrate_shared(engine)
+    new = await create_tenant(engine, f"r{uuid.uuid4().hex[:6]}")
+    await engine.dispose()
+    app = create_app(settings)
+    probe = APIRouter()
+
+    @probe.get("/_replica/recovery")
+    async def in_recovery(session: ReadDbSession) -> dict[str, bool]:
+        value = (await session.execute(text("SELECT pg_is_in_recovery()"))).scalar_one()
+        return {"in_recovery": bool(value)}
+
+    app.include_router(probe)
+    manager, running = await start_app(app=app)
+    tenant = TenantHandle(new.slug, new.schema, new.api_key)
+    deadline = time.monotonic() + 10  # until the replica has replayed the new tenant
+    while (await running.client.get("/products", headers=tenant.headers)).status_code != 200:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    yield running, tenant
+    await running.client.aclose()
+    await manager.__aexit__(None, None, None)
+
+
+async def test_reads_are_served_by_the_replica(replicated: tuple[Running, TenantHandle]) -> None:
+    running, tenant = replicated
+    probe = await running.client.get("/_replica/recovery", headers=tenant.headers)
+    assert probe.json() == {"in_recovery": True}
+    assert probe.headers["x-served-by"] == "replica0"
+    write = await running.client.post("/products", json={"name": "w", "price_cents": 1, "stock": 1},
+                                      headers=tenant.headers)  # fmt: skip
+    assert write.headers["x-served-by"] == "primary"
+
+
+async def test_read_your_writes_under_replication_lag(
+    replicated: tuple[Running, TenantHandle], replica: ReplicaHandle
+) -> None:
+    running, tenant = replicated
+    await _sql(replica.url, "SELECT pg_wal_replay_pause()")
+    created = await running.client.post("/products", json={"name": "fresh", "price_cents": 1,
+                                        "stock": 1}, headers=tenant.headers)  # fmt: skip
+    assert created.status_code == 201
+    token = created.headers["x-consistency-token"]
+    url = f"/products/{created.json()['id']}"
+    stale = await running.client.get(url, headers=tenant.headers)
+    assert (stale.status_code, stale.headers["x-served-by"]) == (404, "replica0")  # lag is real
+    mine = await running.client.get(url, headers={**tenant.headers, "X-Consistency-Token": token})
+    assert (mine.status_code, mine.headers["x-served-by"]) == (200, "primary")
+    await _sql(replica.url, "SELECT pg_wal_replay_resume()")
+    deadline = time.monotonic() + 10
+    while True:
+        caught_up = await running.client.get(
+            url, headers={**tenant.headers, "X-Consistency-Token": token}
+        )
+        assert caught_up.status_code == 200
+        if caught_up.headers["x-served-by"] == "replica0":
+            break
+        assert time.monotonic() < deadline, "the replica never served the token after catching up"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_dead_replica_is_skipped(
+    replicated: tuple[Running, TenantHandle], replica: ReplicaHandle
+) -> None:
+    running, tenant = replicated
+    await asyncio.to_thread(replica.stop)
+    for _ in range(20):
+        response = await running.client.get("/products", headers=tenant.headers)
+        assert response.status_code == 200
+        assert response.headers["x-served-by"] == "primary"
+        await asyncio.sleep(0.02)
+
+
+async def test_bad_token_is_400(replicated: tuple[Running, TenantHandle]) -> None:
+    running, tenant = replicated
+    for bad in ("nope", "1/2/3", "G/0", "0/" + "F" * 9):
+        response = await running.client.get(
+            "/products", headers={**tenant.headers, "X-Consistency-Token": bad}
+        )
+        assert response.status_code == 400, bad
+        assert response.headers["content-type"] == "application/problem+json"
