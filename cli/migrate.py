@@ -1,6 +1,7 @@
 """Migration commands: one tenant, the whole fleet (shared track first), and fleet status."""
 
 import sys
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -63,6 +64,9 @@ def migrate_all(
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failing tenant.")] = False,
     dry_run: Annotated[bool, typer.Option(help="List what would run; change nothing.")] = False,
     sql: Annotated[bool, typer.Option("--sql", help="Print one tenant's SQL instead.")] = False,
+    metrics_file: Annotated[
+        str | None, typer.Option(help="Write outcome metrics here (Prometheus textfile format).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Migrate the shared track, then every tenant behind the target, concurrently, each in
@@ -72,7 +76,7 @@ def migrate_all(
     elif dry_run:
         _dry_run(to, tenant, status, as_json)
     else:
-        _migrate(to, tenant, status, concurrency, fail_fast, as_json)
+        _migrate(to, tenant, status, concurrency, fail_fast, as_json, metrics_file=metrics_file)
 
 
 def _migrate(
@@ -83,6 +87,7 @@ def _migrate(
     fail_fast: bool,
     as_json: bool,
     single: bool = False,
+    metrics_file: str | None = None,
 ) -> None:
     from tenantsvc.settings import get_settings
     from tenantsvc.tenancy import fleet
@@ -104,7 +109,13 @@ def _migrate(
                 report.close(summary)
             return summary
 
+    started = time.perf_counter()
     summary = run(work)
+    if metrics_file:
+        from tenantsvc.observability.metrics import write_migration_outcomes
+
+        write_migration_outcomes(metrics_file, summary.migrated, summary.skipped,
+                                 len(summary.failures), time.perf_counter() - started)  # fmt: skip
     if not as_json:
         typer.echo(
             f"{summary.total} tenants: {summary.migrated} migrated to {summary.target}, "

@@ -47,8 +47,10 @@ def serve(
 ) -> None:
     """Run the API. Without TENANTSVC_DATABASE_URL, starts and migrates an embedded PostgreSQL
     with a demo tenant, and prints a curl to try."""
+    import os
     import signal
     import sys
+    import tempfile
 
     import uvicorn
 
@@ -62,11 +64,16 @@ def serve(
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from tenantsvc.observability.logs import uvicorn_log_config
 
+    count = workers or settings.workers
+    if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker has its own counters; /metrics must add them all up, whichever
+        # worker the scrape lands on.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tenantsvc-metrics-")
     uvicorn.run(
         "tenantsvc.main:app",
         host=host,
         port=port,
-        workers=workers or settings.workers,
+        workers=count,
         loop="uvloop",
         http="httptools",
         log_config=uvicorn_log_config(settings.log_level),

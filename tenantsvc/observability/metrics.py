@@ -64,3 +64,24 @@ def render() -> bytes:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest()
+
+
+def write_migration_outcomes(
+    path: str, migrated: int, skipped: int, failed: int, seconds: float
+) -> None:
+    """migrate-all runs as a job, not a server: its outcome goes to a file in the node
+    exporter's textfile-collector format, written atomically, for the deploy to be alerted on."""
+    import time
+
+    from prometheus_client import write_to_textfile
+
+    registry = CollectorRegistry()
+    tenants = Gauge("tenantsvc_migrate_all_tenants", "Tenants by outcome of the last run",
+                    ["outcome"], registry=registry)  # fmt: skip
+    for outcome, count in (("migrated", migrated), ("skipped", skipped), ("failed", failed)):
+        tenants.labels(outcome).set(count)
+    Gauge("tenantsvc_migrate_all_duration_seconds", "Wall time of the last run",
+          registry=registry).set(seconds)  # fmt: skip
+    Gauge("tenantsvc_migrate_all_last_run_timestamp_seconds", "When the last run ended",
+          registry=registry).set(time.time())  # fmt: skip
+    write_to_textfile(path, registry)

@@ -25,7 +25,9 @@ from sqlalchemy import Connection
 from tenantsvc.tenancy.revisions import read_revisions
 
 ROOT = Path(__file__).resolve().parents[2]
-ALEMBIC_INI = ROOT / "alembic.ini"
+# A checkout (or editable install) finds alembic.ini beside the package; an image that installs
+# the package into site-packages says where it put the file.
+ALEMBIC_INI = Path(os.environ.get("TENANTSVC_ALEMBIC_INI", ROOT / "alembic.ini"))
 EXTRA_VERSIONS_ENV = "TENANTSVC_EXTRA_TENANT_VERSION_DIRS"
 
 

@@ -111,7 +111,11 @@ def test_dry_run_sql_and_downgrade(
     done = tenantctl("migrate-all", "--json", "--tenant", "one")
     assert done["summary"]["migrated"] == 1
     assert [t["after"] for t in done["tenants"]] == [new]
-    tenantctl("migrate-all")
+    metrics = tmp_path / "migrate.prom"
+    tenantctl("migrate-all", "--metrics-file", str(metrics))
+    text_metrics = metrics.read_text()
+    assert 'tenantsvc_migrate_all_tenants{outcome="migrated"} 1.0' in text_metrics
+    assert 'tenantsvc_migrate_all_tenants{outcome="skipped"} 1.0' in text_metrics
     down = tenantctl("migrate-all", "--to", old, "--json")
     assert down["summary"] == {"target": old, "total": 2, "migrated": 2, "skipped": 0, "failed": 0}
     status = tenantctl("status", "--json")

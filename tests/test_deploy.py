@@ -1,0 +1,137 @@
+"""The deployment files, checked here because this machine has no Docker engine: compose.yaml
+and the Dockerfile by structure, and the compose topology run for real as processes
+(PostgreSQL, PgBouncer in transaction mode, the migration job, the app)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from tests.pgbouncer import pgbouncer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return loaded
+
+
+def test_compose_topology(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"postgres", "pgbouncer", "migrate", "app"}
+    assert services["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
+    migrate_url = make_url(services["migrate"]["environment"]["TENANTSVC_DATABASE_URL"])
+    assert migrate_url.host == "postgres"  # migrations bypass PgBouncer
+    assert services["migrate"]["command"] == ["tenantctl", "migrate-all"]
+    app_env = services["app"]["environment"]
+    assert make_url(app_env["TENANTSVC_DATABASE_URL"]).host == "pgbouncer"
+    assert app_env["TENANTSVC_PGBOUNCER"] == "true"
+    assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for name in ("postgres", "pgbouncer", "app"):
+        assert "test" in services[name]["healthcheck"], name
+    for name in ("migrate", "app"):
+        assert services[name]["build"] == "."
+
+
+def test_compose_config_when_a_client_can() -> None:
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
+        pytest.skip("no `docker compose` here; the structural test above stands in")
+    env = {**os.environ, "POSTGRES_PASSWORD": "x"}
+    done = subprocess.run(["docker", "compose", "-f", str(ROOT / "compose.yaml"), "config", "-q"],
+                          env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_dockerfile_is_slim_non_root_and_without_dev_dependencies() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    bases = [line.split()[1] for line in lines if line.startswith("FROM")]
+    assert all(base.startswith("python:3.11-slim") for base in bases)
+    users = [line for line in lines if line.startswith("USER ")]
+    assert users
+    assert users[-1] not in ("USER root", "USER 0")
+    assert "[dev]" not in text
+    assert "[testing]" not in text
+    assert "TENANTSVC_ALEMBIC_INI" in text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _tenantctl(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def app_process(empty_database_url: str, admin_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TENANTSVC_")}
+    direct = {**base, "TENANTSVC_DATABASE_URL": empty_database_url}
+    _tenantctl(direct, "migrate-all")  # the compose file's one-shot migrate service
+    database = make_url(empty_database_url).database or ""
+    with pgbouncer(admin_url, database, pool_size=3) as bounced:
+        port = _free_port()
+        env = {**base, "TENANTSVC_DATABASE_URL": bounced, "TENANTSVC_PGBOUNCER": "true",
+               "TENANTSVC_POOL_SIZE": "8", "TENANTSVC_WORKERS": "2"}  # fmt: skip
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert server.poll() is None, "the app exited"
+                assert time.monotonic() < deadline, "the app did not become ready"
+                time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}", direct
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def test_topology_runs_as_processes(app_process: tuple[str, dict[str, str]]) -> None:
+    base_url, direct = app_process
+    created = json.loads(_tenantctl(direct, "create", "compose_co", "--json"))
+    headers = {"X-Tenant-ID": "compose_co", "Authorization": f"Bearer {created['api_key']}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=10) as client:
+        user = client.post("/users", json={"email": "c@co.io", "name": "C"})
+        product = client.post("/products", json={"name": "p", "price_cents": 5, "stock": 2})
+        assert (user.status_code, product.status_code) == (201, 201)
+        line = {"product_id": product.json()["id"], "quantity": 2}
+        order = client.post("/orders", json={"user_id": user.json()["id"], "items": [line]})
+        assert order.status_code == 201, order.text
+        assert order.json()["total_cents"] == 10
+        assert client.get(f"/products/{product.json()['id']}").json()["stock"] == 0
+        metrics = client.get("/metrics").text
+        assert 'route="/orders",status="201"' in metrics
