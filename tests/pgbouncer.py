@@ -76,8 +76,9 @@ pidfile = {workdir}/pgbouncer.pid
         user = pwd.getpwnam(run_as)
         os.chown(workdir, user.pw_uid, user.pw_gid)
     command = [binary, *(["-u", run_as] if run_as and os.geteuid() == 0 else []), "pgbouncer.ini"]
+    # Its log goes to the logfile; an unread pipe on stderr would fill and block PgBouncer.
     process = subprocess.Popen(
-        command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 10
