@@ -1,5 +1,6 @@
 """Base models for request bodies: strict types, unknown fields refused."""
 
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict
 
 
@@ -10,3 +11,10 @@ class Input(BaseModel):
 
 class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """Serialize once, with pydantic-core, straight to bytes. Handlers on hot paths return
+    this instead of a model, which FastAPI would validate against response_model again
+    (response_model stays declared for the OpenAPI schema)."""
+    return Response(model.model_dump_json(), status_code, media_type="application/json")

@@ -1,17 +1,19 @@
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.orders.schemas import OrderIn, OrderOut
 from tenantsvc.orders.service import place_order
 from tenantsvc.pagination import IdPath
 from tenantsvc.problems import Problem
+from tenantsvc.schemas import json_response
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
-async def create_order(body: OrderIn, uow: Uow) -> OrderOut:
-    return OrderOut.from_order(await place_order(uow, body))
+async def create_order(body: OrderIn, uow: Uow) -> Response:
+    placed = await place_order(uow, body)
+    return json_response(placed, status.HTTP_201_CREATED)
 
 
 @router.get("/{order_id}", response_model=OrderOut)

@@ -2,28 +2,36 @@
 
 from collections import Counter
 
-from tenantsvc.orders.models import Order
-from tenantsvc.orders.schemas import OrderIn
+from tenantsvc.orders.schemas import OrderIn, OrderItemOut, OrderOut
 from tenantsvc.problems import Problem
 from tenantsvc.uow import UnitOfWork
 
 
-async def place_order(uow: UnitOfWork, order_in: OrderIn) -> Order:
-    if not await uow.users.exists(order_in.user_id):
-        raise Problem(404, "Not found", f"no user {order_in.user_id}")
+async def place_order(uow: UnitOfWork, order_in: OrderIn) -> OrderOut:
     quantities: Counter[int] = Counter()
     for item in order_in.items:
         quantities[item.product_id] += item.quantity
-    prices = await uow.orders.take_stock(dict(quantities))
-    if len(prices) < len(quantities):
-        await _explain_shortfall(uow, [p for p in sorted(quantities) if p not in prices])
-    lines = [(p, quantities[p], prices[p]) for p in sorted(quantities)]
-    return await uow.orders.add(user_id=order_in.user_id, lines=lines)
+    rows = await uow.orders.place(order_in.user_id, dict(quantities))
+    if not rows:
+        await _explain_refusal(uow, order_in.user_id, sorted(quantities))
+    items = [
+        OrderItemOut.model_construct(
+            product_id=r.product_id, quantity=r.quantity, unit_price_cents=r.unit_price_cents
+        )
+        for r in rows
+    ]
+    first = rows[0]
+    return OrderOut.model_construct(
+        id=first.id, user_id=first.user_id, created_at=first.created_at, items=items,
+        total_cents=sum(i.quantity * i.unit_price_cents for i in items),
+    )  # fmt: skip
 
 
-async def _explain_shortfall(uow: UnitOfWork, product_ids: list[int]) -> None:
+async def _explain_refusal(uow: UnitOfWork, user_id: int, product_ids: list[int]) -> None:
     """Raise the right problem; the request's rollback undoes any stock already taken."""
+    if not await uow.users.exists(user_id):
+        raise Problem(404, "Not found", f"no user {user_id}")
     for product_id in product_ids:
         if await uow.products.get(product_id) is None:
             raise Problem(404, "Not found", f"no product {product_id}")
-    raise Problem(409, "Insufficient stock", f"not enough stock for product {product_ids[0]}")
+    raise Problem(409, "Insufficient stock", "not enough stock for this order")

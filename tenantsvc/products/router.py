@@ -1,4 +1,4 @@
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
@@ -11,6 +11,7 @@ from tenantsvc.products.schemas import (
     ProductOut,
     ProductPatch,
 )
+from tenantsvc.schemas import json_response
 
 router = APIRouter(prefix="/products", tags=["products"])
 
@@ -39,10 +40,10 @@ async def get_product(product_id: IdPath, uow: ReadUow) -> Product:
 
 
 @router.get("", response_model=Page[ProductOut])
-async def list_products(uow: ReadUow, after_id: AfterId = 0, limit: Limit = 20) -> Page[ProductOut]:
-    products = await uow.products.page(after_id, limit + 1)
-    items = [ProductOut.model_validate(p) for p in products]
-    return page_of(items, [p.id for p in products], limit)
+async def list_products(uow: ReadUow, after_id: AfterId = 0, limit: Limit = 20) -> Response:
+    rows = await uow.products.page(after_id, limit + 1)
+    items = [ProductOut.model_construct(**row._mapping) for row in rows]
+    return json_response(page_of(items, [row.id for row in rows], limit))
 
 
 @router.patch("/{product_id}", response_model=ProductOut)

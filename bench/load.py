@@ -1,0 +1,74 @@
+"""HTTP load with wrk (one thread, CONNS connections), tenants taken round-robin per request."""
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+LUA = r"""
+local tenants = { %(tenants)s }
+local n = #tenants
+local i = 0
+local products, users, deleted_every = %(products)d, %(users)d, 10
+local mode = "%(mode)s"
+math.randomseed(%(seed)d)
+
+local function live_product()
+  local p = math.random(1, products)
+  while p %% deleted_every == 0 do p = math.random(1, products) end
+  return p
+end
+
+request = function()
+  i = i %% n + 1
+  local t = tenants[i]
+  local headers = { ["X-Tenant-ID"] = t[1], ["Authorization"] = "Bearer " .. t[2],
+                    ["Content-Type"] = "application/json" }
+  if mode == "read" then
+    local after = math.random(0, products - 20)
+    return wrk.format("GET", "/products?limit=20&after_id=" .. after, headers)
+  end
+  local body = string.format('{"user_id": %%d, "items": [{"product_id": %%d, "quantity": 1}]}',
+                             math.random(1, users), live_product())
+  return wrk.format("POST", "/orders", headers, body)
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT_LINE %%d %%d %%d %%d %%d %%.3f %%.3f\n",
+    summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout, summary.duration,
+    requests.mean, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+@dataclass
+class WrkRun:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int
+    socket_errors: int
+    requests: int
+
+
+def script(mode: str, tenants: list[tuple[str, str]], products: int, users: int, seed: int) -> Path:
+    entries = ", ".join(f'{{"{slug}", "{key}"}}' for slug, key in tenants)
+    text = LUA % {"tenants": entries, "products": products, "users": users, "mode": mode,
+                  "seed": seed}  # fmt: skip
+    path = Path(tempfile.mkstemp(prefix=f"tenantsvc-wrk-{mode}-", suffix=".lua")[1])
+    path.write_text(text)
+    return path
+
+
+def run(url: str, lua: Path, connections: int, seconds: int) -> WrkRun:
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua), url],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+    )  # fmt: skip
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT_LINE"))
+    requests, non2xx, socket_errors, duration_us, _, p50, p99 = line.split()[1:]
+    found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    rps = float(found.group(1)) if found else int(requests) / (int(duration_us) / 1e6)
+    return WrkRun(rps, float(p50), float(p99), int(non2xx), int(socket_errors), int(requests))

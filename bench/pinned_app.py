@@ -1,0 +1,44 @@
+"""The same app with tenancy bypassed, the baseline of the tenancy overhead: no tenant
+middleware, no per-transaction set_config; every connection opens with its search_path pinned
+to one tenant's schema (``BENCH_PIN_SCHEMA``).
+
+    uvicorn bench.pinned_app:app
+"""
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenantsvc.db.session import Database
+from tenantsvc.deps import get_read_db, get_tenant, get_write_db
+from tenantsvc.main import create_app
+from tenantsvc.tenancy.middleware import TenantMiddleware
+from tenantsvc.tenancy.registry import Tenant
+
+SCHEMA = os.environ.get("BENCH_PIN_SCHEMA", "tenant_t00000")
+PINNED = Tenant(0, SCHEMA.removeprefix("tenant_"), SCHEMA, "active")
+
+
+@event.listens_for(Engine, "connect")
+def _pin(dbapi_connection: Any, _: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"SET search_path TO {SCHEMA}")
+    cursor.close()
+
+
+async def _pinned_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database: Database = request.state.db
+    async with database.sessionmaker() as session, session.begin():
+        yield session
+
+
+app = create_app()
+app.user_middleware = [m for m in app.user_middleware if m.cls is not TenantMiddleware]  # type: ignore[comparison-overlap]
+app.dependency_overrides[get_tenant] = lambda: PINNED
+app.dependency_overrides[get_write_db] = _pinned_session
+app.dependency_overrides[get_read_db] = _pinned_session

@@ -1,0 +1,326 @@
+"""The benchmark: W1 provision, W2 migrate-all, W3 read, W4 write, tenancy overhead, the
+database's ceiling, and (SCALE=1) 10,000 tenants. Needs nothing running; prints
+``RESULT {json}`` last. See bench/README.md.
+
+Knobs: T=50 PRODUCTS=1000 USERS=20 STOCK=1000 CONNS=32 DURATION=15 WARMUP=5 REPEATS=3
+WORKERS=<nproc> SCALE=0 (SCALE_T=10000 SCALE_PRODUCTS=100).
+"""
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from sqlalchemy import text
+
+from bench import ceiling, load
+from bench.fleet import ROOT, migrate_all_figures, ms, provision, tenantctl, write_sku_revision
+from bench.pgcluster import Cluster, free_port
+from bench.seed import check_invariants, seed
+from tenantsvc.db.engine import create_engine
+from tenantsvc.settings import Settings
+from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, compiled_script, head
+
+KNOBS = {"T": 50, "PRODUCTS": 1000, "USERS": 20, "STOCK": 1000, "CONNS": 32, "DURATION": 15,
+         "WARMUP": 5, "REPEATS": 3, "WORKERS": os.cpu_count() or 1, "SCALE": 0,
+         "SCALE_T": 10000, "SCALE_PRODUCTS": 100}  # fmt: skip
+CFG = {k: int(os.environ.get(k, v)) for k, v in KNOBS.items()}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def calibration() -> float:
+    """Millions of simple Python loop iterations per second: a CPU speed figure to compare
+    machines and runs."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return round(5 / (time.perf_counter() - started), 1)
+
+
+@contextmanager
+def service(env: dict[str, str], workers: int, target: str = "tenantsvc.main:app") -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+               "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, "the service exited"
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def service_rss_mib(url: str) -> float:
+    """Resident memory of the server process and its workers."""
+    port = url.rsplit(":", 1)[1]
+    for proc in psutil.process_iter(["cmdline"]):
+        if port in (proc.info["cmdline"] or []):
+            family = [proc, *proc.children(recursive=True)]
+            total: int = sum(p.memory_info().rss for p in family)
+            return round(total / 2**20, 1)
+    return 0.0
+
+
+def measure(url: str, lua: Path, repeats: int) -> list[load.WrkRun]:
+    load.run(url, lua, CFG["CONNS"], CFG["WARMUP"])
+    return [load.run(url, lua, CFG["CONNS"], CFG["DURATION"]) for _ in range(repeats)]
+
+
+def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
+    return {"rps": round(statistics.median(r.rps for r in runs), 1),
+            "p50_ms": round(statistics.median(r.p50_ms for r in runs), 2),
+            "p99_ms": round(statistics.median(r.p99_ms for r in runs), 2),
+            "non2xx": sum(r.non2xx for r in runs),
+            "socket_errors": sum(r.socket_errors for r in runs),
+            "rps_each_run": [round(r.rps, 1) for r in runs]}  # fmt: skip
+
+
+def interleaved(
+    url: str, read: Path, write: Path, repeats: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """read, write, read, write, ...: a drifting machine hurts both alike."""
+    load.run(url, read, CFG["CONNS"], CFG["WARMUP"])
+    load.run(url, write, CFG["CONNS"], CFG["WARMUP"])
+    reads, writes = [], []
+    for _ in range(repeats):
+        reads.append(load.run(url, read, CFG["CONNS"], CFG["DURATION"]))
+        writes.append(load.run(url, write, CFG["CONNS"], CFG["DURATION"]))
+    return summary(reads), summary(writes)
+
+
+async def oversell_probe(url: str, slug: str, key: str) -> bool:
+    headers = {"X-Tenant-ID": slug, "Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        product = await client.post(
+            "/products", json={"name": "probe", "price_cents": 1, "stock": 5}
+        )
+        body = {"user_id": 1, "items": [{"product_id": product.json()["id"], "quantity": 1}]}
+        responses = await asyncio.gather(*(client.post("/orders", json=body) for _ in range(64)))
+        stock = (await client.get(f"/products/{product.json()['id']}")).json()["stock"]
+    created = sum(1 for r in responses if r.status_code == 201)
+    return created == 5 and stock == 0 and all(r.status_code in (201, 409) for r in responses)
+
+
+def db_settings(url: str) -> Settings:
+    return Settings(database_url=url, pool_size=4, max_overflow=0)
+
+
+async def seed_all(url: str, slugs: list[str], products: int) -> None:
+    engine = create_engine(db_settings(url))
+    try:
+        await seed(engine, [f"tenant_{s}" for s in slugs], products, CFG["USERS"], CFG["STOCK"])
+    finally:
+        await engine.dispose()
+
+
+async def invariants(url: str, slugs: list[str]) -> dict[str, object]:
+    engine = create_engine(db_settings(url))
+    try:
+        return await check_invariants(engine, [f"tenant_{s}" for s in slugs], CFG["STOCK"])
+    finally:
+        await engine.dispose()
+
+
+async def keys_for(url: str, slugs: list[str]) -> list[tuple[str, str]]:
+    from tenantsvc.tenancy.admin import create_key
+
+    engine = create_engine(db_settings(url))
+    pairs = []
+    try:
+        for slug in slugs:
+            async with engine.begin() as conn:
+                pairs.append((slug, (await create_key(conn, slug))[1]))
+    finally:
+        await engine.dispose()
+    return pairs
+
+
+async def server_settings(url: str) -> dict[str, str]:
+    engine = create_engine(db_settings(url))
+    names = ("server_version", "max_connections", "shared_buffers", "fsync", "synchronous_commit")
+    try:
+        async with engine.connect() as conn:
+            return {n: str((await conn.execute(text(f"SHOW {n}"))).scalar_one()) for n in names}
+    finally:
+        await engine.dispose()
+
+
+def ceilings(pg: Cluster, slugs: list[str], sku_dir: str, base: str) -> dict[str, Any]:
+    t, products = len(slugs), CFG["PRODUCTS"]
+    w3 = ceiling.pgbench(pg.libpq_url, ceiling.W3.format(last=t - 1, products=products),
+                         CFG["CONNS"], CFG["DURATION"])  # fmt: skip
+    w4_script = ceiling.W4.format(last=t - 1, products=products, users=CFG["USERS"])
+    w4 = ceiling.pgbench(pg.libpq_url, w4_script, CFG["CONNS"], CFG["DURATION"])
+    schemas = [f"ceiling_{i:05d}" for i in range(t)]
+    head_sql = compiled_script(None, base)
+    w1 = ceiling.psql_seconds(pg.libpq_url, ceiling.provision_sql(schemas, head_sql))
+    engine = create_engine(db_settings(pg.url))
+    asyncio.run(seed(engine, schemas, products, CFG["USERS"], CFG["STOCK"]))
+    os.environ[EXTRA_VERSIONS_ENV] = sku_dir
+    try:
+        sku_sql = compiled_script(base, head("tenant"))
+    finally:
+        os.environ.pop(EXTRA_VERSIONS_ENV, None)
+    w2 = ceiling.psql_seconds(pg.libpq_url, ceiling.migration_sql(schemas, sku_sql))
+    ceiling.psql_seconds(pg.libpq_url, "\n".join(f"DROP SCHEMA {s} CASCADE;" for s in schemas))
+    return {"w1_psql_per_tenant_ms": round(w1 / t * 1000, 2), "w2_psql_total_s": round(w2, 3),
+            "w3_pgbench_tps": round(w3, 1), "w4_pgbench_tps": round(w4, 1)}  # fmt: skip
+
+
+def service_env(env: dict[str, str]) -> dict[str, str]:
+    """The recommended production settings on this machine: the defaults of the settings
+    object (pool 20 + overflow 10 per worker), JSON logs at WARNING for the run."""
+    return {**env, "TENANTSVC_POOL_SIZE": "20", "TENANTSVC_MAX_OVERFLOW": "10",
+            "TENANTSVC_LOG_LEVEL": "WARNING"}  # fmt: skip
+
+
+def http_workloads(
+    env: dict[str, str], keys: list[tuple[str, str]], slugs: list[str]
+) -> dict[str, Any]:
+    read = load.script("read", keys, CFG["PRODUCTS"], CFG["USERS"], seed=1)
+    write = load.script("write", keys, CFG["PRODUCTS"], CFG["USERS"], seed=2)
+    out: dict[str, Any] = {}
+    with service(service_env(env), CFG["WORKERS"]) as url:
+        out["w3_read"], out["w4_write"] = interleaved(url, read, write, CFG["REPEATS"])
+        out["rss_mib"] = service_rss_mib(url)
+        out["invariants"] = asyncio.run(invariants(env["TENANTSVC_DATABASE_URL"], slugs))
+        out["oversell_probe_ok"] = asyncio.run(oversell_probe(url, slugs[0], keys[0][1]))
+    variants = {}
+    for workers in sorted({1, os.cpu_count() or 1} - {CFG["WORKERS"]}):
+        with service(service_env(env), workers) as url:
+            r, w = interleaved(url, read, write, 1)
+            variants[f"workers_{workers}"] = {"w3_rps": r["rps"], "w4_rps": w["rps"],
+                                              "non2xx": r["non2xx"] + w["non2xx"]}  # fmt: skip
+    out["variants"] = variants
+    pinned_env = {**service_env(env), "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}
+    with service(pinned_env, CFG["WORKERS"], "bench.pinned_app:app") as url:
+        pinned_read, pinned_write = interleaved(url, read, write, CFG["REPEATS"])
+    out["tenancy_overhead"] = {
+        "w3_pinned_rps": pinned_read["rps"], "w4_pinned_rps": pinned_write["rps"],
+        "w3_tenant_over_pinned": round(out["w3_read"]["rps"] / pinned_read["rps"], 3),
+        "w4_tenant_over_pinned": round(out["w4_write"]["rps"] / pinned_write["rps"], 3),
+        "pinned_non2xx": pinned_read["non2xx"] + pinned_write["non2xx"],
+    }  # fmt: skip
+    return out
+
+
+def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str, Any]:
+    first = [f"t{i:05d}" for i in range(CFG["T"])]
+    more = [f"t{i:05d}" for i in range(CFG["T"], CFG["SCALE_T"])]
+    log(f"scale: creating {len(more)} more tenants")
+    times = asyncio.run(provision(pg.url, more))
+    asyncio.run(seed_all(pg.url, more, CFG["SCALE_PRODUCTS"]))
+    everyone = first + more
+    out: dict[str, Any] = {"tenants": len(everyone), "w1_provision": ms(times)}
+    with_rev = {**env, EXTRA_VERSIONS_ENV: sku_dir}
+    wall, rss, _ = tenantctl(with_rev, "migrate-all")
+    out["w2_migrate_all"] = {"wall_s": round(wall, 3), "peak_rss_mib": round(rss / 1024, 1)}
+    wall, _, _ = tenantctl(with_rev, "migrate-all")
+    out["w2_noop"] = {"wall_s": round(wall, 3)}
+    keys = asyncio.run(keys_for(pg.url, everyone))
+    products = CFG["SCALE_PRODUCTS"]
+    few = load.script("read", keys[: CFG["T"]], products, CFG["USERS"], seed=3)
+    many = load.script("read", keys, products, CFG["USERS"], seed=3)
+    with service(service_env(env), CFG["WORKERS"]) as url:
+        at_t = summary(measure(url, few, 1))
+        rss_t = service_rss_mib(url)
+        at_scale = summary(measure(url, many, 1))
+        rss_scale = service_rss_mib(url)
+    out["w3_read"] = {f"t{CFG['T']}_rps": at_t["rps"], f"t{len(everyone)}_rps": at_scale["rps"],
+                      "ratio": round(at_scale["rps"] / at_t["rps"], 3),
+                      "non2xx": at_t["non2xx"] + at_scale["non2xx"]}  # fmt: skip
+    out["rss_mib"] = {f"t{CFG['T']}": rss_t, f"t{len(everyone)}": rss_scale}
+    return out
+
+
+def main() -> None:
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"), "machine": {
+            "nproc": os.cpu_count(), "load_start": os.getloadavg(),
+            "cpu_mloops_per_s": calibration(),
+            "platform": platform.platform(), "python": platform.python_version()},
+        "config": CFG,
+    }  # fmt: skip
+    with Cluster() as pg:
+        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
+        env.pop(EXTRA_VERSIONS_ENV, None)
+        tenantctl(env, "migrate-all")
+        base = head("tenant")
+        slugs = [f"t{i:05d}" for i in range(CFG["T"])]
+        log("W1 provision")
+        w1 = ms(asyncio.run(provision(pg.url, slugs)))
+        w1["one_command_s"] = round(tenantctl(env, "create", "one_command")[0], 3)
+        tenantctl(env, "drop", "one_command", "--purge", "--yes")
+        result["w1_provision"] = w1
+        asyncio.run(seed_all(pg.url, slugs, CFG["PRODUCTS"]))
+        log("W2 migrate-all")
+        sku_dir = write_sku_revision()
+        result["w2_migrate_all"] = migrate_all_figures(env, sku_dir, CFG["T"], base)
+        keys = asyncio.run(keys_for(pg.url, slugs))
+        log("W3/W4 through wrk")
+        http = http_workloads(env, keys, slugs)
+        result["w3_read"] = http.pop("w3_read")
+        result["w4_write"] = {**http.pop("w4_write"), **http.pop("invariants"),
+                              "oversell_probe_ok": http.pop("oversell_probe_ok")}  # fmt: skip
+        result.update(http)
+        log("ceiling")
+        result["ceiling"] = ceilings(pg, slugs, sku_dir, base)
+        c = result["ceiling"]
+        result["fraction_of_ceiling"] = {
+            "w1": round(c["w1_psql_per_tenant_ms"] / w1["median_ms"], 3),
+            "w2": round(c["w2_psql_total_s"] / result["w2_migrate_all"]["default"]["wall_s"], 3),
+            "w3": round(result["w3_read"]["rps"] / c["w3_pgbench_tps"], 3),
+            "w4": round(result["w4_write"]["rps"] / c["w4_pgbench_tps"], 3),
+        }  # fmt: skip
+        result["postgresql"] = asyncio.run(server_settings(pg.url))
+        if CFG["SCALE"]:
+            result["scale"] = scale(pg, env, sku_dir, base)
+    result["machine"]["load_end"] = os.getloadavg()
+    result["versions"] = versions()
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    print("RESULT " + json.dumps(result))
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    names = ("fastapi", "uvicorn", "sqlalchemy", "asyncpg", "pydantic", "alembic")
+    found = {n: version(n) for n in names}
+    found["wrk"] = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[
+        0
+    ][:40]
+    return found
+
+
+if __name__ == "__main__":
+    main()

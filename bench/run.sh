@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One command for the whole benchmark; needs nothing running beforehand.
+# Installs wrk and pgbench (Debian) if missing and the project (virtualenv), then runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v pgbench >/dev/null || need+=(postgresql-client)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+make install >/dev/null
+.venv/bin/pip install --quiet -c constraints.txt matplotlib psutil
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR"
+mkdir -p bench/out
+.venv/bin/python -m bench.run | tee bench/out/run.log
+.venv/bin/python -m bench.chart bench/out/result.json bench/chart.png >&2
