@@ -23,33 +23,16 @@ from tenantsvc.db.engine import create_engine
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
+from tests.tenancy import revisions as sku
 
 ROOT = Path(__file__).resolve().parents[1]
-SKU_REVISION = '''"""benchmark only: products.sku and its index"""
-import sqlalchemy as sa
-from alembic import op
-
-revision = "bench_sku"
-down_revision = "{down}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.add_column("products", sa.Column("sku", sa.String(64), nullable=True))
-    op.create_index("products_sku_idx", "products", ["sku"])
-
-
-def downgrade() -> None:
-    op.drop_index("products_sku_idx", table_name="products")
-    op.drop_column("products", "sku")
-'''
 
 
 def write_sku_revision() -> str:
-    """A directory holding the benchmark's revision, chained onto the repository's head."""
+    """A directory holding the benchmark's revision (products.sku and its index), chained onto
+    the repository's head; the repository's migrations stay untouched."""
     directory = tempfile.mkdtemp(prefix="tenantsvc-bench-rev-")
-    Path(directory, "bench_sku.py").write_text(SKU_REVISION.format(down=head("tenant")))
+    sku.write_sku_revision(Path(directory), "bench_sku")
     return directory
 
 

@@ -26,11 +26,13 @@ from sqlalchemy import text
 
 from bench import ceiling, load
 from bench.fleet import ROOT, migrate_all_figures, ms, provision, tenantctl, write_sku_revision
-from bench.pgcluster import Cluster, free_port
+from bench.pgcluster import Cluster
 from bench.seed import check_invariants, seed
 from tenantsvc.db.engine import create_engine
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, compiled_script, head
+from tenantsvc.testing.app import wait_for_http
+from tenantsvc.testing.postgres import free_port
 
 KNOBS = {"T": 50, "PRODUCTS": 1000, "USERS": 20, "STOCK": 1000, "CONNS": 32, "DURATION": 15,
          "WARMUP": 5, "REPEATS": 3, "WORKERS": os.cpu_count() or 1, "SCALE": 0,
@@ -62,16 +64,7 @@ def service(env: dict[str, str], workers: int, target: str = "tenantsvc.main:app
                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, "the service exited"
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.2)
+        wait_for_http(url + "/healthz", process)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

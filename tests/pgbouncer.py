@@ -14,12 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tenantsvc.testing.postgres import free_port
 
 
 def pgbouncer_binary() -> str:
@@ -51,7 +46,7 @@ def pgbouncer(admin_url: str, database: str, pool_size: int) -> Iterator[str]:
     host, port, owner = _server_side(admin_url)
     run_as = owner or ("postgres" if os.geteuid() == 0 else None)
     workdir = Path(tempfile.mkdtemp(prefix="tenantsvc-pgbouncer-"))
-    listen = _free_port()
+    listen = free_port()
     (workdir / "pgbouncer.ini").write_text(
         f"""[databases]
 {database} = host={host} port={port} dbname={database} user=postgres

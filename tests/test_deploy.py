@@ -6,10 +6,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from tenantsvc.testing.app import wait_for_http
+from tenantsvc.testing.postgres import free_port
 from tests.pgbouncer import pgbouncer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,13 +75,6 @@ def test_dockerfile_is_slim_non_root_and_without_dev_dependencies() -> None:
     assert "TENANTSVC_ALEMBIC_INI" in text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _tenantctl(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
@@ -96,7 +89,7 @@ def app_process(empty_database_url: str, admin_url: str) -> Iterator[tuple[str, 
     _tenantctl(direct, "migrate-all")  # the compose file's one-shot migrate service
     database = make_url(empty_database_url).database or ""
     with pgbouncer(admin_url, database, pool_size=3) as bounced:
-        port = _free_port()
+        port = free_port()
         env = {**base, "TENANTSVC_DATABASE_URL": bounced, "TENANTSVC_PGBOUNCER": "true",
                "TENANTSVC_POOL_SIZE": "8", "TENANTSVC_WORKERS": "2"}  # fmt: skip
         server = subprocess.Popen(
@@ -104,16 +97,7 @@ def app_process(empty_database_url: str, admin_url: str) -> Iterator[tuple[str, 
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert server.poll() is None, "the app exited"
-                assert time.monotonic() < deadline, "the app did not become ready"
-                time.sleep(0.2)
+            wait_for_http(f"http://127.0.0.1:{port}/readyz", server)
             yield f"http://127.0.0.1:{port}", direct
         finally:
             server.send_signal(signal.SIGTERM)

@@ -1,6 +1,8 @@
 """Building blocks of the plugin, usable on their own: settings for tests, the app started
 in-process with its lifespan, tenants as handles with ready-made headers."""
 
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -84,3 +86,19 @@ async def scratch_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_seconds: float = 60) -> None:
+    """Poll ``url`` until it answers 200; fail early if the server process died."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited ({process.returncode}) before {url} answered")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout_seconds} s")
+        time.sleep(0.2)

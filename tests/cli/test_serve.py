@@ -4,7 +4,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,19 +11,14 @@ import time
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tenantsvc.testing.postgres import free_port
 
 
 def test_serve_on_embedded_default_answers_the_printed_curl() -> None:
     data_dir = tempfile.mkdtemp(prefix="tenantsvc-serve-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTSVC_")}
     env["TENANTSVC_EMBEDDED_DATA_DIR"] = os.path.join(data_dir, "pgdata")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

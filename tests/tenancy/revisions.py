@@ -28,11 +28,20 @@ def downgrade() -> None:
 '''
 
 
+def write_sku_revision(directory: Path, revision: str) -> str:
+    """Writes the revision (chained onto the current head) into ``directory``; returns the
+    head it chains onto. Also used by the benchmark's W2."""
+    old = head("tenant")
+    (directory / f"{revision}_products_sku.py").write_text(
+        SKU_REVISION.format(revision=revision, down=old)
+    )
+    return old
+
+
 def add_sku_revision(directory: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     """Writes the revision and makes it the tenant track's head; returns (old, new) head."""
-    old = head("tenant")
     new = "x9001"
-    (directory / f"{new}_products_sku.py").write_text(SKU_REVISION.format(revision=new, down=old))
+    old = write_sku_revision(directory, new)
     monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(directory))
     assert head("tenant") == new
     return old, new
