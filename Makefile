@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint fmt clean
+.PHONY: install run test lint fmt clean bench
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+bench:
+	bench/run.sh
 
 fmt: install
 	$(BIN)/ruff check --fix .

@@ -10,7 +10,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 make install >/dev/null
-.venv/bin/pip install --quiet -c constraints.txt matplotlib psutil
+.venv/bin/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR"
 mkdir -p bench/out
