@@ -45,12 +45,14 @@ async def _prepare(admin_url: str, count: int) -> tuple[str, list[fuzz.Tenant]]:
     return url, [fuzz.Tenant(t.slug, t.schema, t.api_key) for t in made]
 
 
-async def _campaign(url: str, tenants: list[fuzz.Tenant], requests: int, concurrency: int,
-                    seeded: bool, **settings: Any) -> dict[str, Any]:  # fmt: skip
+async def _campaign(url: str, direct: str, tenants: list[fuzz.Tenant], requests: int,
+                    concurrency: int, seeded: bool, **settings: Any) -> dict[str, Any]:  # fmt: skip
+    """Fuzz through ``url`` (PostgreSQL or PgBouncer); the fault injector and the final check
+    of every schema talk to PostgreSQL directly (``direct``)."""
     tuned = make_settings(url, pool_size=10, max_overflow=5, **settings)
     app = faults.mount(create_app(tuned))
     manager, running = await start_app(app=app)
-    killer = create_engine(make_settings(url, pool_size=1, max_overflow=0))
+    killer = create_engine(make_settings(direct, pool_size=1, max_overflow=0))
     total = fuzz.Report()
     started = time.perf_counter()
     try:
@@ -93,12 +95,14 @@ def main() -> None:
         url, tenants = asyncio.run(_prepare(admin_url, count))
         seeded = False
         if mode in ("direct", "both"):
-            result["direct"] = asyncio.run(_campaign(url, tenants, requests, concurrency, seeded))
+            result["direct"] = asyncio.run(
+                _campaign(url, url, tenants, requests, concurrency, seeded)
+            )
             seeded = True
         if mode in ("pgbouncer", "both"):
             with pgbouncer(admin_url, make_url(url).database or "", pool_size=5) as bounced:
                 result["pgbouncer"] = asyncio.run(
-                    _campaign(bounced, tenants, requests, concurrency, seeded, pgbouncer=True)
+                    _campaign(bounced, url, tenants, requests, concurrency, seeded, pgbouncer=True)
                 )
     print(json.dumps(result))
 
