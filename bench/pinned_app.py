@@ -39,6 +39,12 @@ async def _pinned_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 app = create_app()
 app.user_middleware = [m for m in app.user_middleware if m.cls is not TenantMiddleware]  # type: ignore[comparison-overlap]
-app.dependency_overrides[get_tenant] = lambda: PINNED
+
+
+async def _pinned_tenant() -> Tenant:
+    return PINNED
+
+
+app.dependency_overrides[get_tenant] = _pinned_tenant
 app.dependency_overrides[get_write_db] = _pinned_session
 app.dependency_overrides[get_read_db] = _pinned_session

@@ -8,10 +8,11 @@ handling.
 """
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Annotated, Any, TypeVar
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,17 +24,20 @@ from tenantsvc.db.replicas import (
     parse_lsn,
     primary_position,
 )
-from tenantsvc.db.session import Database, tenant_session
+from tenantsvc.db.session import Database, tenant_connection, tenant_session
 from tenantsvc.problems import Problem
 from tenantsvc.tenancy.registry import Tenant
 from tenantsvc.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONSISTENCY_HEADER = "X-Consistency-Token"
 
 
-def get_tenant(request: Request) -> Tenant:
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
+# dependency in a worker thread, a thread hop per request on the hot path.
+async def get_tenant(request: Request) -> Tenant:
     tenant: Tenant = request.state.tenant
     return tenant
 
@@ -41,13 +45,27 @@ def get_tenant(request: Request) -> Tenant:
 CurrentTenant = Annotated[Tenant, Depends(get_tenant)]
 
 
+async def _hand_out_token(request: Request, database: Database) -> None:
+    """After a commit, when replicas exist: the client's read-your-writes token."""
+    if database.has_replicas:
+        request.state.consistency_token = format_lsn(await primary_position(database.engine))
+
+
 async def get_write_db(request: Request, tenant: CurrentTenant) -> AsyncIterator[AsyncSession]:
     database: Database = request.state.db
     request.state.served_by = "primary"
     async with tenant_session(database.sessionmaker, tenant.schema) as session:
         yield session
-    if database.has_replicas:  # committed: hand the client its read-your-writes token
-        request.state.consistency_token = format_lsn(await primary_position(database.engine))
+    await _hand_out_token(request, database)
+
+
+async def get_write_conn(request: Request, tenant: CurrentTenant) -> AsyncIterator[Any]:
+    """The hot-path twin of ``get_write_db``: a raw connection in the tenant's transaction."""
+    database: Database = request.state.db
+    request.state.served_by = "primary"
+    async with tenant_connection(database.engine, tenant.schema) as conn:
+        yield conn
+    await _hand_out_token(request, database)
 
 
 def _token(request: Request) -> int | None:
@@ -60,42 +78,61 @@ def _token(request: Request) -> int | None:
         raise Problem(400, "Bad consistency token", str(exc)) from None
 
 
-async def _replica_session(
-    stack: AsyncExitStack, replica: Replica, schema: str
-) -> AsyncSession | None:
-    """The replica's tenant transaction, or None when the replica turned out to be down
-    (the read then goes to the primary instead of failing)."""
-    try:
-        return await stack.enter_async_context(tenant_session(replica.sessionmaker, schema))
-    except (OSError, DBAPIError) as exc:
-        log.warning("replica %s failed, reading from the primary: %s", replica.name, exc)
-        replica.healthy = False
-        return None
+async def _read_context(
+    request: Request, opener: Callable[[Replica | None], AbstractAsyncContextManager[T]]
+) -> AsyncIterator[T]:
+    """Open ``opener(replica)`` on the replica the router picks, or ``opener(None)`` on the
+    primary; a replica that fails while the transaction opens sends the read to the primary."""
+    database: Database = request.state.db
+    replica = await database.router.choose(_token(request)) if database.has_replicas else None
+    async with AsyncExitStack() as stack:
+        opened: T | None = None
+        if replica is not None:
+            try:
+                opened = await stack.enter_async_context(opener(replica))
+            except (OSError, DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("replica %s failed, reading from the primary: %s", replica.name, exc)
+                replica.healthy = False
+        request.state.served_by = replica.name if replica and opened is not None else "primary"
+        if opened is None:
+            opened = await stack.enter_async_context(opener(None))
+        yield opened
 
 
 async def get_read_db(request: Request, tenant: CurrentTenant) -> AsyncIterator[AsyncSession]:
     database: Database = request.state.db
-    at_least = _token(request)
-    replica = await database.router.choose(at_least) if database.has_replicas else None
-    async with AsyncExitStack() as stack:
-        session = await _replica_session(stack, replica, tenant.schema) if replica else None
-        request.state.served_by = replica.name if replica and session else "primary"
-        if session is None:
-            session = await stack.enter_async_context(
-                tenant_session(database.sessionmaker, tenant.schema)
-            )
+
+    def opener(replica: Replica | None) -> AbstractAsyncContextManager[AsyncSession]:
+        maker = replica.sessionmaker if replica else database.sessionmaker
+        return tenant_session(maker, tenant.schema)
+
+    async for session in _read_context(request, opener):
         yield session
+
+
+async def get_read_conn(request: Request, tenant: CurrentTenant) -> AsyncIterator[Any]:
+    """The hot-path twin of ``get_read_db``."""
+    database: Database = request.state.db
+
+    def opener(replica: Replica | None) -> AbstractAsyncContextManager[Any]:
+        return tenant_connection(replica.engine if replica else database.engine, tenant.schema)
+
+    async for conn in _read_context(request, opener):
+        yield conn
 
 
 DbSession = Annotated[AsyncSession, Depends(get_write_db, scope="function")]
 ReadDbSession = Annotated[AsyncSession, Depends(get_read_db, scope="function")]
+# Raw asyncpg connections in the tenant's transaction, for the hottest endpoints.
+WriteConn = Annotated[Any, Depends(get_write_conn, scope="function")]
+ReadConn = Annotated[Any, Depends(get_read_conn, scope="function")]
 
 
-def get_uow(session: DbSession) -> UnitOfWork:
+async def get_uow(session: DbSession) -> UnitOfWork:
     return UnitOfWork(session)
 
 
-def get_read_uow(session: ReadDbSession) -> UnitOfWork:
+async def get_read_uow(session: ReadDbSession) -> UnitOfWork:
     return UnitOfWork(session)
 
 

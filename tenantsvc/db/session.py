@@ -7,6 +7,7 @@ the next transaction. The schema comes from the registry, never from request inp
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tenantsvc.db.engine import create_engine
 from tenantsvc.db.replicas import Replica, ReplicaRouter
 from tenantsvc.settings import Settings
+from tenantsvc.tenancy.ddl import search_path_sql
 
 SET_TENANT = text("SELECT set_config('search_path', :schema, true)")
 
@@ -61,3 +63,39 @@ async def tenant_session(
     async with sessionmaker() as session, session.begin():
         await session.execute(SET_TENANT, {"schema": schema})
         yield session
+
+
+@asynccontextmanager
+async def tenant_connection(engine: AsyncEngine, schema: str) -> AsyncIterator[Any]:
+    """The pooled connection's raw asyncpg connection, inside one transaction of ``schema``,
+    for the hottest paths: BEGIN and the transaction-local search_path travel in one round
+    trip, and no ORM session is built.
+
+    A connection only ever goes back to the pool after COMMIT or a ROLLBACK that answered; if
+    the request is cancelled mid-statement, the connection is closed instead, because its
+    protocol state is unknown and it must not carry an open transaction to the next tenant.
+    """
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        await driver.execute("BEGIN;" + search_path_sql(schema))
+        try:
+            yield driver
+        except Exception:
+            await _rollback_or_close(driver)
+            raise
+        except BaseException:
+            driver.terminate()
+            raise
+        try:
+            await driver.execute("COMMIT")
+        except BaseException:
+            driver.terminate()
+            raise
+
+
+async def _rollback_or_close(driver: Any) -> None:
+    try:
+        await driver.execute("ROLLBACK")
+    except BaseException:
+        driver.terminate()
+        raise

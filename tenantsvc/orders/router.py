@@ -1,6 +1,6 @@
 from fastapi import APIRouter, Response, status
 
-from tenantsvc.deps import ReadUow, Uow
+from tenantsvc.deps import ReadUow, WriteConn
 from tenantsvc.orders.schemas import OrderIn, OrderOut
 from tenantsvc.orders.service import place_order
 from tenantsvc.pagination import IdPath
@@ -11,8 +11,8 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
-async def create_order(body: OrderIn, uow: Uow) -> Response:
-    placed = await place_order(uow, body)
+async def create_order(body: OrderIn, conn: WriteConn) -> Response:
+    placed = await place_order(conn, body)
     return json_response(placed, status.HTTP_201_CREATED)
 
 

@@ -1,37 +1,40 @@
-"""Placing an order: stock and order rows change in one unit of work, or not at all."""
+"""Placing an order: stock and order rows change in one transaction, or not at all."""
 
 from collections import Counter
+from typing import Any
 
+from tenantsvc.orders import queries
 from tenantsvc.orders.schemas import OrderIn, OrderItemOut, OrderOut
 from tenantsvc.problems import Problem
-from tenantsvc.uow import UnitOfWork
+from tenantsvc.products.queries import live_product_exists
 
 
-async def place_order(uow: UnitOfWork, order_in: OrderIn) -> OrderOut:
+async def place_order(conn: Any, order_in: OrderIn) -> OrderOut:
     quantities: Counter[int] = Counter()
     for item in order_in.items:
         quantities[item.product_id] += item.quantity
-    rows = await uow.orders.place(order_in.user_id, dict(quantities))
+    rows = await queries.place(conn, order_in.user_id, dict(quantities))
     if not rows:
-        await _explain_refusal(uow, order_in.user_id, sorted(quantities))
+        await _explain_refusal(conn, order_in.user_id, sorted(quantities))
     items = [
         OrderItemOut.model_construct(
-            product_id=r.product_id, quantity=r.quantity, unit_price_cents=r.unit_price_cents
+            product_id=r["product_id"], quantity=r["quantity"],
+            unit_price_cents=r["unit_price_cents"],
         )
         for r in rows
-    ]
+    ]  # fmt: skip
     first = rows[0]
     return OrderOut.model_construct(
-        id=first.id, user_id=first.user_id, created_at=first.created_at, items=items,
+        id=first["id"], user_id=first["user_id"], created_at=first["created_at"], items=items,
         total_cents=sum(i.quantity * i.unit_price_cents for i in items),
     )  # fmt: skip
 
 
-async def _explain_refusal(uow: UnitOfWork, user_id: int, product_ids: list[int]) -> None:
+async def _explain_refusal(conn: Any, user_id: int, product_ids: list[int]) -> None:
     """Raise the right problem; the request's rollback undoes any stock already taken."""
-    if not await uow.users.exists(user_id):
+    if not await queries.user_exists(conn, user_id):
         raise Problem(404, "Not found", f"no user {user_id}")
     for product_id in product_ids:
-        if await uow.products.get(product_id) is None:
+        if not await live_product_exists(conn, product_id):
             raise Problem(404, "Not found", f"no product {product_id}")
     raise Problem(409, "Insufficient stock", "not enough stock for this order")

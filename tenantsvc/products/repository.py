@@ -3,14 +3,12 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenantsvc.products.models import Product
 
 LIVE = Product.deleted_at.is_(None)
-COLUMNS = (Product.id, Product.name, Product.price_cents, Product.stock, Product.created_at,
-           Product.deleted_at)  # fmt: skip
 
 
 class ProductRepository:
@@ -23,12 +21,6 @@ class ProductRepository:
             query = query.where(LIVE)
         found: Product | None = await self.session.scalar(query)
         return found
-
-    async def page(self, after_id: int, limit: int) -> list[Row[Any]]:
-        """Plain rows, not mapped objects: the list is the hot read path and nothing here
-        changes them, so the identity map would be pure overhead."""
-        query = select(*COLUMNS).where(LIVE, Product.id > after_id).order_by(Product.id)
-        return list(await self.session.execute(query.limit(limit)))
 
     async def add(self, **fields: Any) -> Product:
         product = Product(**fields)

@@ -1,8 +1,9 @@
 from fastapi import APIRouter, Response, status
 
-from tenantsvc.deps import ReadUow, Uow
+from tenantsvc.deps import ReadConn, ReadUow, Uow
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
 from tenantsvc.problems import Problem
+from tenantsvc.products import queries
 from tenantsvc.products.models import Product
 from tenantsvc.products.schemas import (
     ProductBulkIn,
@@ -40,10 +41,10 @@ async def get_product(product_id: IdPath, uow: ReadUow) -> Product:
 
 
 @router.get("", response_model=Page[ProductOut])
-async def list_products(uow: ReadUow, after_id: AfterId = 0, limit: Limit = 20) -> Response:
-    rows = await uow.products.page(after_id, limit + 1)
-    items = [ProductOut.model_construct(**row._mapping) for row in rows]
-    return json_response(page_of(items, [row.id for row in rows], limit))
+async def list_products(conn: ReadConn, after_id: AfterId = 0, limit: Limit = 20) -> Response:
+    rows = await queries.live_page(conn, after_id, limit + 1)
+    items = [ProductOut.model_construct(**row) for row in rows]
+    return json_response(page_of(items, [row["id"] for row in rows], limit))
 
 
 @router.patch("/{product_id}", response_model=ProductOut)

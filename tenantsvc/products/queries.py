@@ -1,0 +1,23 @@
+"""Product reads on the hot path, over a raw connection already in the tenant's transaction
+(``deps.ReadConn``). Plain SQL, unqualified names: the transaction's search_path picks the
+tenant."""
+
+from typing import Any
+
+# Keyset: an index seek on products_live_id_idx (id WHERE deleted_at IS NULL) at any depth.
+_LIVE_PAGE = (
+    "SELECT id, name, price_cents, stock, created_at, deleted_at FROM products "
+    "WHERE deleted_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
+)
+
+
+async def live_page(conn: Any, after_id: int, limit: int) -> list[Any]:
+    rows: list[Any] = await conn.fetch(_LIVE_PAGE, after_id, limit)
+    return rows
+
+
+async def live_product_exists(conn: Any, product_id: int) -> bool:
+    found = await conn.fetchval(
+        "SELECT 1 FROM products WHERE id = $1 AND deleted_at IS NULL", product_id
+    )
+    return found is not None
