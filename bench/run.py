@@ -188,10 +188,14 @@ def ceilings(pg: Cluster, slugs: list[str], sku_dir: str, base: str) -> dict[str
             "w3_pgbench_tps": round(w3, 1), "w4_pgbench_tps": round(w4, 1)}  # fmt: skip
 
 
-def service_env(env: dict[str, str]) -> dict[str, str]:
-    """The recommended production settings on this machine: the defaults of the settings
-    object (pool 20 + overflow 10 per worker), JSON logs at WARNING for the run."""
+def service_env(env: dict[str, str], pre_ping: bool = False) -> dict[str, str]:
+    """The recommended production settings on this machine: nproc workers, pool 20 + overflow
+    10 per worker (2 x 30 = 60 of the server's 100 connections), pre-ping off (SQLAlchemy's
+    asyncpg pre-ping costs BEGIN + ping + ROLLBACK, three round trips per checkout; a dead
+    connection is found by its first failure instead, closed and replaced, which
+    tests/isolation/test_outages.py proves), logs at WARNING."""
     return {**env, "TENANTSVC_POOL_SIZE": "20", "TENANTSVC_MAX_OVERFLOW": "10",
+            "TENANTSVC_POOL_PRE_PING": str(pre_ping).lower(),
             "TENANTSVC_LOG_LEVEL": "WARNING"}  # fmt: skip
 
 
@@ -212,6 +216,10 @@ def http_workloads(
             r, w = interleaved(url, read, write, 1)
             variants[f"workers_{workers}"] = {"w3_rps": r["rps"], "w4_rps": w["rps"],
                                               "non2xx": r["non2xx"] + w["non2xx"]}  # fmt: skip
+    with service(service_env(env, pre_ping=True), CFG["WORKERS"]) as url:
+        r, w = interleaved(url, read, write, 1)
+        variants["pre_ping_on"] = {"w3_rps": r["rps"], "w4_rps": w["rps"],
+                                   "non2xx": r["non2xx"] + w["non2xx"]}  # fmt: skip
     out["variants"] = variants
     pinned_env = {**service_env(env), "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}
     with service(pinned_env, CFG["WORKERS"], "bench.pinned_app:app") as url:

@@ -112,7 +112,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(sa_exc.IntegrityError, _on_integrity)
     for unavailable in (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError,
-                        ConnectionError, OSError, asyncpg.InterfaceError):  # fmt: skip
+                        ConnectionError, OSError, asyncpg.InterfaceError,
+                        asyncpg.InternalClientError):  # fmt: skip
         app.add_exception_handler(unavailable, _on_unavailable)
     app.add_exception_handler(sa_exc.DBAPIError, _on_database_error)
     app.add_exception_handler(asyncpg.PostgresError, _on_database_error)

@@ -71,31 +71,42 @@ async def tenant_connection(engine: AsyncEngine, schema: str) -> AsyncIterator[A
     for the hottest paths: BEGIN and the transaction-local search_path travel in one round
     trip, and no ORM session is built.
 
-    A connection only ever goes back to the pool after COMMIT or a ROLLBACK that answered; if
-    the request is cancelled mid-statement, the connection is closed instead, because its
-    protocol state is unknown and it must not carry an open transaction to the next tenant.
+    A connection only goes back to the pool after COMMIT, or after a ROLLBACK that answered.
+    Otherwise (the server went away, the request was cancelled mid-statement) it is closed and
+    its pool slot marked for a fresh connection: its state is unknown, and it must never carry
+    an open transaction, or a dead socket, to the next request.
     """
     async with engine.connect() as conn:
-        driver: Any = (await conn.get_raw_connection()).driver_connection
-        await driver.execute("BEGIN;" + search_path_sql(schema))
+        fairy = await conn.get_raw_connection()
+        driver: Any = fairy.driver_connection
+        try:
+            await driver.execute("BEGIN;" + search_path_sql(schema))
+        except BaseException:
+            _discard(fairy, driver)
+            raise
         try:
             yield driver
         except Exception:
-            await _rollback_or_close(driver)
+            await _rollback_or_discard(fairy, driver)
             raise
         except BaseException:
-            driver.terminate()
+            _discard(fairy, driver)
             raise
         try:
             await driver.execute("COMMIT")
         except BaseException:
-            driver.terminate()
+            _discard(fairy, driver)
             raise
 
 
-async def _rollback_or_close(driver: Any) -> None:
+def _discard(fairy: Any, driver: Any) -> None:
+    """Synchronous on purpose: it must work while the task is being cancelled."""
+    driver.terminate()
+    fairy.invalidate(soft=True)
+
+
+async def _rollback_or_discard(fairy: Any, driver: Any) -> None:
     try:
         await driver.execute("ROLLBACK")
     except BaseException:
-        driver.terminate()
-        raise
+        _discard(fairy, driver)

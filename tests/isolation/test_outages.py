@@ -44,12 +44,15 @@ def _stop(server: PostgresServer) -> None:
     subprocess.run(command, check=True, capture_output=True, user=server.system_user)
 
 
-@pytest.fixture
+@pytest.fixture(params=[True, False], ids=["pre_ping", "no_pre_ping"])
 async def outage_app(
-    own_server: PostgresServer,
+    own_server: PostgresServer, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Running, list[fuzz.Tenant]]]:
+    """Both ways a pool can find dead connections: pre-ping on checkout, or (pre-ping off, the
+    benchmark's setting) the first failure, which closes the connection and renews its slot."""
     url = f"postgresql+asyncpg://postgres@/postgres?host={own_server.get_postmaster_info().socket_dir}"
-    settings = make_settings(url, pool_size=4, max_overflow=0, pool_timeout_seconds=2)
+    settings = make_settings(url, pool_size=4, max_overflow=0, pool_timeout_seconds=2,
+                             pool_pre_ping=request.param)  # fmt: skip
     from tenantsvc.db.engine import create_engine
 
     engine = create_engine(settings)
