@@ -1,6 +1,7 @@
 """The same app with tenancy bypassed, the baseline of the tenancy overhead: no tenant
-middleware, no per-transaction set_config; every connection opens with its search_path pinned
-to one tenant's schema (``BENCH_PIN_SCHEMA``).
+middleware, no registry, no per-transaction set_config (the hot paths get their connection in a
+plain BEGIN); every connection opens with its search_path pinned to one tenant's schema
+(``BENCH_PIN_SCHEMA``). Requests still carry tenant headers, which are ignored.
 
     uvicorn bench.pinned_app:app
 """
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenantsvc.db.session import Database
-from tenantsvc.deps import get_read_db, get_tenant, get_write_db
+from tenantsvc.deps import get_read_conn, get_read_db, get_tenant, get_write_conn, get_write_db
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.middleware import TenantMiddleware
 from tenantsvc.tenancy.registry import Tenant
@@ -37,6 +38,20 @@ async def _pinned_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def _pinned_connection(request: Request) -> AsyncIterator[Any]:
+    """The hot paths' raw connection, in a plain transaction: no set_config."""
+    database: Database = request.state.db
+    async with database.engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        await driver.execute("BEGIN")
+        try:
+            yield driver
+        except BaseException:
+            await driver.execute("ROLLBACK")
+            raise
+        await driver.execute("COMMIT")
+
+
 app = create_app()
 app.user_middleware = [m for m in app.user_middleware if m.cls is not TenantMiddleware]  # type: ignore[comparison-overlap]
 
@@ -48,3 +63,5 @@ async def _pinned_tenant() -> Tenant:
 app.dependency_overrides[get_tenant] = _pinned_tenant
 app.dependency_overrides[get_write_db] = _pinned_session
 app.dependency_overrides[get_read_db] = _pinned_session
+app.dependency_overrides[get_write_conn] = _pinned_connection
+app.dependency_overrides[get_read_conn] = _pinned_connection
