@@ -51,21 +51,25 @@ async def _hand_out_token(request: Request, database: Database) -> None:
         request.state.consistency_token = format_lsn(await primary_position(database.engine))
 
 
+async def _on_primary(request: Request, opened: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
+    """A write transaction on the primary; once committed, the read-your-writes token."""
+    request.state.served_by = "primary"
+    async with opened as handle:
+        yield handle
+    await _hand_out_token(request, request.state.db)
+
+
 async def get_write_db(request: Request, tenant: CurrentTenant) -> AsyncIterator[AsyncSession]:
     database: Database = request.state.db
-    request.state.served_by = "primary"
-    async with tenant_session(database.sessionmaker, tenant.schema) as session:
+    async for session in _on_primary(request, tenant_session(database.sessionmaker, tenant.schema)):
         yield session
-    await _hand_out_token(request, database)
 
 
 async def get_write_conn(request: Request, tenant: CurrentTenant) -> AsyncIterator[Any]:
     """The hot-path twin of ``get_write_db``: a raw connection in the tenant's transaction."""
     database: Database = request.state.db
-    request.state.served_by = "primary"
-    async with tenant_connection(database.engine, tenant.schema) as conn:
+    async for conn in _on_primary(request, tenant_connection(database.engine, tenant.schema)):
         yield conn
-    await _hand_out_token(request, database)
 
 
 def _token(request: Request) -> int | None:

@@ -16,13 +16,18 @@ from tenantsvc.tenancy.migrator import head
 runner = CliRunner()
 
 
+def use_database(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Point tenantctl (run in this process) at ``url``."""
+    monkeypatch.setenv("TENANTSVC_DATABASE_URL", url)
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def cli_env(
     database_url: str, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
     """The CLI pointed at the test database, whose shared track ``engine`` migrated."""
-    monkeypatch.setenv("TENANTSVC_DATABASE_URL", database_url)
-    get_settings.cache_clear()
+    use_database(monkeypatch, database_url)
     yield
     get_settings.cache_clear()
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenantsvc.settings import get_settings
 from tenantsvc.tenancy.doctor import pool_check
 from tenantsvc.tenancy.migrator import head
-from tests.cli.test_cli import tenantctl
+from tests.cli.test_cli import tenantctl, use_database
 from tests.conftest import make_settings, start_app
 from tests.tenancy.revisions import add_sku_revision
 
@@ -30,8 +30,8 @@ T = TypeVar("T")
 def fresh_cli(
     empty_database_url: str, fresh_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    monkeypatch.setenv("TENANTSVC_DATABASE_URL", empty_database_url)
-    get_settings.cache_clear()
+    """The CLI pointed at a database of this test's own."""
+    use_database(monkeypatch, empty_database_url)
     yield empty_database_url
     get_settings.cache_clear()
 

@@ -54,20 +54,23 @@ async def direct_app(database_url: str) -> AsyncIterator[Running]:
         yield running
 
 
-async def test_leak_fuzz_direct(
-    direct_app: Running, fuzz_tenants: list[fuzz.Tenant], engine: AsyncEngine
-) -> None:
-    report = await fuzz.run(direct_app.client, fuzz_tenants, requests=1500, concurrency=32,
-                            killer=engine)  # fmt: skip
+async def _fuzz_then_check(app: Running, tenants: list[fuzz.Tenant], engine: AsyncEngine) -> None:
+    """Fuzz with every fault, then a clean round (healthy again by itself), then look for a
+    foreign row in every schema."""
+    report = await fuzz.run(app.client, tenants, requests=1500, concurrency=32, killer=engine)
     _assert_clean(report)
     assert report.faults["terminate_backend"] > 0
     assert min(report.faults[f] for f in ("raise", "timeout", "cancel")) > 10
-    after = await fuzz.run(
-        direct_app.client, fuzz_tenants, requests=200, concurrency=16, faults=False
-    )
+    after = await fuzz.run(app.client, tenants, requests=200, concurrency=16, faults=False)
     assert after.leaks == []
-    assert set(after.statuses) <= {200, 201, 409}, after.statuses  # healthy again, by itself
-    assert await fuzz.foreign_rows(engine, fuzz_tenants) == 0
+    assert set(after.statuses) <= {200, 201, 409}, after.statuses
+    assert await fuzz.foreign_rows(engine, tenants) == 0
+
+
+async def test_leak_fuzz_direct(
+    direct_app: Running, fuzz_tenants: list[fuzz.Tenant], engine: AsyncEngine
+) -> None:
+    await _fuzz_then_check(direct_app, fuzz_tenants, engine)
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +89,7 @@ async def bounced_app(bouncer_url: str) -> AsyncIterator[Running]:
 async def test_leak_fuzz_through_pgbouncer_transaction_mode(
     bounced_app: Running, fuzz_tenants: list[fuzz.Tenant], engine: AsyncEngine
 ) -> None:
-    report = await fuzz.run(bounced_app.client, fuzz_tenants, requests=1500, concurrency=32,
-                            killer=engine)  # fmt: skip
-    _assert_clean(report)
-    after = await fuzz.run(
-        bounced_app.client, fuzz_tenants, requests=200, concurrency=16, faults=False
-    )
-    assert after.leaks == []
-    assert set(after.statuses) <= {200, 201, 409}, after.statuses
-    assert await fuzz.foreign_rows(engine, fuzz_tenants) == 0
+    await _fuzz_then_check(bounced_app, fuzz_tenants, engine)
 
 
 @pytest.fixture
