@@ -30,6 +30,7 @@ def _pin(dbapi_connection: Any, _: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"SET search_path TO {SCHEMA}")
     cursor.close()
+    dbapi_connection.commit()  # the driver adapter opened a transaction for the SET
 
 
 async def _pinned_session(request: Request) -> AsyncIterator[AsyncSession]:
