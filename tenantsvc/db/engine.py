@@ -19,8 +19,9 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     if settings.statement_timeout_ms:
         args["server_settings"]["statement_timeout"] = str(settings.statement_timeout_ms)
     if settings.pgbouncer:
-        # PgBouncer forwards only a few startup parameters; the rest would be refused.
-        args["server_settings"] = {}
+        # PgBouncer accepts only a few startup parameters (application_name is one of them);
+        # the rest would be refused. statement_timeout then comes from the role or database.
+        args["server_settings"] = {"application_name": "tenantsvc"}
         args["statement_cache_size"] = 0
         args["prepared_statement_cache_size"] = 0
         args["prepared_statement_name_func"] = _statement_name
