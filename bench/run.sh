@@ -12,7 +12,7 @@ fi
 make install >/dev/null
 .venv/bin/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
-mkdir -p "$XDG_RUNTIME_DIR"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 mkdir -p bench/out
 .venv/bin/python -m bench.run | tee bench/out/run.log
 .venv/bin/python -m bench.chart bench/out/result.json bench/chart.png >&2
