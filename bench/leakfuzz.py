@@ -23,7 +23,7 @@ from tenantsvc.db.engine import create_engine
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.provisioning import create_tenant
-from tenantsvc.testing.app import make_settings, start_app
+from tenantsvc.testing.app import make_settings, start_app, stop_app
 from tenantsvc.testing.postgres import postgres_server, with_database
 from tests.isolation import faults, fuzz
 from tests.pgbouncer import pgbouncer
@@ -74,8 +74,7 @@ async def _campaign(url: str, direct: str, tenants: list[fuzz.Tenant], requests:
         total.foreign_rows = await fuzz.foreign_rows(killer, tenants)
     finally:
         await killer.dispose()
-        await running.client.aclose()
-        await manager.__aexit__(None, None, None)
+        await stop_app(manager, running)
     return {
         "requests": total.requests, "ok": total.ok,
         "seconds": round(time.perf_counter() - started, 1),

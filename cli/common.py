@@ -32,16 +32,11 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def run(work: Callable[[], Awaitable[T]]) -> T:
     """Run a command's coroutine; known failures become one line on stderr and exit 1."""
     from sqlalchemy.exc import DBAPIError
 
-    from tenantsvc.tenancy.errors import TenancyError
+    from tenantsvc.tenancy.errors import TenancyError, first_line
     from tenantsvc.tenancy.slugs import InvalidSlugError
 
     try:
@@ -49,7 +44,7 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
     except (TenancyError, InvalidSlugError) as exc:
         raise fail(str(exc)) from None
     except (DBAPIError, OSError) as exc:
-        message = _one_line(getattr(exc, "orig", None) or exc)
+        message = first_line(exc)
         if 'relation "tenantsvc.' in message:
             message += " (run `tenantctl migrate-all` first)"
         raise fail(f"database: {message}") from None

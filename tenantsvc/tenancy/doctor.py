@@ -11,6 +11,7 @@ from sqlalchemy import column, func, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenantsvc.settings import Settings
+from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import read_revisions
@@ -111,6 +112,6 @@ async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
     try:
         checks += await check_migrations(conn)
     except Exception as exc:  # no shared schema yet: say so rather than crash
-        first = str(getattr(exc, "orig", exc)).splitlines()[0]
-        checks.append(Check("shared track", "fail", f"{first}: run `tenantctl migrate-all`"))
+        detail = f"{first_line(exc)}: run `tenantctl migrate-all`"
+        checks.append(Check("shared track", "fail", detail))
     return checks

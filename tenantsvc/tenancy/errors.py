@@ -1,6 +1,12 @@
 """Errors of tenant administration; the CLI prints them as one line and exits non-zero."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The database's own message, first line only (one-line CLI errors, per-tenant outcomes)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class TenancyError(Exception):
     """Base class: the message is meant for the operator as it is."""
 

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.tenancy.ddl import record_revision_sql, search_path_sql
+from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.migrator import (
     compiled_script,
     migrate_tenant_online,
@@ -138,8 +139,7 @@ async def migrate_tenant(
     try:
         return await _apply(engine, tenant, target)
     except Exception as exc:
-        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        error = message[0] if message else type(exc).__name__
+        error = first_line(exc)
         elapsed = time.perf_counter() - started
         return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, error)
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenantsvc.settings import get_settings
 from tenantsvc.tenancy.doctor import pool_check
 from tenantsvc.tenancy.migrator import head
+from tenantsvc.testing.app import stop_app
 from tests.cli.test_cli import tenantctl, use_database
 from tests.conftest import make_settings, start_app
 from tests.tenancy.revisions import add_sku_revision
@@ -57,8 +58,7 @@ def _api(url: str, calls: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
         try:
             return await calls(running.client)
         finally:
-            await running.client.aclose()
-            await manager.__aexit__(None, None, None)
+            await stop_app(manager, running)
 
     return asyncio.run(go())
 

@@ -18,6 +18,7 @@ from tenantsvc.deps import ReadDbSession
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.testing.app import stop_app
 from tests.conftest import Running, TenantHandle, make_settings, start_app
 from tests.replica import ReplicaHandle, streaming_replica
 
@@ -73,8 +74,7 @@ async def replicated(
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     yield running, tenant
-    await running.client.aclose()
-    await manager.__aexit__(None, None, None)
+    await stop_app(manager, running)
 
 
 async def test_reads_are_served_by_the_replica(replicated: tuple[Running, TenantHandle]) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tenantsvc.deps import get_read_db, get_write_db
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.testing.app import stop_app
 from tests.conftest import Running, make_settings, start_app
 from tests.isolation import faults, fuzz
 from tests.pgbouncer import pgbouncer
@@ -38,8 +39,7 @@ async def _started(url: str, **overrides: object) -> AsyncIterator[Running]:
     settings = make_settings(url, **{"pool_size": 8, "max_overflow": 4, **overrides})
     manager, running = await start_app(app=faults.mount(create_app(settings)))
     yield running
-    await running.client.aclose()
-    await manager.__aexit__(None, None, None)
+    await stop_app(manager, running)
 
 
 def _assert_clean(report: fuzz.Report) -> None:
@@ -118,8 +118,7 @@ async def leaky_app(bouncer_url: str) -> AsyncIterator[Running]:
     app.dependency_overrides[get_read_db] = override
     manager, running = await start_app(app=app)
     yield running
-    await running.client.aclose()
-    await manager.__aexit__(None, None, None)
+    await stop_app(manager, running)
 
 
 async def test_session_level_set_search_path_does_leak_behind_pgbouncer(

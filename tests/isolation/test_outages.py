@@ -17,6 +17,7 @@ from pgserver.postgres_server import PostgresServer, get_server
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.testing.app import stop_app
 from tests.conftest import Running, make_settings, start_app
 from tests.isolation import faults, fuzz
 
@@ -65,8 +66,7 @@ async def outage_app(
     for tenant in tenants:
         await fuzz.seed(running.client, tenant, products=10, users=1)
     yield running, tenants
-    await running.client.aclose()
-    await manager.__aexit__(None, None, None)
+    await stop_app(manager, running)
 
 
 async def test_restart_under_load_gives_503_then_recovers(
@@ -135,5 +135,4 @@ async def test_pool_exhaustion_is_a_prompt_503_and_heals(database_url: str, tena
         assert {r.status_code for r in again} == {200}
         assert (await running.client.get("/readyz")).status_code == 200
     finally:
-        await running.client.aclose()
-        await manager.__aexit__(None, None, None)
+        await stop_app(manager, running)

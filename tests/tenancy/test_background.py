@@ -10,6 +10,7 @@ from tenantsvc.deps import CurrentTenant
 from tenantsvc.main import create_app
 from tenantsvc.observability.context import tenant_slug
 from tenantsvc.tenancy.background import current_tenant, run_for_slug, schedule
+from tenantsvc.testing.app import stop_app
 from tests.conftest import TenantHandle, make_settings, start_app
 
 
@@ -64,8 +65,7 @@ async def test_fastapi_background_task_writes_into_the_requests_tenant(
             response = await running.client.post("/_jobs/stamp", headers=t.headers)
             assert response.status_code == 202
     finally:
-        await running.client.aclose()
-        await manager.__aexit__(None, None, None)
+        await stop_app(manager, running)
     async with engine.connect() as conn:
         for t in (tenant_a, tenant_b):
             names = (await conn.execute(text(f"SELECT name FROM {t.schema}.products"))).scalars()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.deps import DbSession
 from tenantsvc.main import create_app
+from tenantsvc.testing.app import stop_app
 from tests.conftest import Running, TenantHandle, make_settings, start_app
 
 
@@ -89,8 +90,7 @@ async def one_connection_app(database_url: str, engine: AsyncEngine) -> AsyncIte
     app.include_router(boom)
     manager, running = await start_app(app=app)
     yield running
-    await running.client.aclose()
-    await manager.__aexit__(None, None, None)
+    await stop_app(manager, running)
 
 
 async def test_failed_request_leaves_next_request_on_same_connection_in_its_tenant(
