@@ -1,22 +1,28 @@
 """The same app with tenancy bypassed, the baseline of the tenancy overhead: no tenant
-middleware, no registry, no per-transaction set_config (the hot paths get their connection in a
-plain BEGIN); every connection opens with its search_path pinned to one tenant's schema
-(``BENCH_PIN_SCHEMA``). Requests still carry tenant headers, which are ignored.
+resolution (a middleware puts one fixed tenant in every request's state), no registry lookups,
+no per-transaction set_config (the hot paths get their connection in a plain BEGIN, through the
+same dependencies and plain routes as the real app); every connection opens with its search_path
+pinned to one tenant's schema (``BENCH_PIN_SCHEMA``). Requests still carry tenant headers,
+which are ignored.
 
     uvicorn bench.pinned_app:app
 """
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tenantsvc import deps
 from tenantsvc.db.session import Database
-from tenantsvc.deps import get_read_conn, get_read_db, get_tenant, get_write_conn, get_write_db
+from tenantsvc.deps import get_read_db, get_write_db
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.middleware import TenantMiddleware
 from tenantsvc.tenancy.registry import Tenant
@@ -39,10 +45,10 @@ async def _pinned_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def _pinned_connection(request: Request) -> AsyncIterator[Any]:
-    """The hot paths' raw connection, in a plain transaction: no set_config."""
-    database: Database = request.state.db
-    async with database.engine.connect() as conn:
+@asynccontextmanager
+async def _pinned_connection(engine: AsyncEngine, *_: object) -> AsyncIterator[Any]:
+    """Stands in for ``tenant_connection``: a plain transaction, no set_config."""
+    async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         await driver.execute("BEGIN")
         try:
@@ -53,16 +59,21 @@ async def _pinned_connection(request: Request) -> AsyncIterator[Any]:
         await driver.execute("COMMIT")
 
 
+class _PinnedTenant:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["state"] = {**scope["state"], "tenant": PINNED}
+        await self.app(scope, receive, send)
+
+
+deps.tenant_connection = _pinned_connection  # type: ignore[attr-defined,assignment]
 app = create_app()
-app.user_middleware = [m for m in app.user_middleware if m.cls is not TenantMiddleware]  # type: ignore[comparison-overlap]
-
-
-async def _pinned_tenant() -> Tenant:
-    return PINNED
-
-
-app.dependency_overrides[get_tenant] = _pinned_tenant
+app.user_middleware = [
+    Middleware(_PinnedTenant) if m.cls is TenantMiddleware else m  # type: ignore[comparison-overlap]
+    for m in app.user_middleware
+]
 app.dependency_overrides[get_write_db] = _pinned_session
 app.dependency_overrides[get_read_db] = _pinned_session
-app.dependency_overrides[get_write_conn] = _pinned_connection
-app.dependency_overrides[get_read_conn] = _pinned_connection

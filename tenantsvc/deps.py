@@ -68,7 +68,8 @@ async def get_write_db(request: Request, tenant: CurrentTenant) -> AsyncIterator
 async def get_write_conn(request: Request, tenant: CurrentTenant) -> AsyncIterator[Any]:
     """The hot-path twin of ``get_write_db``: a raw connection in the tenant's transaction."""
     database: Database = request.state.db
-    async for conn in _on_primary(request, tenant_connection(database.engine, tenant.schema)):
+    opened = tenant_connection(database.engine, tenant.schema, database.statements)
+    async for conn in _on_primary(request, opened):
         yield conn
 
 
@@ -119,7 +120,8 @@ async def get_read_conn(request: Request, tenant: CurrentTenant) -> AsyncIterato
     database: Database = request.state.db
 
     def opener(replica: Replica | None) -> AbstractAsyncContextManager[Any]:
-        return tenant_connection(replica.engine if replica else database.engine, tenant.schema)
+        engine = replica.engine if replica else database.engine
+        return tenant_connection(engine, tenant.schema, database.statements)
 
     async for conn in _read_context(request, opener):
         yield conn

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         description="Behind PgBouncer in transaction mode: no server-side statement caches.",
     )
     statement_timeout_ms: int = Field(default=30_000, ge=0)
+    statement_cache_size: int = Field(
+        default=512,
+        ge=0,
+        description="Prepared statements kept per connection (asyncpg). The hot paths give "
+        "each tenant its own statements while they fit (db/statements.py): 512 holds 128 "
+        "tenants' plans per connection. Ignored behind PgBouncer.",
+    )
 
     max_body_bytes: PositiveInt = Field(
         default=8 * 1024 * 1024,

@@ -14,15 +14,22 @@ def _statement_name() -> str:
     return f"__asyncpg_{uuid4()}__"
 
 
+def statement_cache_size(settings: Settings) -> int:
+    """asyncpg's per-connection cache of prepared statements; none behind PgBouncer."""
+    return 0 if settings.pgbouncer else settings.statement_cache_size
+
+
 def connect_args(settings: Settings) -> dict[str, Any]:
-    args: dict[str, Any] = {"server_settings": {"application_name": "tenantsvc"}}
+    args: dict[str, Any] = {
+        "server_settings": {"application_name": "tenantsvc"},
+        "statement_cache_size": statement_cache_size(settings),
+    }
     if settings.statement_timeout_ms:
         args["server_settings"]["statement_timeout"] = str(settings.statement_timeout_ms)
     if settings.pgbouncer:
         # PgBouncer accepts only a few startup parameters (application_name is one of them);
         # the rest would be refused. statement_timeout then comes from the role or database.
         args["server_settings"] = {"application_name": "tenantsvc"}
-        args["statement_cache_size"] = 0
         args["prepared_statement_cache_size"] = 0
         args["prepared_statement_name_func"] = _statement_name
     return args

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tenantsvc.db.engine import create_engine
+from tenantsvc.db.engine import create_engine, statement_cache_size
 from tenantsvc.db.replicas import Replica, ReplicaRouter
+from tenantsvc.db.statements import TenantConnection, TenantStatements
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.ddl import search_path_sql
 
@@ -26,6 +27,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine: AsyncEngine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.statements = TenantStatements(statement_cache_size(settings))
         replicas = []
         for i, url in enumerate(settings.replica_urls):
             engine = create_engine(settings, url)
@@ -66,10 +68,12 @@ async def tenant_session(
 
 
 @asynccontextmanager
-async def tenant_connection(engine: AsyncEngine, schema: str) -> AsyncIterator[Any]:
+async def tenant_connection(
+    engine: AsyncEngine, schema: str, statements: TenantStatements
+) -> AsyncIterator[TenantConnection]:
     """The pooled connection's raw asyncpg connection, inside one transaction of ``schema``,
     for the hottest paths: BEGIN and the transaction-local search_path travel in one round
-    trip, and no ORM session is built.
+    trip, no ORM session is built, and the tenant's own statement texts keep its plans.
 
     A connection only goes back to the pool after COMMIT, or after a ROLLBACK that answered.
     Otherwise (the server went away, the request was cancelled mid-statement) it is closed and
@@ -85,7 +89,7 @@ async def tenant_connection(engine: AsyncEngine, schema: str) -> AsyncIterator[A
             _discard(fairy, driver)
             raise
         try:
-            yield driver
+            yield TenantConnection(driver, statements.texts(schema))
         except Exception:
             await _rollback_or_discard(fairy, driver)
             raise

@@ -161,3 +161,18 @@ async def test_user_orders_load_items_in_fixed_number_of_queries(
     assert len(ten_orders) == len(one_order)
     # set_config, the user check, the orders, one IN query for all their items.
     assert len(ten_orders) == 4, ten_orders
+
+
+async def test_bad_order_bodies_say_where(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    bad_quantity = {"user_id": 1, "items": [{"product_id": 1, "quantity": 0}]}
+    response = await client.post("/orders", json=bad_quantity, headers=tenant_a.headers)
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["errors"]] == [["body", "items", 0, "quantity"]]
+    malformed = await client.post(
+        "/orders", content=b'{"user_id": 1,', headers={**tenant_a.headers,
+                                                        "content-type": "application/json"}
+    )  # fmt: skip
+    assert malformed.status_code == 422
+    assert malformed.headers["content-type"] == "application/problem+json"

@@ -95,3 +95,12 @@ async def test_pagination_limits_are_validated(
         response = await client.get("/products", params=params, headers=tenant_a.headers)
         assert response.status_code == 422, params
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_bad_query_parameters_say_where(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    for params, field in (({"limit": "abc"}, "limit"), ({"after_id": "1.5"}, "after_id")):
+        response = await client.get("/products", params=params, headers=tenant_a.headers)
+        assert response.status_code == 422
+        assert [e["loc"] for e in response.json()["errors"]] == [["query", field]]
