@@ -168,10 +168,11 @@ async def server_settings(url: str) -> dict[str, str]:
 
 def ceilings(pg: Cluster, slugs: list[str], sku_dir: str, base: str) -> dict[str, Any]:
     t, products = len(slugs), CFG["PRODUCTS"]
-    w3 = ceiling.pgbench(pg.libpq_url, ceiling.W3.format(last=t - 1, products=products),
-                         CFG["CONNS"], CFG["DURATION"])  # fmt: skip
-    w4_script = ceiling.W4.format(last=t - 1, products=products, users=CFG["USERS"])
-    w4 = ceiling.pgbench(pg.libpq_url, w4_script, CFG["CONNS"], CFG["DURATION"])
+    tenants = [f"tenant_{slug}" for slug in slugs]
+    w3_scripts = ceiling.w3_scripts(tenants, products)
+    w3 = ceiling.pgbench(pg.libpq_url, w3_scripts, CFG["CONNS"], CFG["DURATION"])
+    w4_scripts = ceiling.w4_scripts(tenants, products, CFG["USERS"])
+    w4 = ceiling.pgbench(pg.libpq_url, w4_scripts, CFG["CONNS"], CFG["DURATION"])
     schemas = [f"ceiling_{i:05d}" for i in range(t)]
     head_sql = compiled_script(None, base)
     w1 = ceiling.psql_seconds(pg.libpq_url, ceiling.provision_sql(schemas, head_sql))

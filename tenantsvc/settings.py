@@ -43,11 +43,12 @@ class Settings(BaseSettings):
     )
     statement_timeout_ms: int = Field(default=30_000, ge=0)
     statement_cache_size: int = Field(
-        default=512,
+        default=256,
         ge=0,
         description="Prepared statements kept per connection (asyncpg). The hot paths give "
-        "each tenant its own statements while they fit (db/statements.py): 512 holds 128 "
-        "tenants' plans per connection. Ignored behind PgBouncer.",
+        "each tenant its own statements while they fit (db/statements.py): 256 holds 64 "
+        "tenants' plans per connection, about 40 KB of server memory each (10 MB per "
+        "connection at most). Ignored behind PgBouncer.",
     )
 
     max_body_bytes: PositiveInt = Field(

@@ -10,7 +10,7 @@ refused; the request's rollback then undoes any stock already taken.
 
 from typing import Any
 
-_PLACE = """
+PLACE = """
 WITH buyer AS (
     SELECT id FROM users WHERE id = $1
 ), wanted AS (
@@ -41,7 +41,7 @@ FROM new_order o CROSS JOIN taken t ORDER BY t.id
 async def place(conn: Any, user_id: int, quantities: dict[int, int]) -> list[Any]:
     """Take stock and write the order in one round trip; [] if it was refused."""
     ids = sorted(quantities)
-    rows: list[Any] = await conn.fetch(_PLACE, user_id, ids, [quantities[i] for i in ids], len(ids))
+    rows: list[Any] = await conn.fetch(PLACE, user_id, ids, [quantities[i] for i in ids], len(ids))
     return rows
 
 

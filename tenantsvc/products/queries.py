@@ -5,14 +5,14 @@ tenant."""
 from typing import Any
 
 # Keyset: an index seek on products_live_id_idx (id WHERE deleted_at IS NULL) at any depth.
-_LIVE_PAGE = (
+LIVE_PAGE = (
     "SELECT id, name, price_cents, stock, created_at, deleted_at FROM products "
     "WHERE deleted_at IS NULL AND id > $1 ORDER BY id LIMIT $2"
 )
 
 
 async def live_page(conn: Any, after_id: int, limit: int) -> list[Any]:
-    rows: list[Any] = await conn.fetch(_LIVE_PAGE, after_id, limit)
+    rows: list[Any] = await conn.fetch(LIVE_PAGE, after_id, limit)
     return rows
 
 
