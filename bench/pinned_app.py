@@ -21,7 +21,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantsvc import deps
-from tenantsvc.db.session import Database
+from tenantsvc.db.session import Database, pooled_connection
 from tenantsvc.deps import get_read_db, get_write_db
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.middleware import TenantMiddleware
@@ -48,8 +48,8 @@ async def _pinned_session(request: Request) -> AsyncIterator[AsyncSession]:
 @asynccontextmanager
 async def _pinned_connection(engine: AsyncEngine, *_: object) -> AsyncIterator[Any]:
     """Stands in for ``tenant_connection``: a plain transaction, no set_config."""
-    async with engine.connect() as conn:
-        driver: Any = (await conn.get_raw_connection()).driver_connection
+    async with pooled_connection(engine) as fairy:
+        driver: Any = fairy.driver_connection
         await driver.execute("BEGIN")
         try:
             yield driver

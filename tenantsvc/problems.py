@@ -117,3 +117,6 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(unavailable, _on_unavailable)
     app.add_exception_handler(sa_exc.DBAPIError, _on_database_error)
     app.add_exception_handler(asyncpg.PostgresError, _on_database_error)
+    # The driver adapter's own errors, unwrapped: a raw pool checkout (db/session.py) that
+    # cannot connect raises these rather than SQLAlchemy's DBAPIError.
+    app.add_exception_handler(sa_exc.EmulatedDBAPIException, _on_database_error)

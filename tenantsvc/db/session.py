@@ -5,12 +5,14 @@ ROLLBACK, so a pooled connection (or a PgBouncer server connection) never carrie
 the next transaction. The schema comes from the registry, never from request input.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import PoolProxiedConnection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from tenantsvc.db.engine import create_engine, statement_cache_size
 from tenantsvc.db.replicas import Replica, ReplicaRouter
@@ -87,8 +89,7 @@ async def tenant_connection(
     its pool slot marked for a fresh connection: its state is unknown, and it must never carry
     an open transaction, or a dead socket, to the next request.
     """
-    async with engine.connect() as conn:
-        fairy = await conn.get_raw_connection()
+    async with pooled_connection(engine) as fairy:
         driver: Any = fairy.driver_connection
         try:
             await driver.execute(BEGIN_HOT + search_path_sql(schema))
@@ -108,6 +109,18 @@ async def tenant_connection(
         except BaseException:
             _discard(fairy, driver)
             raise
+
+
+@asynccontextmanager
+async def pooled_connection(engine: AsyncEngine) -> AsyncIterator[PoolProxiedConnection]:
+    """A pool checkout without SQLAlchemy's Connection objects: one greenlet hop out and one
+    back in, where ``engine.connect()`` + ``get_raw_connection()`` + close take three."""
+    fairy = await engine.raw_connection()
+    try:
+        yield fairy
+    finally:
+        # Shielded: a cancelled request still returns (or discards) its connection.
+        await asyncio.shield(greenlet_spawn(fairy.close))
 
 
 def _discard(fairy: Any, driver: Any) -> None:
