@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tenantsvc.db.session import HOT_PLAN_CACHE_MODE
+from tenantsvc.db.session import HOT_SETTINGS
 from tenantsvc.db.statements import HOT_STATEMENTS, TenantStatements
 from tenantsvc.orders.queries import PLACE
 from tenantsvc.products.queries import LIVE_PAGE
@@ -18,7 +18,7 @@ from tenantsvc.tenancy.ddl import search_path_sql
 def _tenant_script(schema: str, body: str) -> str:
     """One transaction as the service sends it: BEGIN and the search_path (one round trip in
     the service, two here: pgbench -M prepared cannot send them as one), the tenant's own text
-    of the statement, then COMMIT. The service's generic plans come from PGOPTIONS."""
+    of the statement, then COMMIT. The service's planner settings come from PGOPTIONS."""
     texts = TenantStatements(HOT_STATEMENTS).texts(schema)
     return f"BEGIN;\n{search_path_sql(schema)}{texts[body]};\nCOMMIT;\n"
 
@@ -45,7 +45,8 @@ def pgbench(libpq_url: str, scripts: list[str], connections: int, seconds: int) 
         path = Path(tempfile.mkstemp(prefix="tenantsvc-pgbench-", suffix=".sql")[1])
         path.write_text(script)
         files += ["-f", str(path)]
-    env = {**os.environ, "PGOPTIONS": f"-c plan_cache_mode={HOT_PLAN_CACHE_MODE}"}
+    options = " ".join(f"-c {name}={value}" for name, value in HOT_SETTINGS.items())
+    env = {**os.environ, "PGOPTIONS": options}
     done = subprocess.run(
         ["pgbench", "-n", "-M", "prepared", "-c", str(connections), "-j", "2",
          "-T", str(seconds), *files, libpq_url],

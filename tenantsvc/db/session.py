@@ -21,13 +21,17 @@ from tenantsvc.settings import Settings
 from tenantsvc.tenancy.ddl import search_path_sql
 
 SET_TENANT = text("SELECT set_config('search_path', :schema, true)")
-# The hot statements (*/queries.py) are index seeks by id whatever their parameters, so one
-# generic plan per tenant and connection serves every call: without this, PostgreSQL plans the
-# first five calls of each (tenant, connection) pair afresh, a warm-up of thousands of plans per
-# worker (the order statement's server ceiling, per-tenant texts, pgbench: 3,466 tps with
-# custom plans, 4,467 with generic). Transaction-local, like the search_path.
-HOT_PLAN_CACHE_MODE = "force_generic_plan"
-BEGIN_HOT = f"BEGIN; SET LOCAL plan_cache_mode = {HOT_PLAN_CACHE_MODE};"
+# Planner settings of the hot transactions (*/queries.py), transaction-local like the
+# search_path and sent in the same round trip as BEGIN. Those statements are index seeks by id
+# whatever their parameters, so:
+# - one generic plan per tenant and connection serves every call; otherwise PostgreSQL plans
+#   the first five calls of each (tenant, connection) pair afresh, thousands of plans per
+#   worker (0.8 ms each for the order statement; its server ceiling with per-tenant texts,
+#   pgbench: 3,466 tps with custom plans, 4,467 with generic);
+# - no sequential scans: a generic plan guesses 100 rows for an unnested parameter list and
+#   would rather scan a small table whole than look up the one or two products of an order.
+HOT_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+BEGIN_HOT = "BEGIN;" + "".join(f" SET LOCAL {k} = {v};" for k, v in HOT_SETTINGS.items())
 
 
 class Database:
