@@ -1,8 +1,8 @@
 """The same app with tenancy bypassed, the baseline of the tenancy overhead: no tenant
 resolution (a middleware puts one fixed tenant in every request's state), no registry lookups,
-no per-transaction set_config (the hot paths get their connection in a plain BEGIN, through the
-same dependencies and plain routes as the real app); every connection opens with its search_path
-pinned to one tenant's schema (``BENCH_PIN_SCHEMA``). Requests still carry tenant headers,
+no per-transaction search_path (the hot paths get their connection in a BEGIN with the same
+planner settings, through the same dependencies and plain routes as the real app); every
+connection opens with its search_path pinned to one tenant's schema (``BENCH_PIN_SCHEMA``). Requests still carry tenant headers,
 which are ignored.
 
     uvicorn bench.pinned_app:app
@@ -21,7 +21,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantsvc import deps
-from tenantsvc.db.session import Database, pooled_connection
+from tenantsvc.db.session import BEGIN_HOT, Database, pooled_connection
 from tenantsvc.deps import get_read_db, get_write_db
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.middleware import TenantMiddleware
@@ -47,10 +47,10 @@ async def _pinned_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 @asynccontextmanager
 async def _pinned_connection(engine: AsyncEngine, *_: object) -> AsyncIterator[Any]:
-    """Stands in for ``tenant_connection``: a plain transaction, no set_config."""
+    """Stands in for ``tenant_connection``: the same planner settings, no search_path."""
     async with pooled_connection(engine) as fairy:
         driver: Any = fairy.driver_connection
-        await driver.execute("BEGIN")
+        await driver.execute(BEGIN_HOT)
         try:
             yield driver
         except BaseException:

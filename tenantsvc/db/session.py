@@ -18,7 +18,7 @@ from tenantsvc.db.engine import create_engine, statement_cache_size
 from tenantsvc.db.replicas import Replica, ReplicaRouter
 from tenantsvc.db.statements import TenantConnection, TenantStatements
 from tenantsvc.settings import Settings
-from tenantsvc.tenancy.ddl import search_path_sql
+from tenantsvc.tenancy.ddl import identifier
 
 SET_TENANT = text("SELECT set_config('search_path', :schema, true)")
 # Planner settings of the hot transactions (*/queries.py), transaction-local like the
@@ -32,6 +32,13 @@ SET_TENANT = text("SELECT set_config('search_path', :schema, true)")
 #   would rather scan a small table whole than look up the one or two products of an order.
 HOT_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
 BEGIN_HOT = "BEGIN;" + "".join(f" SET LOCAL {k} = {v};" for k, v in HOT_SETTINGS.items())
+
+
+def hot_begin_sql(schema: str) -> str:
+    """BEGIN, the planner settings and the tenant's transaction-local search_path, one round
+    trip. ``SET LOCAL`` is ``set_config(..., true)`` without a query to plan and a row to send
+    back."""
+    return f"{BEGIN_HOT} SET LOCAL search_path TO {identifier(schema)};"
 
 
 class Database:
@@ -96,7 +103,7 @@ async def tenant_connection(
     async with pooled_connection(engine) as fairy:
         driver: Any = fairy.driver_connection
         try:
-            await driver.execute(BEGIN_HOT + search_path_sql(schema))
+            await driver.execute(hot_begin_sql(schema))
         except BaseException:
             _discard(fairy, driver)
             raise

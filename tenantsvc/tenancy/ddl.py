@@ -8,6 +8,10 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def search_path_sql(schema: str) -> str:
     """Transaction-local: it ends with the transaction and cannot leak into a pool."""
     return f"SELECT set_config('search_path', {literal(schema)}, true);\n"
