@@ -2,8 +2,8 @@
 resolution (a middleware puts one fixed tenant in every request's state), no registry lookups,
 no per-transaction search_path (the hot paths get their connection in a BEGIN with the same
 planner settings, through the same dependencies and plain routes as the real app); every
-connection opens with its search_path pinned to one tenant's schema (``BENCH_PIN_SCHEMA``). Requests still carry tenant headers,
-which are ignored.
+connection opens with its search_path pinned to one tenant's schema (``BENCH_PIN_SCHEMA``).
+Requests still carry tenant headers, which are ignored.
 
     uvicorn bench.pinned_app:app
 """

@@ -225,11 +225,21 @@ def http_workloads(
     pinned_env = {**service_env(env), "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}
     with service(pinned_env, CFG["WORKERS"], "bench.pinned_app:app") as url:
         pinned_read, pinned_write = interleaved(url, read, write, CFG["REPEATS"])
+    # The same comparison with every request on the pinned tenant: what the tenancy machinery
+    # costs, apart from spreading the load over T schemas (the pinned app touches one).
+    one_read = load.script("read", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=1)
+    one_write = load.script("write", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=2)
+    with service(service_env(env), CFG["WORKERS"]) as url:
+        one_r, one_w = interleaved(url, one_read, one_write, CFG["REPEATS"])
     out["tenancy_overhead"] = {
         "w3_pinned_rps": pinned_read["rps"], "w4_pinned_rps": pinned_write["rps"],
         "w3_tenant_over_pinned": round(out["w3_read"]["rps"] / pinned_read["rps"], 3),
         "w4_tenant_over_pinned": round(out["w4_write"]["rps"] / pinned_write["rps"], 3),
         "pinned_non2xx": pinned_read["non2xx"] + pinned_write["non2xx"],
+        "same_tenant": {"w3_rps": one_r["rps"], "w4_rps": one_w["rps"],
+                        "w3_over_pinned": round(one_r["rps"] / pinned_read["rps"], 3),
+                        "w4_over_pinned": round(one_w["rps"] / pinned_write["rps"], 3),
+                        "non2xx": one_r["non2xx"] + one_w["non2xx"]},
     }  # fmt: skip
     return out
 
