@@ -96,17 +96,23 @@ def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
             "rps_each_run": [round(r.rps, 1) for r in runs]}  # fmt: skip
 
 
+def rounds(runs: list[tuple[str, Path]], repeats: int) -> list[dict[str, Any]]:
+    """Every (url, script) once per round, the rounds repeated: read, write, read, write, ...
+    and tenant app, pinned app, tenant app, ...: a drifting machine hurts them all alike."""
+    for url, script in runs:
+        load.run(url, script, CFG["CONNS"], CFG["WARMUP"])
+    results: list[list[load.WrkRun]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for done, (url, script) in zip(results, runs, strict=True):
+            done.append(load.run(url, script, CFG["CONNS"], CFG["DURATION"]))
+    return [summary(done) for done in results]
+
+
 def interleaved(
     url: str, read: Path, write: Path, repeats: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """read, write, read, write, ...: a drifting machine hurts both alike."""
-    load.run(url, read, CFG["CONNS"], CFG["WARMUP"])
-    load.run(url, write, CFG["CONNS"], CFG["WARMUP"])
-    reads, writes = [], []
-    for _ in range(repeats):
-        reads.append(load.run(url, read, CFG["CONNS"], CFG["DURATION"]))
-        writes.append(load.run(url, write, CFG["CONNS"], CFG["DURATION"]))
-    return summary(reads), summary(writes)
+    r, w = rounds([(url, read), (url, write)], repeats)
+    return r, w
 
 
 async def oversell_probe(url: str, slug: str, key: str) -> bool:
@@ -205,43 +211,52 @@ def http_workloads(
 ) -> dict[str, Any]:
     read = load.script("read", keys, CFG["PRODUCTS"], CFG["USERS"], seed=1)
     write = load.script("write", keys, CFG["PRODUCTS"], CFG["USERS"], seed=2)
+    # The tenancy overhead's baseline, and the same comparison with every request on the
+    # pinned tenant: what the tenancy machinery costs apart from spreading the load over T
+    # schemas (the pinned app touches one). Both apps run side by side, their runs interleaved.
+    one_read = load.script("read", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=1)
+    one_write = load.script("write", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=2)
+    pinned_env = {**service_env(env), "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}
     out: dict[str, Any] = {}
-    with service(service_env(env), CFG["WORKERS"]) as url:
-        out["w3_read"], out["w4_write"] = interleaved(url, read, write, CFG["REPEATS"])
+    with (
+        service(service_env(env), CFG["WORKERS"]) as url,
+        service(pinned_env, CFG["WORKERS"], "bench.pinned_app:app") as pinned,
+    ):
+        runs = [(url, read), (url, write), (pinned, read), (pinned, write),
+                (url, one_read), (url, one_write)]  # fmt: skip
+        out["w3_read"], out["w4_write"], p_read, p_write, one_r, one_w = rounds(
+            runs, CFG["REPEATS"]
+        )
         out["rss_mib"] = service_rss_mib(url)
         out["invariants"] = asyncio.run(invariants(env["TENANTSVC_DATABASE_URL"], slugs))
         out["oversell_probe_ok"] = asyncio.run(oversell_probe(url, slugs[0], keys[0][1]))
-    variants = {}
+    out["tenancy_overhead"] = {
+        "w3_pinned_rps": p_read["rps"], "w4_pinned_rps": p_write["rps"],
+        "w3_pinned_each_run": p_read["rps_each_run"], "w4_pinned_each_run": p_write["rps_each_run"],
+        "w3_tenant_over_pinned": round(out["w3_read"]["rps"] / p_read["rps"], 3),
+        "w4_tenant_over_pinned": round(out["w4_write"]["rps"] / p_write["rps"], 3),
+        "pinned_non2xx": p_read["non2xx"] + p_write["non2xx"],
+        "same_tenant": {"w3_rps": one_r["rps"], "w4_rps": one_w["rps"],
+                        "w3_over_pinned": round(one_r["rps"] / p_read["rps"], 3),
+                        "w4_over_pinned": round(one_w["rps"] / p_write["rps"], 3),
+                        "non2xx": one_r["non2xx"] + one_w["non2xx"]},
+    }  # fmt: skip
+    out["variants"] = variants(env, read, write)
+    return out
+
+
+def variants(env: dict[str, str], read: Path, write: Path) -> dict[str, Any]:
+    found = {}
     for workers in sorted({1, os.cpu_count() or 1} - {CFG["WORKERS"]}):
         with service(service_env(env), workers) as url:
             r, w = interleaved(url, read, write, 1)
-            variants[f"workers_{workers}"] = {"w3_rps": r["rps"], "w4_rps": w["rps"],
-                                              "non2xx": r["non2xx"] + w["non2xx"]}  # fmt: skip
+            found[f"workers_{workers}"] = {"w3_rps": r["rps"], "w4_rps": w["rps"],
+                                           "non2xx": r["non2xx"] + w["non2xx"]}  # fmt: skip
     with service(service_env(env, pre_ping=True), CFG["WORKERS"]) as url:
         r, w = interleaved(url, read, write, 1)
-        variants["pre_ping_on"] = {"w3_rps": r["rps"], "w4_rps": w["rps"],
-                                   "non2xx": r["non2xx"] + w["non2xx"]}  # fmt: skip
-    out["variants"] = variants
-    pinned_env = {**service_env(env), "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}
-    with service(pinned_env, CFG["WORKERS"], "bench.pinned_app:app") as url:
-        pinned_read, pinned_write = interleaved(url, read, write, CFG["REPEATS"])
-    # The same comparison with every request on the pinned tenant: what the tenancy machinery
-    # costs, apart from spreading the load over T schemas (the pinned app touches one).
-    one_read = load.script("read", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=1)
-    one_write = load.script("write", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=2)
-    with service(service_env(env), CFG["WORKERS"]) as url:
-        one_r, one_w = interleaved(url, one_read, one_write, CFG["REPEATS"])
-    out["tenancy_overhead"] = {
-        "w3_pinned_rps": pinned_read["rps"], "w4_pinned_rps": pinned_write["rps"],
-        "w3_tenant_over_pinned": round(out["w3_read"]["rps"] / pinned_read["rps"], 3),
-        "w4_tenant_over_pinned": round(out["w4_write"]["rps"] / pinned_write["rps"], 3),
-        "pinned_non2xx": pinned_read["non2xx"] + pinned_write["non2xx"],
-        "same_tenant": {"w3_rps": one_r["rps"], "w4_rps": one_w["rps"],
-                        "w3_over_pinned": round(one_r["rps"] / pinned_read["rps"], 3),
-                        "w4_over_pinned": round(one_w["rps"] / pinned_write["rps"], 3),
-                        "non2xx": one_r["non2xx"] + one_w["non2xx"]},
-    }  # fmt: skip
-    return out
+        found["pre_ping_on"] = {"w3_rps": r["rps"], "w4_rps": w["rps"],
+                                "non2xx": r["non2xx"] + w["non2xx"]}  # fmt: skip
+    return found
 
 
 def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str, Any]:
