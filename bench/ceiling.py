@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tenantsvc.db.session import BEGIN_HOT, HOT_SETTINGS, hot_begin_sql
+from tenantsvc.db.session import HOT_SETTINGS, local_search_path_sql
 from tenantsvc.db.statements import HOT_STATEMENTS, TenantStatements
 from tenantsvc.orders.queries import PLACE
 from tenantsvc.products.queries import LIVE_PAGE
@@ -19,8 +19,7 @@ def _tenant_script(schema: str, body: str) -> str:
     the service, two here: pgbench -M prepared cannot send them as one), the tenant's own text
     of the statement, then COMMIT. The service's planner settings come from PGOPTIONS."""
     texts = TenantStatements(HOT_STATEMENTS).texts(schema)
-    opening = hot_begin_sql(schema).removeprefix(BEGIN_HOT)
-    return f"BEGIN;\n{opening.strip()}\n{texts[body]};\nCOMMIT;\n"
+    return f"BEGIN;\n{local_search_path_sql(schema)}\n{texts[body]};\nCOMMIT;\n"
 
 
 def w3_scripts(schemas: list[str], products: int) -> list[str]:

@@ -34,11 +34,16 @@ HOT_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"
 BEGIN_HOT = "BEGIN;" + "".join(f" SET LOCAL {k} = {v};" for k, v in HOT_SETTINGS.items())
 
 
-def hot_begin_sql(schema: str) -> str:
-    """BEGIN, the planner settings and the tenant's transaction-local search_path, one round
-    trip. ``SET LOCAL`` is ``set_config(..., true)`` without a query to plan and a row to send
+def local_search_path_sql(schema: str) -> str:
+    """``set_config('search_path', schema, true)`` without a query to plan and a row to send
     back."""
-    return f"{BEGIN_HOT} SET LOCAL search_path TO {identifier(schema)};"
+    return f"SET LOCAL search_path TO {identifier(schema)};"
+
+
+def hot_begin_sql(schema: str) -> str:
+    """BEGIN, the planner settings and the tenant's transaction-local search_path: one round
+    trip."""
+    return f"{BEGIN_HOT} {local_search_path_sql(schema)}"
 
 
 class Database:
