@@ -25,18 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantsvc.tenancy.ddl import record_revision_sql, search_path_sql
 from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.migrator import (
-    compiled_script,
+    ALEMBIC_TURN,
     migrate_tenant_online,
     resolve,
+    tenant_script,
     upgrade_shared,
 )
 from tenantsvc.tenancy.models import TenantRevisionRow, TenantRow, TenantStatus
 
 LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
 SHARED_LOCK_ID = 0  # tenant ids start at 1
-# Alembic's `context` and `op` are module-global proxies: two online Alembic commands must
-# not interleave in one process, so they take turns (the compiled path needs no Alembic).
-_ALEMBIC_ONLINE = asyncio.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +78,7 @@ def default_concurrency(pool_size: int) -> int:
 
 async def migrate_shared(engine: AsyncEngine) -> None:
     """The shared track, under an advisory lock so concurrent runs apply it once."""
-    async with _ALEMBIC_ONLINE, engine.begin() as conn:
+    async with ALEMBIC_TURN, engine.begin() as conn:
         await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, SHARED_LOCK_ID)))
         await conn.run_sync(upgrade_shared)
 
@@ -122,9 +120,9 @@ async def _apply(engine: AsyncEngine, tenant: FleetTenant, target: str | None) -
             elapsed = time.perf_counter() - started
             return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, skipped=True)
         try:
-            script = compiled_script(before, target)
+            script = await tenant_script(before, target)
         except Exception:  # a revision that cannot render offline: take Alembic's online path
-            async with _ALEMBIC_ONLINE:
+            async with ALEMBIC_TURN:
                 await conn.run_sync(migrate_tenant_online, tenant.schema, target)
         else:
             sql = search_path_sql(tenant.schema) + script + record_revision_sql(tenant.id, target)

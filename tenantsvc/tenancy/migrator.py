@@ -12,6 +12,7 @@ Two ways to move a tenant schema between revisions:
   offline (ones that read data through ``op.get_bind()``).
 """
 
+import asyncio
 import io
 import os
 from functools import cache
@@ -95,6 +96,20 @@ def _compiled(current: str | None, target: str | None, extra: tuple[str, ...]) -
 def compiled_script(current: str | None, target: str | None) -> str:
     """The tenant track's SQL from ``current`` to ``target`` (revision ids, None for base)."""
     return _compiled(current, target, tuple(_extra_tenant_dirs()))
+
+
+# Alembic's ``context`` and ``op`` are module-global proxies, set for the length of a command
+# and cleared after it. An online command awaits inside (``run_sync``), so any command started
+# meanwhile, an offline compile included, would replace or clear its context: in one process,
+# Alembic commands take turns.
+ALEMBIC_TURN = asyncio.Lock()
+
+
+async def tenant_script(current: str | None, target: str | None) -> str:
+    """``compiled_script`` for async callers, in turn with online commands (a cached script
+    runs no Alembic at all)."""
+    async with ALEMBIC_TURN:
+        return compiled_script(current, target)
 
 
 def upgrade_shared(connection: Connection, target: str = "head") -> None:
