@@ -44,6 +44,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    app: Annotated[str, typer.Option(hidden=True, help="ASGI app (the bench's baseline).")] = (
+        "tenantsvc.main:app"
+    ),
 ) -> None:
     """Run the API. Without TENANTSVC_DATABASE_URL, starts and migrates an embedded PostgreSQL
     with a demo tenant, and prints a curl to try."""
@@ -53,6 +56,7 @@ def serve(
     import tempfile
 
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from tenantsvc.settings import get_settings
 
@@ -62,6 +66,7 @@ def serve(
         # uvicorn re-raises SIGTERM after a graceful shutdown; exiting normally instead lets
         # the embedded server's exit hook stop PostgreSQL rather than leave it running.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from cli.workers import run_workers
     from tenantsvc.observability.logs import uvicorn_log_config
 
     count = workers or settings.workers
@@ -69,8 +74,8 @@ def serve(
         # Each worker has its own counters; /metrics must add them all up, whichever
         # worker the scrape lands on.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tenantsvc-metrics-")
-    uvicorn.run(
-        "tenantsvc.main:app",
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         workers=count,
@@ -79,3 +84,10 @@ def serve(
         log_config=uvicorn_log_config(settings.log_level),
         access_log=False,  # tenantsvc.access logs each request with its id and tenant
     )
+    if count > 1:
+        run_workers(config)
+    else:
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            raise typer.Exit(STARTUP_FAILURE)

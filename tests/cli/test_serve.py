@@ -4,13 +4,17 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import httpx
+import psutil
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.testing.app import wait_for_http
 from tenantsvc.testing.postgres import free_port
 
 
@@ -45,3 +49,45 @@ def test_serve_on_embedded_default_answers_the_printed_curl() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_each_worker_accepts_on_a_socket_of_its_own(
+    database_url: str,
+    engine: AsyncEngine,  # the engine fixture migrated the database
+) -> None:
+    """cli/workers.py: with several workers, each listens on its own SO_REUSEPORT socket and
+    the kernel spreads new connections over them (one shared socket let one worker take most)."""
+    env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url, "TENANTSVC_POOL_SIZE": "2",
+           "TENANTSVC_MAX_OVERFLOW": "0"}  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    clients: list[socket.socket] = []
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", server)
+        deadline = time.monotonic() + 30
+        while len(listeners := _owners(port, psutil.CONN_LISTEN)) < 2:
+            assert time.monotonic() < deadline, listeners
+            time.sleep(0.2)
+        assert server.pid not in listeners  # the parent holds the port but does not listen
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(24)]
+        deadline = time.monotonic() + 10
+        while len(accepted := _owners(port, psutil.CONN_ESTABLISHED)) < 24:
+            assert time.monotonic() < deadline, accepted
+            time.sleep(0.1)
+        assert set(accepted) == set(listeners)  # both workers got some (all 24 on one: 1e-7)
+        assert all(httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                   for _ in range(10))  # fmt: skip
+    finally:
+        for client in clients:
+            client.close()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _owners(port: int, status: str) -> list[int]:
+    """The pid holding each server-side socket of ``port`` in ``status``."""
+    return [c.pid for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == port and c.status == status and c.pid]  # fmt: skip
