@@ -3,10 +3,11 @@ database's ceiling, and (SCALE=1) 10,000 tenants. Needs nothing running; prints
 ``RESULT {json}`` last. See bench/README.md.
 
 Knobs: T=50 PRODUCTS=1000 USERS=20 STOCK=1000 CONNS=32 DURATION=15 WARMUP=5 REPEATS=3
-WORKERS=<nproc> SCALE=0 (SCALE_T=10000 SCALE_PRODUCTS=100).
+WORKERS=<nproc> SCALE=0 (SCALE_T=10000 SCALE_PRODUCTS=100 SCALE_WARMUP=30).
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -36,7 +37,7 @@ from tenantsvc.testing.postgres import free_port
 
 KNOBS = {"T": 50, "PRODUCTS": 1000, "USERS": 20, "STOCK": 1000, "CONNS": 32, "DURATION": 15,
          "WARMUP": 5, "REPEATS": 3, "WORKERS": os.cpu_count() or 1, "SCALE": 0,
-         "SCALE_T": 10000, "SCALE_PRODUCTS": 100}  # fmt: skip
+         "SCALE_T": 10000, "SCALE_PRODUCTS": 100, "SCALE_WARMUP": 30}  # fmt: skip
 CFG = {k: int(os.environ.get(k, v)) for k, v in KNOBS.items()}
 
 
@@ -57,9 +58,10 @@ def calibration() -> float:
 @contextmanager
 def service(env: dict[str, str], workers: int, target: str = "tenantsvc.main:app") -> Iterator[str]:
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
-               "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    # As recommended for production: tenantctl serve (uvicorn, uvloop + httptools, a listening
+    # socket per worker); its logs at WARNING through service_env.
+    command = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers), "--app", target]  # fmt: skip
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -274,15 +276,52 @@ def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str
     with service(service_env(env), CFG["WORKERS"]) as url:
         load.run(url, few, CFG["CONNS"], CFG["DURATION"])
         rss_t = service_rss_mib(url)  # after serving T tenants, before any of the others
+        # The first run over every tenant finds each one cold on every server connection;
+        # then a warm-up long enough to serve each tenant a few times on its home connection.
+        cold = load.run(url, many, CFG["CONNS"], CFG["DURATION"])
+        load.run(url, many, CFG["CONNS"], CFG["SCALE_WARMUP"])
         at_t, at_scale = rounds([(url, few), (url, many)], CFG["REPEATS"])
         rss_scale = service_rss_mib(url)
+        backends = backend_memory(pg)
+    with service({**service_env(env), "TENANTSVC_POOL_AFFINITY": "false"}, CFG["WORKERS"]) as url:
+        fifo_cold = load.run(url, many, CFG["CONNS"], CFG["DURATION"])
+        load.run(url, many, CFG["CONNS"], CFG["SCALE_WARMUP"])
+        fifo_few, fifo_many = rounds([(url, few), (url, many)], 1)
+        fifo_backends = backend_memory(pg)
+    warmed = CFG["DURATION"] + CFG["SCALE_WARMUP"] + CFG["WARMUP"]
     out["w3_read"] = {f"t{CFG['T']}_rps": at_t["rps"], f"t{len(everyone)}_rps": at_scale["rps"],
                       "ratio": round(at_scale["rps"] / at_t["rps"], 3),
                       f"t{CFG['T']}_each_run": at_t["rps_each_run"],
                       f"t{len(everyone)}_each_run": at_scale["rps_each_run"],
-                      "non2xx": at_t["non2xx"] + at_scale["non2xx"]}  # fmt: skip
+                      "non2xx": at_t["non2xx"] + at_scale["non2xx"],
+                      "cold_first_run_rps": round(cold.rps, 1),
+                      "warmed_s": warmed}  # fmt: skip
+    # The same with tenant affinity off (a plain FIFO pool): one round after the same warm-up.
+    out["w3_read_affinity_off"] = {
+        f"t{CFG['T']}_rps": round(fifo_few["rps"], 1),
+        f"t{len(everyone)}_rps": round(fifo_many["rps"], 1),
+        "ratio": round(fifo_many["rps"] / fifo_few["rps"], 3),
+        "cold_first_run_rps": round(fifo_cold.rps, 1),
+        "non2xx": fifo_few["non2xx"] + fifo_many["non2xx"] + fifo_cold.non2xx,
+    }
     out["rss_mib"] = {f"t{CFG['T']}": rss_t, f"t{len(everyone)}": rss_scale}
+    out["postgres_backend_private_mib"] = {"affinity_on": backends, "affinity_off": fifo_backends}
     return out
+
+
+def backend_memory(pg: Cluster) -> dict[str, float]:
+    """Private memory (USS) of the server's client backends: their relation, catalog and plan
+    caches, which grow with every tenant a backend serves and are never evicted."""
+    sizes = []
+    for proc in psutil.process_iter(["cmdline"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        if line.startswith("postgres: postgres postgres 127.0.0.1"):
+            with contextlib.suppress(psutil.Error):
+                sizes.append(proc.memory_full_info().uss / 2**20)
+    if not sizes:
+        return {"backends": 0}
+    return {"backends": len(sizes), "median": round(statistics.median(sizes), 1),
+            "max": round(max(sizes), 1), "total": round(sum(sizes), 1)}  # fmt: skip
 
 
 def main() -> None:

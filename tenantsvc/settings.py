@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     pool_timeout_seconds: float = Field(default=30.0, gt=0)
     pool_recycle_seconds: int = 3600
     pool_pre_ping: bool = True
+    pool_affinity: bool = Field(
+        default=True,
+        description="Each tenant prefers one connection of the pool, its home, so the "
+        "server's per-connection caches stay warm (db/affinity.py).",
+    )
+    pool_home_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a checkout waits for its busy home connection when no idle one "
+        "has served the tenant before taking a cold one (db/affinity.py); 0: never wait.",
+    )
     workers: PositiveInt = 1
 
     pgbouncer: bool = Field(

@@ -4,7 +4,9 @@ from typing import Any
 from uuid import uuid4
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from tenantsvc.db.affinity import affinity_pool
 from tenantsvc.settings import Settings
 
 
@@ -35,12 +37,19 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     return args
 
 
+def pool_class(settings: Settings) -> type[AsyncAdaptedQueuePool]:
+    if settings.pool_affinity:
+        return affinity_pool(settings.pool_home_wait_ms / 1000)
+    return AsyncAdaptedQueuePool
+
+
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     target = url or settings.database_url
     if target is None:
         raise ValueError("no database URL: set TENANTSVC_DATABASE_URL or start the embedded one")
     return create_async_engine(
         target,
+        poolclass=pool_class(settings),
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,

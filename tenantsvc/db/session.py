@@ -14,6 +14,7 @@ from sqlalchemy import PoolProxiedConnection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from tenantsvc.db.affinity import prefer
 from tenantsvc.db.engine import create_engine, statement_cache_size
 from tenantsvc.db.replicas import Replica, ReplicaRouter
 from tenantsvc.db.statements import TenantConnection, TenantStatements
@@ -88,7 +89,8 @@ async def tenant_session(
 ) -> AsyncIterator[AsyncSession]:
     """One transaction in ``schema``: committed when the block ends, rolled back on error."""
     async with sessionmaker() as session, session.begin():
-        await session.execute(SET_TENANT, {"schema": schema})
+        with prefer(schema):  # the first statement checks a connection out
+            await session.execute(SET_TENANT, {"schema": schema})
         yield session
 
 
@@ -105,7 +107,7 @@ async def tenant_connection(
     its pool slot marked for a fresh connection: its state is unknown, and it must never carry
     an open transaction, or a dead socket, to the next request.
     """
-    async with pooled_connection(engine) as fairy:
+    async with pooled_connection(engine, schema) as fairy:
         driver: Any = fairy.driver_connection
         try:
             await driver.execute(hot_begin_sql(schema))
@@ -128,10 +130,17 @@ async def tenant_connection(
 
 
 @asynccontextmanager
-async def pooled_connection(engine: AsyncEngine) -> AsyncIterator[PoolProxiedConnection]:
+async def pooled_connection(
+    engine: AsyncEngine, schema: str | None = None
+) -> AsyncIterator[PoolProxiedConnection]:
     """A pool checkout without SQLAlchemy's Connection objects: one greenlet hop out and one
-    back in, where ``engine.connect()`` + ``get_raw_connection()`` + close take three."""
-    fairy = await engine.raw_connection()
+    back in, where ``engine.connect()`` + ``get_raw_connection()`` + close take three. With a
+    schema, the tenant's home connection when it is idle (``db/affinity.py``)."""
+    if schema is None:
+        fairy = await engine.raw_connection()
+    else:
+        with prefer(schema):
+            fairy = await engine.raw_connection()
     try:
         yield fairy
     finally:

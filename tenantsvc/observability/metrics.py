@@ -18,6 +18,8 @@ from prometheus_client import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.db.affinity import AffinityCounts, AffinityPool
+
 REQUESTS = Counter(
     "tenantsvc_requests_total", "HTTP requests", ["route", "method", "status", "tenant"]
 )
@@ -30,6 +32,13 @@ POOL_CHECKED_OUT = Gauge(
 )
 POOL_OVERFLOW = Gauge(
     "tenantsvc_pool_overflow", "Connections beyond pool_size", ["pool"], multiprocess_mode="livesum"
+)
+POOL_CHECKOUTS = Gauge(
+    "tenantsvc_pool_tenant_checkouts",
+    "Tenant checkouts since start, by the connection found: the tenant's home, another that "
+    "had served the tenant (warm), or one that had not (cold); see db/affinity.py",
+    ["pool", "found"],
+    multiprocess_mode="livesum",
 )
 OTHER = "_other"
 
@@ -55,6 +64,9 @@ def observe_pools(engines: dict[str, AsyncEngine]) -> None:
         pool = engine.sync_engine.pool
         POOL_CHECKED_OUT.labels(name).set(pool.checkedout())  # type: ignore[attr-defined]
         POOL_OVERFLOW.labels(name).set(max(0, pool.overflow()))  # type: ignore[attr-defined]
+        if isinstance(pool, AffinityPool):
+            for found in AffinityCounts.__slots__:
+                POOL_CHECKOUTS.labels(name, found).set(getattr(pool.affinity, found))
 
 
 def render() -> bytes:
