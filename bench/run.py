@@ -3,7 +3,7 @@ database's ceiling, and (SCALE=1) 10,000 tenants. Needs nothing running; prints
 ``RESULT {json}`` last. See bench/README.md.
 
 Knobs: T=50 PRODUCTS=1000 USERS=20 STOCK=1000 CONNS=32 DURATION=15 WARMUP=5 REPEATS=3
-WORKERS=<nproc> SCALE=0 (SCALE_T=10000 SCALE_PRODUCTS=100 SCALE_WARMUP=30).
+WORKERS=<nproc> SCALE=0 (SCALE_T=10000 SCALE_PRODUCTS=100 SCALE_WARMUP=60).
 """
 
 import asyncio
@@ -37,7 +37,7 @@ from tenantsvc.testing.postgres import free_port
 
 KNOBS = {"T": 50, "PRODUCTS": 1000, "USERS": 20, "STOCK": 1000, "CONNS": 32, "DURATION": 15,
          "WARMUP": 5, "REPEATS": 3, "WORKERS": os.cpu_count() or 1, "SCALE": 0,
-         "SCALE_T": 10000, "SCALE_PRODUCTS": 100, "SCALE_WARMUP": 30}  # fmt: skip
+         "SCALE_T": 10000, "SCALE_PRODUCTS": 100, "SCALE_WARMUP": 60}  # fmt: skip
 CFG = {k: int(os.environ.get(k, v)) for k, v in KNOBS.items()}
 
 

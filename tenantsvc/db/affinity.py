@@ -8,12 +8,17 @@ with every tenant it has served. Measured with pgbench (the W3 statement, 40 con
 cluster of 10,000 tenants): 5,200-5,700 tps when any connection serves any tenant,
 12,400-13,200 when each connection serves its own 250 tenants, 15,900 over just 50 tenants.
 
-The preference is soft: a tenant takes its home connection when it is idle, otherwise the
-longest idle one, so no request waits for its home while another connection idles (one
-tenant's slow transaction never queues the tenants that share its home). Waiting, overflow,
-timeouts, recycling, pre-ping and invalidation stay SQLAlchemy's QueuePool's: only the choice
-among idle connections changes. The preference travels in a contextvar set around the checkout
-(SQLAlchemy's greenlets run in the caller's context).
+In the service (W3 over 10,000 tenants, 2 workers x 20 connections, after a minute's warm-up):
+2,450-2,500 rps against 1,920-1,970 with a plain pool, 0.85 of the 50-tenant rate against 0.67.
+
+The preference is soft. A checkout takes, among the idle connections: the tenant's home; else
+one that has served the tenant before (warm: its caches hold the tenant already); else, only
+when every idle connection is cold for the tenant, it waits up to ``home_wait`` for its busy
+home, and then takes the longest idle one. So a request never waits while a warm connection
+idles, and one tenant's slow transaction delays the tenants sharing its home by ``home_wait``
+at most. Waiting, overflow, timeouts, recycling, pre-ping and invalidation stay SQLAlchemy's
+QueuePool's: only the choice among idle connections changes. The preference travels in a
+contextvar set around the checkout (SQLAlchemy's greenlets run in the caller's context).
 """
 
 import asyncio

@@ -38,7 +38,9 @@ def connect_args(settings: Settings) -> dict[str, Any]:
 
 
 def pool_class(settings: Settings) -> type[AsyncAdaptedQueuePool]:
-    if settings.pool_affinity:
+    """Tenant-affine unless turned off or behind PgBouncer, which hands each transaction
+    whichever server connection it likes: there a home wait would only add latency."""
+    if settings.pool_affinity and not settings.pgbouncer:
         return affinity_pool(settings.pool_home_wait_ms / 1000)
     return AsyncAdaptedQueuePool
 

@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from tenantsvc.db.affinity import AffinityPool, _Slots, jump_hash, tenant_hash
-from tenantsvc.db.engine import create_engine
+from tenantsvc.db.engine import create_engine, pool_class
 from tenantsvc.db.session import pooled_connection
+from tenantsvc.settings import Settings
 from tests.conftest import TenantHandle, make_settings
 
 POOL = 4
@@ -39,6 +41,13 @@ def test_slots_stay_dense_when_a_connection_is_dropped() -> None:
     slots.drop(records[3])  # type: ignore[arg-type]  # twice: no effect
     assert [slots.of(r) for r in (records[0], records[2])] == [0, 1]  # type: ignore[arg-type]
     assert slots.of(object()) == 2  # type: ignore[arg-type]
+
+
+def test_affinity_is_off_behind_pgbouncer_or_when_turned_off() -> None:
+    base = {"database_url": "postgresql+asyncpg://u@h/d"}
+    assert issubclass(pool_class(Settings(**base)), AffinityPool)
+    assert pool_class(Settings(**base, pgbouncer=True)) is AsyncAdaptedQueuePool
+    assert pool_class(Settings(**base, pool_affinity=False)) is AsyncAdaptedQueuePool
 
 
 @asynccontextmanager
