@@ -44,10 +44,10 @@ def test_slots_stay_dense_when_a_connection_is_dropped() -> None:
 
 
 def test_affinity_is_off_behind_pgbouncer_or_when_turned_off() -> None:
-    base = {"database_url": "postgresql+asyncpg://u@h/d"}
-    assert issubclass(pool_class(Settings(**base)), AffinityPool)
-    assert pool_class(Settings(**base, pgbouncer=True)) is AsyncAdaptedQueuePool
-    assert pool_class(Settings(**base, pool_affinity=False)) is AsyncAdaptedQueuePool
+    url = "postgresql+asyncpg://u@h/d"
+    assert issubclass(pool_class(Settings(database_url=url)), AffinityPool)
+    assert pool_class(Settings(database_url=url, pgbouncer=True)) is AsyncAdaptedQueuePool
+    assert pool_class(Settings(database_url=url, pool_affinity=False)) is AsyncAdaptedQueuePool
 
 
 @asynccontextmanager
