@@ -5,6 +5,7 @@ python -m bench.chart bench/out/result.json bench/chart.png
 
 import json
 import sys
+from typing import Any
 
 import matplotlib
 
@@ -14,6 +15,17 @@ import matplotlib.pyplot as plt
 
 def main(source: str, target: str) -> None:
     result = json.loads(open(source).read())  # noqa: SIM115
+    scale = result.get("scale")
+    fig, axes = plt.subplots(1, 2 if scale else 1, figsize=(13 if scale else 8, 4.5),
+                             squeeze=False, width_ratios=[3, 2] if scale else None)  # fmt: skip
+    workloads(axes[0][0], result)
+    if scale:
+        tenants(axes[0][1], result)
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+
+
+def workloads(ax: Any, result: dict[str, Any]) -> None:
     c, o = result["ceiling"], result["tenancy_overhead"]
     groups = ["W3 read", "W4 write"]
     bars = {
@@ -21,7 +33,6 @@ def main(source: str, target: str) -> None:
         "tenancy bypassed (pinned)": [o["w3_pinned_rps"], o["w4_pinned_rps"]],
         "database ceiling (pgbench)": [c["w3_pgbench_tps"], c["w4_pgbench_tps"]],
     }
-    fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.26
     for i, (label, values) in enumerate(bars.items()):
         xs = [g + (i - 1) * width for g in range(len(groups))]
@@ -33,8 +44,26 @@ def main(source: str, target: str) -> None:
     ax.set_title(f"T={cfg['T']} tenants, {cfg['CONNS']} connections, {cfg['WORKERS']} workers, "
                  f"{result['date']}")  # fmt: skip
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
+
+
+def tenants(ax: Any, result: dict[str, Any]) -> None:
+    """W3 over T tenants and over the whole fleet, tenant-affine pool against a plain one."""
+    scale, t = result["scale"], result["config"]["T"]
+    on, off = scale["w3_read"], scale["w3_read_affinity_off"]
+    n = f"t{scale['tenants']}_rps"
+    groups = [f"{t} tenants", f"{scale['tenants']:,} tenants", f"{scale['tenants']:,}, cold"]
+    bars = {
+        "tenant-affine pool": [on[f"t{t}_rps"], on[n], on["cold_first_run_rps"]],
+        "plain FIFO pool": [off[f"t{t}_rps"], off[n], off["cold_first_run_rps"]],
+    }
+    width = 0.38
+    for i, (label, values) in enumerate(bars.items()):
+        drawn = ax.bar([g + (i - 0.5) * width for g in range(len(groups))], values, width,
+                       label=label)  # fmt: skip
+        ax.bar_label(drawn, fmt="%.0f", fontsize=8)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_title(f"W3 read at scale: ratio {on['ratio']} (affine), {off['ratio']} (plain)")
+    ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":
