@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
@@ -146,6 +147,26 @@ async def test_a_warm_connection_serves_at_once_instead_of_waiting(database_url:
         async with pooled_connection(engine, SCHEMAS[0]):
             assert await asyncio.wait_for(pid_for(engine, SCHEMAS[0]), 10) == elsewhere
         assert pool.affinity.warm == 1
+
+
+async def test_a_checkout_cancelled_while_waiting_for_its_home_leaves_the_pool_whole(
+    database_url: str,
+) -> None:
+    async with affine_engine(database_url, home_wait_ms=60_000) as engine:
+        pool: Any = engine.sync_engine.pool
+        home = await pid_for(engine, SCHEMAS[0])
+        async with pooled_connection(engine, SCHEMAS[0]):
+            waiting = asyncio.create_task(pid_for(engine, SCHEMAS[0]))
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        assert pool._pool._queue._home_waiters == {}
+        assert pool.checkedout() == 0
+        assert await asyncio.wait_for(pid_for(engine, SCHEMAS[0]), 10) == home
+        async with AsyncExitStack() as stack:  # every connection can still be checked out
+            for _ in range(POOL):
+                await asyncio.wait_for(stack.enter_async_context(pooled_connection(engine)), 10)
 
 
 async def test_checkouts_are_counted_in_metrics(
