@@ -33,17 +33,11 @@ def workloads(ax: Any, result: dict[str, Any]) -> None:
         "tenancy bypassed (pinned)": [o["w3_pinned_rps"], o["w4_pinned_rps"]],
         "database ceiling (pgbench)": [c["w3_pgbench_tps"], c["w4_pgbench_tps"]],
     }
-    width = 0.26
-    for i, (label, values) in enumerate(bars.items()):
-        xs = [g + (i - 1) * width for g in range(len(groups))]
-        drawn = ax.bar(xs, values, width, label=label)
-        ax.bar_label(drawn, fmt="%.0f", fontsize=8)
-    ax.set_xticks(range(len(groups)), groups)
+    grouped_bars(ax, groups, bars, width=0.26)
     ax.set_ylabel("requests (transactions) per second")
     cfg = result["config"]
     ax.set_title(f"T={cfg['T']} tenants, {cfg['CONNS']} connections, {cfg['WORKERS']} workers, "
                  f"{result['date']}")  # fmt: skip
-    ax.legend(fontsize=8)
 
 
 def tenants(ax: Any, result: dict[str, Any]) -> None:
@@ -56,13 +50,17 @@ def tenants(ax: Any, result: dict[str, Any]) -> None:
         "tenant-affine pool": [on[f"t{t}_rps"], on[n], on["cold_first_run_rps"]],
         "plain FIFO pool": [off[f"t{t}_rps"], off[n], off["cold_first_run_rps"]],
     }
-    width = 0.38
-    for i, (label, values) in enumerate(bars.items()):
-        drawn = ax.bar([g + (i - 0.5) * width for g in range(len(groups))], values, width,
-                       label=label)  # fmt: skip
-        ax.bar_label(drawn, fmt="%.0f", fontsize=8)
-    ax.set_xticks(range(len(groups)), groups)
+    grouped_bars(ax, groups, bars, width=0.38)
     ax.set_title(f"W3 read at scale: ratio {on['ratio']} (affine), {off['ratio']} (plain)")
+
+
+def grouped_bars(ax: Any, groups: list[str], bars: dict[str, list[float]], width: float) -> None:
+    """One bar per series in each group, centred on the group, labelled with its value."""
+    middle = (len(bars) - 1) / 2
+    for i, (label, values) in enumerate(bars.items()):
+        xs = [g + (i - middle) * width for g in range(len(groups))]
+        ax.bar_label(ax.bar(xs, values, width, label=label), fmt="%.0f", fontsize=8)
+    ax.set_xticks(range(len(groups)), groups)
     ax.legend(fontsize=8)
 
 

@@ -276,17 +276,11 @@ def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str
     with service(service_env(env), CFG["WORKERS"]) as url:
         load.run(url, few, CFG["CONNS"], CFG["DURATION"])
         rss_t = service_rss_mib(url)  # after serving T tenants, before any of the others
-        # The first run over every tenant finds each one cold on every server connection;
-        # then a warm-up long enough to serve each tenant a few times on its home connection.
-        cold = load.run(url, many, CFG["CONNS"], CFG["DURATION"])
-        load.run(url, many, CFG["CONNS"], CFG["SCALE_WARMUP"])
-        at_t, at_scale = rounds([(url, few), (url, many)], CFG["REPEATS"])
+        cold, at_t, at_scale = cold_then_warm(url, few, many, CFG["REPEATS"])
         rss_scale = service_rss_mib(url)
         backends = backend_memory(pg)
     with service({**service_env(env), "TENANTSVC_POOL_AFFINITY": "false"}, CFG["WORKERS"]) as url:
-        fifo_cold = load.run(url, many, CFG["CONNS"], CFG["DURATION"])
-        load.run(url, many, CFG["CONNS"], CFG["SCALE_WARMUP"])
-        fifo_few, fifo_many = rounds([(url, few), (url, many)], 1)
+        fifo_cold, fifo_few, fifo_many = cold_then_warm(url, few, many, 1)
         fifo_backends = backend_memory(pg)
     warmed = CFG["DURATION"] + CFG["SCALE_WARMUP"] + CFG["WARMUP"]
     out["w3_read"] = {f"t{CFG['T']}_rps": at_t["rps"], f"t{len(everyone)}_rps": at_scale["rps"],
@@ -307,6 +301,18 @@ def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str
     out["rss_mib"] = {f"t{CFG['T']}": rss_t, f"t{len(everyone)}": rss_scale}
     out["postgres_backend_private_mib"] = {"affinity_on": backends, "affinity_off": fifo_backends}
     return out
+
+
+def cold_then_warm(
+    url: str, few: Path, many: Path, repeats: int
+) -> tuple[load.WrkRun, dict[str, Any], dict[str, Any]]:
+    """The first run over every tenant, where each one is cold on every server connection;
+    then a warm-up long enough to serve each tenant a few times on its home connection; then
+    ``repeats`` rounds of T tenants and of all of them."""
+    cold = load.run(url, many, CFG["CONNS"], CFG["DURATION"])
+    load.run(url, many, CFG["CONNS"], CFG["SCALE_WARMUP"])
+    at_t, at_scale = rounds([(url, few), (url, many)], repeats)
+    return cold, at_t, at_scale
 
 
 def backend_memory(pg: Cluster) -> dict[str, float]:

@@ -44,9 +44,10 @@ def tenant_hash(schema: str) -> int:
 
 
 @contextmanager
-def prefer(schema: str) -> Iterator[None]:
-    """Checkouts inside the block prefer ``schema``'s home connection."""
-    token = _PREFERRED.set(tenant_hash(schema))
+def prefer(schema: str | None) -> Iterator[None]:
+    """Checkouts inside the block prefer ``schema``'s home connection (None: no preference,
+    the longest idle connection)."""
+    token = _PREFERRED.set(None if schema is None else tenant_hash(schema))
     try:
         yield
     finally:

@@ -136,11 +136,8 @@ async def pooled_connection(
     """A pool checkout without SQLAlchemy's Connection objects: one greenlet hop out and one
     back in, where ``engine.connect()`` + ``get_raw_connection()`` + close take three. With a
     schema, the tenant's home connection when it is idle (``db/affinity.py``)."""
-    if schema is None:
+    with prefer(schema):
         fairy = await engine.raw_connection()
-    else:
-        with prefer(schema):
-            fairy = await engine.raw_connection()
     try:
         yield fairy
     finally:
