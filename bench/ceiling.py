@@ -18,8 +18,8 @@ def _tenant_script(schema: str, body: str) -> str:
     """One transaction as the service sends it: BEGIN and the search_path (one round trip in
     the service, two here: pgbench -M prepared cannot send them as one), the tenant's own text
     of the statement, then COMMIT. The service's planner settings come from PGOPTIONS."""
-    texts = TenantStatements(HOT_STATEMENTS).texts(schema)
-    return f"BEGIN;\n{local_search_path_sql(schema)}\n{texts[body]};\nCOMMIT;\n"
+    prefix = TenantStatements(2 * HOT_STATEMENTS).prefix(schema, {})
+    return f"BEGIN;\n{local_search_path_sql(schema)}\n{prefix}{body};\nCOMMIT;\n"
 
 
 def w3_scripts(schemas: list[str], products: int) -> list[str]:

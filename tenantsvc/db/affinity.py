@@ -34,6 +34,7 @@ from sqlalchemy.util import await_, memoized_property
 from sqlalchemy.util.queue import AsyncAdaptedQueue, Full
 
 _SERVED = "tenantsvc_served"
+_AT_HOME = "tenantsvc_at_home"
 MAX_SERVED = 4096  # tenants remembered per connection: about 250 KB of Python memory at most
 _PREFERRED: ContextVar[int | None] = ContextVar("tenantsvc_preferred_connection", default=None)
 
@@ -100,6 +101,12 @@ class _Slots:
         return len(self._records)
 
 
+def at_home(connection_info: dict[Any, Any]) -> bool:
+    """Whether the connection was checked out as its tenant's home (False without a tenant,
+    and from a plain pool)."""
+    return bool(connection_info.get(_AT_HOME, False))
+
+
 def _served(record: ConnectionPoolEntry) -> set[int]:
     """Tenants whose tables this connection's backend has opened. ``record.info`` belongs to
     the DBAPI connection: SQLAlchemy clears it when the record reconnects to a new backend."""
@@ -164,10 +171,13 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
     def _get(self) -> ConnectionPoolEntry:
         wanted = _PREFERRED.get()
         if wanted is None:
-            return self._idle.popleft()
+            record = self._idle.popleft()
+            record.info[_AT_HOME] = False
+            return record
         index = self._choose(wanted)
         record = self._idle[index]
         del self._idle[index]
+        record.info[_AT_HOME] = self._slots.of(record) == self.home(wanted)
         served = _served(record)
         if len(served) < MAX_SERVED:
             served.add(wanted)

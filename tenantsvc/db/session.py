@@ -14,7 +14,7 @@ from sqlalchemy import PoolProxiedConnection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from tenantsvc.db.affinity import prefer
+from tenantsvc.db.affinity import at_home, prefer
 from tenantsvc.db.engine import create_engine, statement_cache_size
 from tenantsvc.db.replicas import Replica, ReplicaRouter
 from tenantsvc.db.statements import TenantConnection, TenantStatements
@@ -115,7 +115,8 @@ async def tenant_connection(
             _discard(fairy, driver)
             raise
         try:
-            yield TenantConnection(driver, statements.texts(schema))
+            prefix = statements.prefix(schema, fairy.info, at_home(fairy.info))
+            yield TenantConnection(driver, prefix)
         except Exception:
             await _rollback_or_discard(fairy, driver)
             raise

@@ -10,10 +10,14 @@ per-connection statement cache and its own server-side plan, reused whenever tha
 back on that connection. The schema comes from the registry (never from the request), and is
 checked to be a plain identifier before it is written into SQL, even as a comment.
 
-Bounded: each process gives its own texts to the first ``capacity`` tenants it serves, sized so
-that their statements fit the connection's statement cache. Past that, tenants share the plain
-text (PostgreSQL re-plans it for them, as before) instead of thrashing the cache, where every
-miss would cost a prepare round trip and every eviction a close.
+Bounded per connection, where the plans live: each connection gives its own texts to the first
+``capacity`` tenants it serves, sized so that their statements and the shared ones fit its
+statement cache. Past that, tenants share the plain text on that connection (PostgreSQL
+re-plans it for them) instead of thrashing the cache, where every miss would cost a prepare
+round trip and every eviction a close. With the tenant-affine pool (``db/affinity.py``) a
+connection serves mostly its home tenants, about tenants / pool size of them: a bound per
+process would have left all but the first ``capacity`` tenants of a large fleet re-planning on
+every call (W3 over 10,000 tenants: planning was a fifth of the server's CPU).
 """
 
 import re
@@ -21,52 +25,73 @@ from typing import Any
 
 HOT_STATEMENTS = 4  # the distinct texts run through TenantConnection (see */queries.py)
 _PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_ADMITTED = "tenantsvc_own_texts"  # in the pool record's info: cleared when it reconnects
 
 
-class _Texts(dict[str, str]):
-    """sql -> the text actually sent, built on first use."""
+class _Admitted:
+    """The tenants with their own texts on one connection: those it serves as their home
+    connection, and guests (tenants it served while their home was busy, or from a plain
+    pool)."""
 
-    __slots__ = ("prefix",)
+    __slots__ = ("guests", "homes")
 
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
+    def __init__(self) -> None:
+        self.homes: set[str] = set()
+        self.guests: set[str] = set()
 
-    def __missing__(self, sql: str) -> str:
-        text = self[sql] = self.prefix + sql
-        return text
+    def __contains__(self, schema: str) -> bool:
+        return schema in self.homes or schema in self.guests
+
+    def __len__(self) -> int:
+        return len(self.homes) + len(self.guests)
 
 
 class TenantStatements:
     def __init__(self, statement_cache_size: int) -> None:
-        self.capacity = statement_cache_size // HOT_STATEMENTS
-        self._tenants: dict[str, _Texts] = {}
-        self._shared = _Texts("")
+        # Room for the shared texts too, so the cache's LRU never evicts an admitted tenant's.
+        self.capacity = max(0, statement_cache_size // HOT_STATEMENTS - 1)
+        self._prefixes: dict[str, str] = {}
 
-    def texts(self, schema: str) -> _Texts:
-        texts = self._tenants.get(schema)
-        if texts is not None:
-            return texts
-        if len(self._tenants) >= self.capacity:
-            return self._shared
+    def prefix(self, schema: str, connection_info: dict[Any, Any], at_home: bool = False) -> str:
+        """The comment that makes ``schema``'s texts its own on this connection, or "" (the
+        shared texts) once the connection has admitted ``capacity`` other tenants.
+
+        A full connection still admits a tenant it serves as its home, in place of a guest:
+        otherwise the random tenants a connection serves while the pool is cold would keep its
+        own home tenants re-planning for good. The evicted guest's statements age out of
+        asyncpg's LRU cache, which closes them on the server."""
+        admitted: _Admitted = connection_info.get(_ADMITTED) or connection_info.setdefault(
+            _ADMITTED, _Admitted()
+        )
+        if schema in admitted:
+            return self._prefixes[schema]
+        if len(admitted) >= self.capacity:
+            if not (at_home and admitted.guests):
+                return ""
+            admitted.guests.pop()
+        prefix = self._prefixes.get(schema) or self._new_prefix(schema)
+        (admitted.homes if at_home else admitted.guests).add(schema)
+        return prefix
+
+    def _new_prefix(self, schema: str) -> str:
         if not _PLAIN_IDENTIFIER.fullmatch(schema):
             raise ValueError(f"not a plain schema name: {schema!r}")
-        texts = self._tenants[schema] = _Texts(f"/* {schema} */ ")
-        return texts
+        prefix = self._prefixes[schema] = f"/* {schema} */ "
+        return prefix
 
 
 class TenantConnection:
     """The raw asyncpg connection of a tenant's transaction, sending that tenant's texts."""
 
-    __slots__ = ("_texts", "driver")
+    __slots__ = ("_prefix", "driver")
 
-    def __init__(self, driver: Any, texts: dict[str, str]) -> None:
+    def __init__(self, driver: Any, prefix: str) -> None:
         self.driver = driver
-        self._texts = texts
+        self._prefix = prefix
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
-        rows: list[Any] = await self.driver.fetch(self._texts[sql], *args)
+        rows: list[Any] = await self.driver.fetch(self._prefix + sql, *args)
         return rows
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self.driver.fetchval(self._texts[sql], *args)
+        return await self.driver.fetchval(self._prefix + sql, *args)

@@ -1,6 +1,8 @@
 """Per-tenant statement texts (db/statements.py): each tenant's plan is kept and reused on a
 shared connection, rows stay the tenant's own, and the number of tenants given their own texts
-is bounded."""
+is bounded per connection."""
+
+from typing import Any
 
 import httpx
 import pytest
@@ -18,19 +20,40 @@ PLANS = (
 )
 
 
-def test_capacity_bounds_the_tenants_with_their_own_texts() -> None:
-    statements = TenantStatements(statement_cache_size=8)  # 2 tenants x 4 hot statements
+def test_each_connection_admits_up_to_capacity_tenants() -> None:
+    statements = TenantStatements(statement_cache_size=12)  # 2 tenants x 4, + the shared 4
     assert statements.capacity == 2
-    a, b = statements.texts("tenant_a")["SELECT 1"], statements.texts("tenant_b")["SELECT 1"]
-    assert (a, b) == ("/* tenant_a */ SELECT 1", "/* tenant_b */ SELECT 1")
-    assert statements.texts("tenant_c")["SELECT 1"] == "SELECT 1"  # past capacity: shared
-    assert statements.texts("tenant_a")["SELECT 1"] == a  # admitted tenants keep theirs
-    assert TenantStatements(statement_cache_size=0).texts("tenant_a")["SELECT 1"] == "SELECT 1"
+    first: dict[str, object] = {}
+    a, b = statements.prefix("tenant_a", first), statements.prefix("tenant_b", first)
+    assert (a, b) == ("/* tenant_a */ ", "/* tenant_b */ ")
+    assert statements.prefix("tenant_c", first) == ""  # past capacity: the shared texts
+    assert statements.prefix("tenant_a", first) == a  # admitted tenants keep theirs
+    # The bound is per connection, where the plans live: another one admits its own tenants.
+    second: dict[str, object] = {}
+    assert statements.prefix("tenant_c", second) == "/* tenant_c */ "
+    assert statements.prefix("tenant_d", second) == "/* tenant_d */ "
+    assert statements.prefix("tenant_a", second) == ""
+    assert TenantStatements(statement_cache_size=0).prefix("tenant_a", {}) == ""
+
+
+def test_a_full_connection_admits_a_home_tenant_in_place_of_a_guest() -> None:
+    statements, info = TenantStatements(statement_cache_size=12), dict[str, object]()
+    assert statements.prefix("tenant_g", info, at_home=False) == "/* tenant_g */ "
+    assert statements.prefix("tenant_h", info, at_home=True) == "/* tenant_h */ "
+    assert statements.prefix("tenant_x", info, at_home=False) == ""  # guests never displace
+    assert statements.prefix("tenant_i", info, at_home=True) == "/* tenant_i */ "
+    assert statements.prefix("tenant_g", info) == ""  # the guest gave up its place
+    assert statements.prefix("tenant_j", info, at_home=True) == ""  # no guest left to displace
+    assert statements.prefix("tenant_h", info) == "/* tenant_h */ "
 
 
 def test_only_plain_schema_names_reach_the_comment() -> None:
+    statements, info = TenantStatements(64), dict[str, object]()
     with pytest.raises(ValueError, match="plain schema name"):
-        TenantStatements(64).texts("tenant_a */ DROP TABLE products; /*")
+        statements.prefix("tenant_a */ DROP TABLE products; /*", info)
+    assert statements.prefix("tenant_a", info) == "/* tenant_a */ "
+    admitted: Any = info["tenantsvc_own_texts"]
+    assert len(admitted) == 1  # a refused name takes no place
 
 
 async def _seed(client: httpx.AsyncClient, tenant: TenantHandle, name: str) -> int:
@@ -65,3 +88,36 @@ async def test_each_tenant_reuses_its_own_plan_on_one_connection(
         (f"/* {tenant_a.schema}", 6),
         (f"/* {tenant_b.schema}", 6),
     ]
+
+
+async def test_past_capacity_a_tenant_shares_the_plain_text_and_still_reads_its_own_rows(
+    client: httpx.AsyncClient, database_url: str, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    ids = {t.schema: await _seed(client, t, t.slug) for t in (tenant_a, tenant_b)}
+    engine: AsyncEngine = create_engine(make_settings(database_url, pool_size=1, max_overflow=0))
+    statements = TenantStatements(statement_cache_size=2 * 4)  # room for one tenant's texts
+    try:
+        for _ in range(3):
+            for tenant in (tenant_a, tenant_b):
+                async with tenant_connection(engine, tenant.schema, statements) as conn:
+                    rows = await queries.live_page(conn, 0, 100)
+                    assert [r["id"] for r in rows] == [ids[tenant.schema]]
+                    assert [r["name"] for r in rows] == [tenant.slug]
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            plans = await driver.fetch(
+                "SELECT statement, generic_plans + custom_plans AS runs "
+                "FROM pg_prepared_statements WHERE statement LIKE '%FROM products%'"
+            )
+    finally:
+        await engine.dispose()
+    texts = {p["statement"].split("SELECT")[0]: p["runs"] for p in plans}
+    # One tenant has its own text, whose plan served all its calls; the other shares the plain
+    # text, whose plan is rebuilt whenever the search_path changes (which restarts its counts).
+    # (A fresh connection serves its first tenant as a guest, whom the other tenant, at home,
+    # then displaces: the guest's statement stays prepared until the cache's LRU drops it.)
+    assert "" in texts
+    kept = [prefix for prefix, runs in texts.items() if prefix and runs == 3]
+    assert len(kept) == 1
+    assert kept[0] in {f"/* {t.schema} */ " for t in (tenant_a, tenant_b)}
