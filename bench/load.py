@@ -51,6 +51,8 @@ class WrkRun:
     non2xx: int
     socket_errors: int
     requests: int
+    service_us: float = 0.0  # CPU per request of the service's processes (bench/run.py)
+    postgres_us: float = 0.0  # and of the server's backends
 
 
 def script(mode: str, tenants: list[tuple[str, str]], products: int, users: int, seed: int) -> Path:

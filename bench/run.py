@@ -73,15 +73,48 @@ def service(env: dict[str, str], workers: int, target: str = "tenantsvc.main:app
         process.wait(timeout=30)
 
 
-def service_rss_mib(url: str) -> float:
-    """Resident memory of the server process and its workers."""
+def service_processes(url: str) -> list[psutil.Process]:
+    """The server process and its workers."""
     port = url.rsplit(":", 1)[1]
     for proc in psutil.process_iter(["cmdline"]):
         if port in (proc.info["cmdline"] or []):
-            family = [proc, *proc.children(recursive=True)]
-            total: int = sum(p.memory_info().rss for p in family)
-            return round(total / 2**20, 1)
-    return 0.0
+            return [proc, *proc.children(recursive=True)]
+    return []
+
+
+def backends() -> list[psutil.Process]:
+    """The server's client backends (the bench cluster's user and database, over TCP)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if " ".join(proc.info["cmdline"] or []).startswith("postgres: postgres postgres 127.0.0.1"):
+            found.append(proc)
+    return found
+
+
+def service_rss_mib(url: str) -> float:
+    total: int = sum(p.memory_info().rss for p in service_processes(url))
+    return round(total / 2**20, 1)
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measured(url: str, script: Path) -> load.WrkRun:
+    """One wrk run, with the CPU each request cost the service and the server: steadier than
+    rates on a noisy machine, and it says where a difference comes from."""
+    service, server = service_processes(url), backends()
+    before = cpu_seconds(service), cpu_seconds(server)
+    run = load.run(url, script, CFG["CONNS"], CFG["DURATION"])
+    if run.requests:
+        run.service_us = (cpu_seconds(service) - before[0]) / run.requests * 1e6
+        run.postgres_us = (cpu_seconds(server) - before[1]) / run.requests * 1e6
+    return run
 
 
 def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
@@ -90,7 +123,10 @@ def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
             "p99_ms": round(statistics.median(r.p99_ms for r in runs), 2),
             "non2xx": sum(r.non2xx for r in runs),
             "socket_errors": sum(r.socket_errors for r in runs),
-            "rps_each_run": [round(r.rps, 1) for r in runs]}  # fmt: skip
+            "rps_each_run": [round(r.rps, 1) for r in runs],
+            "cpu_us_per_request": {
+                "service": round(statistics.median(r.service_us for r in runs)),
+                "postgres": round(statistics.median(r.postgres_us for r in runs))}}  # fmt: skip
 
 
 def rounds(runs: list[tuple[str, Path]], repeats: int) -> list[dict[str, Any]]:
@@ -101,7 +137,7 @@ def rounds(runs: list[tuple[str, Path]], repeats: int) -> list[dict[str, Any]]:
     results: list[list[load.WrkRun]] = [[] for _ in runs]
     for _ in range(repeats):
         for done, (url, script) in zip(results, runs, strict=True):
-            done.append(load.run(url, script, CFG["CONNS"], CFG["DURATION"]))
+            done.append(measured(url, script))
     return [summary(done) for done in results]
 
 
@@ -123,6 +159,13 @@ async def oversell_probe(url: str, slug: str, key: str) -> bool:
         stock = (await client.get(f"/products/{product.json()['id']}")).json()["stock"]
     created = sum(1 for r in responses if r.status_code == 201)
     return created == 5 and stock == 0 and all(r.status_code in (201, 409) for r in responses)
+
+
+def settle(pg: Cluster) -> float:
+    """VACUUM (ANALYZE) after loading, as ``pgbench -i`` does: otherwise autovacuum's first
+    pass over thousands of freshly loaded tables lands in the measurements (each ANALYZE
+    invalidates the table's cached plans and relation cache entries in every backend)."""
+    return round(ceiling.psql_seconds(pg.libpq_url, "VACUUM (ANALYZE);"), 1)
 
 
 def db_settings(url: str) -> Settings:
@@ -237,6 +280,15 @@ def http_workloads(
                         "w3_over_pinned": round(one_r["rps"] / p_read["rps"], 3),
                         "w4_over_pinned": round(one_w["rps"] / p_write["rps"], 3),
                         "non2xx": one_r["non2xx"] + one_w["non2xx"]},
+        # Where the difference goes: CPU per request, tenant app over T tenants, the same
+        # app with every request on one tenant, the pinned app.
+        "cpu_us_per_request": {
+            "w3": {"tenant": out["w3_read"]["cpu_us_per_request"],
+                   "same_tenant": one_r["cpu_us_per_request"],
+                   "pinned": p_read["cpu_us_per_request"]},
+            "w4": {"tenant": out["w4_write"]["cpu_us_per_request"],
+                   "same_tenant": one_w["cpu_us_per_request"],
+                   "pinned": p_write["cpu_us_per_request"]}},
     }  # fmt: skip
     out["variants"] = variants(env, read, write)
     return out
@@ -263,7 +315,8 @@ def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str
     times = asyncio.run(provision(pg.url, more))
     asyncio.run(seed_all(pg.url, more, CFG["SCALE_PRODUCTS"]))
     everyone = first + more
-    out: dict[str, Any] = {"tenants": len(everyone), "w1_provision": ms(times)}
+    out: dict[str, Any] = {"tenants": len(everyone), "w1_provision": ms(times),
+                           "vacuum_s": settle(pg)}  # fmt: skip
     with_rev = {**env, EXTRA_VERSIONS_ENV: sku_dir}
     wall, rss, _ = tenantctl(with_rev, "migrate-all")
     out["w2_migrate_all"] = {"wall_s": round(wall, 3), "peak_rss_mib": round(rss / 1024, 1)}
@@ -278,10 +331,10 @@ def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str
         rss_t = service_rss_mib(url)  # after serving T tenants, before any of the others
         cold, at_t, at_scale = cold_then_warm(url, few, many, CFG["REPEATS"])
         rss_scale = service_rss_mib(url)
-        backends = backend_memory(pg)
+        backends = backend_memory()
     with service({**service_env(env), "TENANTSVC_POOL_AFFINITY": "false"}, CFG["WORKERS"]) as url:
         fifo_cold, fifo_few, fifo_many = cold_then_warm(url, few, many, 1)
-        fifo_backends = backend_memory(pg)
+        fifo_backends = backend_memory()
     warmed = CFG["DURATION"] + CFG["SCALE_WARMUP"] + CFG["WARMUP"]
     out["w3_read"] = {f"t{CFG['T']}_rps": at_t["rps"], f"t{len(everyone)}_rps": at_scale["rps"],
                       "ratio": round(at_scale["rps"] / at_t["rps"], 3),
@@ -315,15 +368,13 @@ def cold_then_warm(
     return cold, at_t, at_scale
 
 
-def backend_memory(pg: Cluster) -> dict[str, float]:
+def backend_memory() -> dict[str, float]:
     """Private memory (USS) of the server's client backends: their relation, catalog and plan
     caches, which grow with every tenant a backend serves and are never evicted."""
     sizes = []
-    for proc in psutil.process_iter(["cmdline"]):
-        line = " ".join(proc.info["cmdline"] or [])
-        if line.startswith("postgres: postgres postgres 127.0.0.1"):
-            with contextlib.suppress(psutil.Error):
-                sizes.append(proc.memory_full_info().uss / 2**20)
+    for proc in backends():
+        with contextlib.suppress(psutil.Error):
+            sizes.append(proc.memory_full_info().uss / 2**20)
     if not sizes:
         return {"backends": 0}
     return {"backends": len(sizes), "median": round(statistics.median(sizes), 1),
@@ -350,6 +401,7 @@ def main() -> None:
         tenantctl(env, "drop", "one_command", "--purge", "--yes")
         result["w1_provision"] = w1
         asyncio.run(seed_all(pg.url, slugs, CFG["PRODUCTS"]))
+        settle(pg)
         log("W2 migrate-all")
         sku_dir = write_sku_revision()
         result["w2_migrate_all"] = migrate_all_figures(env, sku_dir, CFG["T"], base)

@@ -35,6 +35,7 @@ from sqlalchemy.util.queue import AsyncAdaptedQueue, Full
 
 _SERVED = "tenantsvc_served"
 _AT_HOME = "tenantsvc_at_home"
+MAX_HOMES_KEPT = 65536  # memoised tenant homes per pool, about 8 MB at most
 MAX_SERVED = 4096  # tenants remembered per connection: about 250 KB of Python memory at most
 _PREFERRED: ContextVar[int | None] = ContextVar("tenantsvc_preferred_connection", default=None)
 
@@ -128,6 +129,8 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
         self._slots = slots
         self._counts = counts
         self._home_waiters: dict[int, deque[asyncio.Future[None]]] = {}
+        self._homes: dict[int, int] = {}  # tenant -> home, for a pool of _homes_for slots
+        self._homes_for = 0
 
     @property
     def _idle(self) -> deque[ConnectionPoolEntry]:
@@ -135,7 +138,16 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
         return idle
 
     def home(self, wanted: int) -> int | None:
-        return jump_hash(wanted, len(self._slots)) if self._slots else None
+        """Memoised: a checkout asks up to twice, and the answer only changes with the pool's
+        size."""
+        size = len(self._slots)
+        if size != self._homes_for or len(self._homes) >= MAX_HOMES_KEPT:
+            self._homes.clear()
+            self._homes_for = size
+        home = self._homes.get(wanted)
+        if home is None and size:
+            home = self._homes[wanted] = jump_hash(wanted, size)
+        return home
 
     def worth_waiting(self, wanted: int) -> int | None:
         """The home to wait for: it exists and is busy, and no idle connection is warm for
@@ -174,32 +186,33 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
             record = self._idle.popleft()
             record.info[_AT_HOME] = False
             return record
-        index = self._choose(wanted)
+        index, at_home = self._choose(wanted)
         record = self._idle[index]
         del self._idle[index]
-        record.info[_AT_HOME] = self._slots.of(record) == self.home(wanted)
+        record.info[_AT_HOME] = at_home
         served = _served(record)
         if len(served) < MAX_SERVED:
             served.add(wanted)
         return record
 
-    def _choose(self, wanted: int) -> int:
+    def _choose(self, wanted: int) -> tuple[int, bool]:
+        """The index of the idle connection to hand out, and whether it is the home."""
         home = self.home(wanted)
         warm = free = None
         for i, record in enumerate(self._idle):
             slot = self._slots.of(record)
             if slot == home:
                 self._counts.home += 1
-                return i
+                return i, True
             if warm is None and wanted in _served(record):
                 warm = i
             if free is None and slot not in self._home_waiters:
                 free = i
         if warm is not None:
             self._counts.warm += 1
-            return warm
+            return warm, False
         self._counts.cold += 1
-        return free or 0
+        return free or 0, False
 
 
 class AffinityCounts:

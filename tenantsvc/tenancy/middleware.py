@@ -50,12 +50,23 @@ async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> Tenant:
     slug = _single_header(headers, b"x-tenant-id")
     if slug is None:
         raise TenantRejected(400, "Missing tenant", "the X-Tenant-ID header is required")
+    authorization = _single_header(headers, b"authorization") or ""
+    # A pair verified under the current snapshot skips the pattern checks and the key digest.
+    verified = registry.snapshot.verified.get((slug, authorization))
+    if verified is not None:
+        return verified
+    tenant = await _verify(registry, slug, authorization)
+    registry.snapshot.verified[slug, authorization] = tenant  # the snapshot _verify used
+    return tenant
+
+
+async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> Tenant:
     if not is_valid_slug(slug):
         raise TenantRejected(400, "Malformed tenant", "X-Tenant-ID is not a valid tenant slug")
     tenant = await _lookup(registry, slug)
     if tenant is None:
         raise TenantRejected(404, "Unknown tenant", f"no tenant {slug!r}")
-    match = _BEARER.fullmatch(_single_header(headers, b"authorization") or "")
+    match = _BEARER.fullmatch(authorization)
     if match is None:
         raise TenantRejected(401, "Unauthorized", "an 'Authorization: Bearer <key>' is required")
     # No refresh on an unknown key: guessed keys never cost a query. A key issued a moment

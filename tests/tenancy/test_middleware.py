@@ -45,8 +45,11 @@ async def test_missing_or_bad_key_is_401(client: httpx.AsyncClient, tenant_a: Te
 
 
 async def test_key_of_another_tenant_is_403(
-    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle
+    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle, running: Running
 ) -> None:
+    # Both keys in the snapshot first: a poll that landed between the two tenants' creation
+    # would know tenant_a but not tenant_b's key, and a key it does not know is 401, by design.
+    await running.state["registry"].refresh()
     crossed = {"X-Tenant-ID": tenant_a.slug, "Authorization": f"Bearer {tenant_b.api_key}"}
     assert_problem(await client.get("/products", headers=crossed), 403)
 
@@ -96,3 +99,20 @@ async def test_new_tenant_is_served_at_once(
 ) -> None:
     fresh = await tenant_factory("fresh")
     assert (await client.get("/products", headers=fresh.headers)).status_code == 200
+
+
+async def test_only_verified_pairs_are_remembered(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle, running: Running
+) -> None:
+    """Refused requests leave nothing behind, whatever a client sends: the memo of verified
+    (X-Tenant-ID, Authorization) pairs is bounded by the live keys."""
+    registry = running.state["registry"]
+    await registry.refresh()
+    for i in range(20):
+        guessed = {"X-Tenant-ID": tenant_a.slug, "Authorization": f"Bearer guess{i:020d}"}
+        assert_problem(await client.get("/products", headers=guessed), 401)
+    crossed = {"X-Tenant-ID": tenant_a.slug, "Authorization": f"Bearer {tenant_b.api_key}"}
+    assert_problem(await client.get("/products", headers=crossed), 403)
+    assert_problem(await client.get("/products", headers=crossed), 403)  # and again
+    assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
+    assert list(registry.snapshot.verified.values()) == [registry.get(tenant_a.slug)]
