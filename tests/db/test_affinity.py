@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-from tenantsvc.db.affinity import AffinityPool, _Slots, jump_hash, tenant_hash
+from tenantsvc.db.affinity import AffinityPool, _Slots, at_home, jump_hash, tenant_hash
 from tenantsvc.db.engine import create_engine, pool_class
 from tenantsvc.db.session import pooled_connection
 from tenantsvc.settings import Settings
@@ -100,9 +100,14 @@ async def test_a_busy_home_does_not_block_when_another_connection_idles(
         home = await pid_for(engine, SCHEMAS[0])
         async with pooled_connection(engine, SCHEMAS[0]) as held:
             assert await backend_pid(held) == home
-            other = await pid_for(engine, SCHEMAS[0])  # the home is held all along
+            assert at_home(held.info)  # what the statement texts rely on
+            async with pooled_connection(engine, SCHEMAS[0]) as elsewhere:
+                other = await backend_pid(elsewhere)  # the home is held all along
+                assert not at_home(elsewhere.info)
         assert other != home
         assert await pid_for(engine, SCHEMAS[0]) == home  # back home once it is free
+        async with pooled_connection(engine) as untenanted:
+            assert not at_home(untenanted.info)
 
 
 async def test_a_checkout_waits_for_its_busy_home_only_briefly(database_url: str) -> None:
