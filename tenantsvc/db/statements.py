@@ -60,9 +60,9 @@ class TenantStatements:
         otherwise the random tenants a connection serves while the pool is cold would keep its
         own home tenants re-planning for good. The evicted guest's statements age out of
         asyncpg's LRU cache, which closes them on the server."""
-        admitted: _Admitted = connection_info.get(_ADMITTED) or connection_info.setdefault(
-            _ADMITTED, _Admitted()
-        )
+        admitted: _Admitted | None = connection_info.get(_ADMITTED)
+        if admitted is None:
+            admitted = connection_info[_ADMITTED] = _Admitted()
         if schema in admitted:
             return self._prefixes[schema]
         if len(admitted) >= self.capacity:
