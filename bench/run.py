@@ -131,13 +131,19 @@ def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
 
 def rounds(runs: list[tuple[str, Path]], repeats: int) -> list[dict[str, Any]]:
     """Every (url, script) once per round, the rounds repeated: read, write, read, write, ...
-    and tenant app, pinned app, tenant app, ...: a drifting machine hurts them all alike."""
+    and tenant app, pinned app, tenant app, ...: a drifting machine hurts them all alike.
+    Every other round runs in reverse, so a run does not always follow the same one (each
+    read run follows a write run, whose after-effects, dirty pages and autovacuum, spill into
+    it; a probe alternating same-tenant and pinned runs saw their ratio swing 0.94-1.13 with
+    the order)."""
     for url, script in runs:
         load.run(url, script, CFG["CONNS"], CFG["WARMUP"])
     results: list[list[load.WrkRun]] = [[] for _ in runs]
-    for _ in range(repeats):
-        for done, (url, script) in zip(results, runs, strict=True):
-            done.append(measured(url, script))
+    for k in range(repeats):
+        order = range(len(runs)) if k % 2 == 0 else reversed(range(len(runs)))
+        for i in order:
+            url, script = runs[i]
+            results[i].append(measured(url, script))
     return [summary(done) for done in results]
 
 
