@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tenantsvc.db.session import HOT_SETTINGS, local_search_path_sql
-from tenantsvc.db.statements import HOT_STATEMENTS, TenantStatements
+from tenantsvc.db.statements import tenant_prefix
 from tenantsvc.orders.queries import PLACE
 from tenantsvc.products.queries import LIVE_PAGE
 
@@ -18,8 +18,7 @@ def _tenant_script(schema: str, body: str) -> str:
     """One transaction as the service sends it: BEGIN and the search_path (one round trip in
     the service, two here: pgbench -M prepared cannot send them as one), the tenant's own text
     of the statement, then COMMIT. The service's planner settings come from PGOPTIONS."""
-    prefix = TenantStatements(2 * HOT_STATEMENTS).prefix(schema, {})
-    return f"BEGIN;\n{local_search_path_sql(schema)}\n{prefix}{body};\nCOMMIT;\n"
+    return f"BEGIN;\n{local_search_path_sql(schema)}\n{tenant_prefix(schema)}{body};\nCOMMIT;\n"
 
 
 def w3_scripts(schemas: list[str], products: int) -> list[str]:

@@ -69,15 +69,18 @@ class TenantStatements:
             if not (at_home and admitted.guests):
                 return ""
             admitted.guests.pop()
-        prefix = self._prefixes.get(schema) or self._new_prefix(schema)
+        prefix = self._prefixes.get(schema)
+        if prefix is None:
+            prefix = self._prefixes[schema] = tenant_prefix(schema)
         (admitted.homes if at_home else admitted.guests).add(schema)
         return prefix
 
-    def _new_prefix(self, schema: str) -> str:
-        if not _PLAIN_IDENTIFIER.fullmatch(schema):
-            raise ValueError(f"not a plain schema name: {schema!r}")
-        prefix = self._prefixes[schema] = f"/* {schema} */ "
-        return prefix
+
+def tenant_prefix(schema: str) -> str:
+    """The comment that gives ``schema`` texts of its own."""
+    if not _PLAIN_IDENTIFIER.fullmatch(schema):
+        raise ValueError(f"not a plain schema name: {schema!r}")
+    return f"/* {schema} */ "
 
 
 class TenantConnection:

@@ -43,7 +43,8 @@ class Snapshot:
     key_owners: dict[str, str] = field(default_factory=dict)  # key digest -> tenant slug
     # (X-Tenant-ID, Authorization) -> the tenant they were verified as, under this snapshot
     # only: a new snapshot (a key revoked, a tenant suspended) starts empty. Verified pairs
-    # only, so its size is bounded by the live keys, whatever clients send.
+    # only, so its size is bounded by the live keys (each in at most the 64 spellings of
+    # "Bearer" the pattern accepts), whatever clients send.
     verified: dict[tuple[str, str], Tenant] = field(default_factory=dict)
 
 
