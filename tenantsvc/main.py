@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from tenantsvc import health, problems
+from tenantsvc.collector import tune_collector
 from tenantsvc.db.session import Database
 from tenantsvc.limits import BodyLimitMiddleware
 from tenantsvc.observability.middleware import RequestMiddleware
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await database.start()
             await registry.start()
+            tune_collector(resolved.gc_young_threshold, resolved.gc_freeze)
             yield {"db": database, "registry": registry, "shared_head": head("shared")}
         finally:
             await registry.stop()

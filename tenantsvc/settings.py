@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    gc_young_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description="The garbage collector's young-generation threshold in each worker "
+        "(Python's is 700; 0 leaves it alone). See tenantsvc/collector.py.",
+    )
+    gc_freeze: bool = Field(
+        default=True,
+        description="Freeze the objects alive once the app has started, so full collections "
+        "skip them (tenantsvc/collector.py).",
+    )
+
     registry_poll_seconds: float = Field(
         default=1.0,
         gt=0,

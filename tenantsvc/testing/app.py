@@ -20,13 +20,17 @@ from tenantsvc.testing.postgres import with_database
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
-    """Settings for tests: a small pool and a fast registry poll."""
+    """Settings for tests: a small pool, a fast registry poll, and the interpreter's garbage
+    collector left alone (a test process starts many apps; freezing each one's objects would
+    keep those that end up in reference cycles alive to the end of the session)."""
     values: dict[str, Any] = {
         "database_url": database_url,
         "pool_size": 10,
         "max_overflow": 5,
         "pool_timeout_seconds": 10,
         "registry_poll_seconds": 0.2,
+        "gc_young_threshold": 0,
+        "gc_freeze": False,
     }
     values.update(overrides)
     return Settings(**values)
