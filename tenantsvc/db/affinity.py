@@ -89,6 +89,12 @@ class _Slots:
             self._records.append(record)
         return number
 
+    def record(self, number: int | None) -> ConnectionPoolEntry | None:
+        """The record numbered ``number``, if there is one."""
+        if number is None or number >= len(self._records):
+            return None
+        return self._records[number]
+
     def drop(self, record: ConnectionPoolEntry) -> None:
         number = self._number.pop(record, None)
         if number is None:
@@ -130,6 +136,7 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
         self._counts = counts
         self._home_waiters: dict[int, deque[asyncio.Future[None]]] = {}
         self._homes: dict[int, int] = {}  # tenant -> home, for a pool of _homes_for slots
+        self._idle_records: set[ConnectionPoolEntry] = set()  # what _idle holds, to look up
         self._homes_for = 0
 
     @property
@@ -153,10 +160,16 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
         """The home to wait for: it exists and is busy, and no idle connection is warm for
         the tenant (otherwise one of those serves it at once, at no cost)."""
         home = self.home(wanted)
+        if self._idle_home(home) is not None:
+            return None
         for record in self._idle:
-            if self._slots.of(record) == home or wanted in _served(record):
+            if wanted in _served(record):
                 return None
         return home
+
+    def _idle_home(self, home: int | None) -> ConnectionPoolEntry | None:
+        record = self._slots.record(home)
+        return record if record in self._idle_records else None
 
     async def home_returned(self, home: int, seconds: float) -> None:
         """Until the home connection comes back, or ``seconds`` pass."""
@@ -176,6 +189,7 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
 
     def _put(self, item: ConnectionPoolEntry) -> None:
         super()._put(item)
+        self._idle_records.add(item)
         waiters = self._home_waiters.get(self._slots.of(item))
         if waiters:
             _wake(waiters.popleft())
@@ -184,35 +198,34 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
         wanted = _PREFERRED.get()
         if wanted is None:
             record = self._idle.popleft()
-            record.info[_AT_HOME] = False
-            return record
-        index, at_home = self._choose(wanted)
-        record = self._idle[index]
-        del self._idle[index]
+            at_home = False
+        else:
+            record, at_home = self._choose(wanted)
+            self._idle.remove(record)
+            served = _served(record)
+            if len(served) < MAX_SERVED:
+                served.add(wanted)
+        self._idle_records.discard(record)
         record.info[_AT_HOME] = at_home
-        served = _served(record)
-        if len(served) < MAX_SERVED:
-            served.add(wanted)
         return record
 
-    def _choose(self, wanted: int) -> tuple[int, bool]:
-        """The index of the idle connection to hand out, and whether it is the home."""
-        home = self.home(wanted)
-        warm = free = None
-        for i, record in enumerate(self._idle):
-            slot = self._slots.of(record)
-            if slot == home:
-                self._counts.home += 1
-                return i, True
-            if warm is None and wanted in _served(record):
-                warm = i
-            if free is None and slot not in self._home_waiters:
-                free = i
-        if warm is not None:
-            self._counts.warm += 1
-            return warm, False
+    def _choose(self, wanted: int) -> tuple[ConnectionPoolEntry, bool]:
+        """The idle connection to hand out, and whether it is the tenant's home. The home is
+        looked up, not searched for, and the first warm connection ends the scan: a
+        checkout looks at one or two idle connections, not at every one."""
+        home = self._idle_home(self.home(wanted))
+        if home is not None:
+            self._counts.home += 1
+            return home, True
+        free = None
+        for record in self._idle:
+            if wanted in _served(record):
+                self._counts.warm += 1
+                return record, False
+            if free is None and self._slots.of(record) not in self._home_waiters:
+                free = record
         self._counts.cold += 1
-        return free or 0, False
+        return (self._idle[0] if free is None else free), False
 
 
 class AffinityCounts:

@@ -93,6 +93,21 @@ async def test_a_tenant_comes_back_to_its_home_connection(database_url: str) -> 
     assert len(set(first.values())) == len(by_home) > 1
 
 
+async def test_the_idle_index_matches_the_idle_connections(database_url: str) -> None:
+    """The queue looks a home up in an index of its idle connections instead of scanning
+    them: after concurrent checkouts of tenants and of no tenant, the two agree."""
+    async with affine_engine(database_url, home_wait_ms=1) as engine:
+
+        async def use(schema: str | None) -> None:
+            async with pooled_connection(engine, schema) as fairy:
+                await backend_pid(fairy)
+
+        await asyncio.gather(*(use(SCHEMAS[i % 5] if i % 4 else None) for i in range(80)))
+        queue: Any = engine.sync_engine.pool._pool._queue  # type: ignore[attr-defined]
+        assert len(queue._idle) == POOL
+        assert queue._idle_records == set(queue._idle)
+
+
 async def test_a_busy_home_does_not_block_when_another_connection_idles(
     database_url: str,
 ) -> None:
