@@ -350,6 +350,8 @@ def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str
                       f"t{CFG['T']}_each_run": at_t["rps_each_run"],
                       f"t{len(everyone)}_each_run": at_scale["rps_each_run"],
                       "non2xx": at_t["non2xx"] + at_scale["non2xx"],
+                      "cpu_us_per_request": {f"t{CFG['T']}": at_t["cpu_us_per_request"],
+                                             f"t{len(everyone)}": at_scale["cpu_us_per_request"]},
                       "cold_first_run_rps": round(cold.rps, 1),
                       "warmed_s": warmed}  # fmt: skip
     # The same with tenant affinity off (a plain FIFO pool): one round after the same warm-up.
