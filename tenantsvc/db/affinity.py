@@ -160,16 +160,17 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
         """The home to wait for: it exists and is busy, and no idle connection is warm for
         the tenant (otherwise one of those serves it at once, at no cost)."""
         home = self.home(wanted)
-        if self._idle_home(home) is not None:
+        if self._idle_home(home) is not None or self._first_warm(wanted) is not None:
             return None
-        for record in self._idle:
-            if wanted in _served(record):
-                return None
         return home
 
     def _idle_home(self, home: int | None) -> ConnectionPoolEntry | None:
         record = self._slots.record(home)
         return record if record in self._idle_records else None
+
+    def _first_warm(self, wanted: int) -> ConnectionPoolEntry | None:
+        """The longest idle connection that has served the tenant before."""
+        return next((r for r in self._idle if wanted in _served(r)), None)
 
     async def home_returned(self, home: int, seconds: float) -> None:
         """Until the home connection comes back, or ``seconds`` pass."""
@@ -217,15 +218,14 @@ class _PreferringQueue(asyncio.Queue[ConnectionPoolEntry]):
         if home is not None:
             self._counts.home += 1
             return home, True
-        free = None
-        for record in self._idle:
-            if wanted in _served(record):
-                self._counts.warm += 1
-                return record, False
-            if free is None and self._slots.of(record) not in self._home_waiters:
-                free = record
+        warm = self._first_warm(wanted)
+        if warm is not None:
+            self._counts.warm += 1
+            return warm, False
         self._counts.cold += 1
-        return (self._idle[0] if free is None else free), False
+        # The longest idle one that no getter is waiting for, else the longest idle one.
+        free = (r for r in self._idle if self._slots.of(r) not in self._home_waiters)
+        return next(free, self._idle[0]), False
 
 
 class AffinityCounts:
