@@ -1,5 +1,6 @@
 """The ASGI app: ``tenantsvc.main:app``, or ``create_app(settings)`` for tests and tools."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +11,7 @@ from tenantsvc import health, problems
 from tenantsvc.collector import tune_collector
 from tenantsvc.db.session import Database
 from tenantsvc.limits import BodyLimitMiddleware
+from tenantsvc.observability.metrics import sample_pools
 from tenantsvc.observability.middleware import RequestMiddleware
 from tenantsvc.orders.router import router as orders_router
 from tenantsvc.products.router import router as products_router
@@ -26,12 +28,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resolved = settings or get_settings()
         database = Database(resolved)
         registry = TenantRegistry(database.engine, resolved.registry_poll_seconds)
+        sampler = asyncio.create_task(
+            sample_pools(database.engines(), resolved.metrics_sample_seconds), name="pool-gauges"
+        )
         try:
             await database.start()
             await registry.start()
             tune_collector(resolved.gc_young_threshold, resolved.gc_freeze)
             yield {"db": database, "registry": registry, "shared_head": head("shared")}
         finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
             await registry.stop()
             await database.dispose()
 

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Tenants with their own metrics label per worker; the rest count as _other.",
     )
+    metrics_sample_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each worker records its pools' gauges, so a scrape answered by "
+        "any worker reports every worker's pools as they are (observability/metrics.py).",
+    )
     log_level: str = "INFO"
 
     gc_young_threshold: int = Field(

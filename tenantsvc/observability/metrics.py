@@ -6,6 +6,7 @@ label would multiply every series by the fleet size (Prometheus memory and query
 with series count); set the bound to 0 to drop per-tenant series altogether.
 """
 
+import asyncio
 import os
 
 from prometheus_client import (
@@ -67,6 +68,18 @@ def observe_pools(engines: dict[str, AsyncEngine]) -> None:
         if isinstance(pool, AffinityPool):
             for found in AffinityCounts.__slots__:
                 POOL_CHECKOUTS.labels(name, found).set(getattr(pool.affinity, found))
+
+
+async def sample_pools(engines: dict[str, AsyncEngine], every_seconds: float) -> None:
+    """Records this worker's pool gauges every ``every_seconds``, until cancelled.
+
+    With several workers a scrape is answered by one of them, which reads the others' gauges
+    from the files they wrote: gauges written only when a scrape arrives showed the other
+    workers' pools as they were at the last scrape that happened to reach them, or not at all.
+    A gauge set on every checkout instead would cost each request a write to that file."""
+    while True:
+        observe_pools(engines)
+        await asyncio.sleep(every_seconds)
 
 
 def render() -> bytes:

@@ -1,5 +1,7 @@
-"""The README's `make run` path: `tenantctl serve` on the embedded default, then its curl."""
+"""The README's `make run` path: `tenantctl serve` on the embedded default, then its curl;
+and several workers: their sockets, their metrics."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 import httpx
 import psutil
@@ -16,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.testing.app import wait_for_http
 from tenantsvc.testing.postgres import free_port
+from tests.conftest import TenantHandle
 
 
 def test_serve_on_embedded_default_answers_the_printed_curl() -> None:
@@ -57,32 +61,69 @@ def test_each_worker_accepts_on_a_socket_of_its_own(
 ) -> None:
     """cli/workers.py: with several workers, each listens on its own SO_REUSEPORT socket and
     the kernel spreads new connections over them (one shared socket let one worker take most)."""
+    clients: list[socket.socket] = []
+    with _two_workers(database_url) as (server, port, listeners):
+        try:
+            assert server.pid not in listeners  # the parent holds the port but does not listen
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(24)]
+            deadline = time.monotonic() + 10
+            while len(accepted := _owners(port, psutil.CONN_ESTABLISHED)) < 24:
+                assert time.monotonic() < deadline, accepted
+                time.sleep(0.1)
+            assert set(accepted) == set(listeners)  # both workers got some (all 24 on one: 1e-7)
+            assert all(httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                       for _ in range(10))  # fmt: skip
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_metrics_add_up_every_workers_pool(database_url: str, tenant_a: TenantHandle) -> None:
+    """Whichever worker answers the scrape reports the pools of all of them as they are now:
+    the other worker's checkouts count too, though no scrape ever reaches it."""
+    requests = 40
+    env = {"TENANTSVC_METRICS_SAMPLE_SECONDS": "0.2"}
+    with _two_workers(database_url, env) as (_, port, _listeners):
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(requests):  # a new connection each: the kernel spreads them over both
+            response = httpx.get(f"{base}/products?limit=1", headers=tenant_a.headers)
+            assert response.status_code == 200
+        with httpx.Client(base_url=base) as scraper:  # one connection: always the same worker
+            deadline = time.monotonic() + 10
+            while (counted := _checkouts(scraper.get("/metrics").text)) != requests:
+                assert time.monotonic() < deadline, counted
+                time.sleep(0.2)
+
+
+def _checkouts(metrics: str) -> float:
+    """Tenant checkouts of the primary pool, home, warm and cold together."""
+    found = re.findall(r'^tenantsvc_pool_tenant_checkouts\{[^}]*pool="primary"[^}]*\} (\S+)$',
+                       metrics, re.MULTILINE)  # fmt: skip
+    return sum(float(value) for value in found)
+
+
+@contextlib.contextmanager
+def _two_workers(
+    database_url: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], int, list[int]]]:
+    """``tenantctl serve --workers 2`` on the test database, once both workers listen: the
+    server, its port and the listening workers' pids."""
     env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url, "TENANTSVC_POOL_SIZE": "2",
-           "TENANTSVC_MAX_OVERFLOW": "0"}  # fmt: skip
+           "TENANTSVC_MAX_OVERFLOW": "0", **(env or {})}  # fmt: skip
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve makes its own, as in production
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "2"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    clients: list[socket.socket] = []
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", server)
         deadline = time.monotonic() + 30
         while len(listeners := _owners(port, psutil.CONN_LISTEN)) < 2:
             assert time.monotonic() < deadline, listeners
             time.sleep(0.2)
-        assert server.pid not in listeners  # the parent holds the port but does not listen
-        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(24)]
-        deadline = time.monotonic() + 10
-        while len(accepted := _owners(port, psutil.CONN_ESTABLISHED)) < 24:
-            assert time.monotonic() < deadline, accepted
-            time.sleep(0.1)
-        assert set(accepted) == set(listeners)  # both workers got some (all 24 on one: 1e-7)
-        assert all(httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-                   for _ in range(10))  # fmt: skip
+        yield server, port, listeners
     finally:
-        for client in clients:
-            client.close()
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
