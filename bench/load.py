@@ -53,6 +53,7 @@ class WrkRun:
     requests: int
     service_us: float = 0.0  # CPU per request of the service's processes (bench/run.py)
     postgres_us: float = 0.0  # and of the server's backends
+    checkouts: dict[str, float] | None = None  # tenant checkouts by what they found (bench/run.py)
 
 
 def script(mode: str, tenants: list[tuple[str, str]], products: int, users: int, seed: int) -> Path:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import statistics
 import subprocess
@@ -109,12 +110,42 @@ def measured(url: str, script: Path) -> load.WrkRun:
     """One wrk run, with the CPU each request cost the service and the server: steadier than
     rates on a noisy machine, and it says where a difference comes from."""
     service, server = service_processes(url), backends()
-    before = cpu_seconds(service), cpu_seconds(server)
+    before = cpu_seconds(service), cpu_seconds(server), checkouts(url)
     run = load.run(url, script, CFG["CONNS"], CFG["DURATION"])
     if run.requests:
         run.service_us = (cpu_seconds(service) - before[0]) / run.requests * 1e6
         run.postgres_us = (cpu_seconds(server) - before[1]) / run.requests * 1e6
+    after = checkouts(url)
+    run.checkouts = {found: after[found] - before[2].get(found, 0.0) for found in after}
     return run
+
+
+def checkouts(url: str) -> dict[str, float]:
+    """The service's tenant checkouts so far, by what they found (home, warm, cold), all
+    workers together; each worker's figure is up to METRICS_SAMPLE_SECONDS old, a second's
+    requests against a run's fifteen."""
+    metrics = httpx.get(url + "/metrics", timeout=10).text
+    counts = {}
+    for line in metrics.splitlines():
+        if line.startswith("tenantsvc_pool_tenant_checkouts{") and 'pool="primary"' in line:
+            found = re.search(r'found="(\w+)"', line)
+            if found:
+                counts[found.group(1)] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def shares(runs: list[load.WrkRun]) -> dict[str, float]:
+    """Each kind of checkout as a share of all of them in ``runs`` (empty without affinity)."""
+    totals: dict[str, float] = {}
+    for run in runs:
+        for found, count in (run.checkouts or {}).items():
+            totals[found] = totals.get(found, 0.0) + count
+    everything = sum(totals.values())
+    return (
+        {found: round(count / everything, 3) for found, count in totals.items()}
+        if everything
+        else {}
+    )
 
 
 def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
@@ -126,7 +157,8 @@ def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
             "rps_each_run": [round(r.rps, 1) for r in runs],
             "cpu_us_per_request": {
                 "service": round(statistics.median(r.service_us for r in runs)),
-                "postgres": round(statistics.median(r.postgres_us for r in runs))}}  # fmt: skip
+                "postgres": round(statistics.median(r.postgres_us for r in runs))},
+            "checkout_shares": shares(runs)}  # fmt: skip
 
 
 def rounds(runs: list[tuple[str, Path]], repeats: int) -> list[dict[str, Any]]:
