@@ -25,6 +25,10 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     args: dict[str, Any] = {
         "server_settings": {"application_name": "tenantsvc"},
         "statement_cache_size": statement_cache_size(settings),
+        # asyncpg drops a cached statement 300 s after preparing it, however often it is used
+        # since: every tenant's hot statements would be prepared again every five minutes on
+        # every connection, each with a timer held until then. The cache's size bounds it.
+        "max_cached_statement_lifetime": 0,
     }
     if settings.statement_timeout_ms:
         args["server_settings"]["statement_timeout"] = str(settings.statement_timeout_ms)

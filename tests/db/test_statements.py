@@ -90,6 +90,19 @@ async def test_each_tenant_reuses_its_own_plan_on_one_connection(
     ]
 
 
+async def test_cached_statements_do_not_expire(database_url: str) -> None:
+    """asyncpg's default lifetime (300 s from preparation, not from last use) would re-prepare
+    every tenant's statements every five minutes; the cache's size is the only bound."""
+    engine: AsyncEngine = create_engine(make_settings(database_url, pool_size=1, max_overflow=0))
+    try:
+        async with engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            assert driver._stmt_cache.get_max_lifetime() == 0  # no public accessor
+            assert driver._stmt_cache.get_max_size() == 4096
+    finally:
+        await engine.dispose()
+
+
 async def test_past_capacity_a_tenant_shares_the_plain_text_and_still_reads_its_own_rows(
     client: httpx.AsyncClient, database_url: str, tenant_a: TenantHandle, tenant_b: TenantHandle
 ) -> None:
