@@ -97,24 +97,32 @@ def service_rss_mib(url: str) -> float:
     return round(total / 2**20, 1)
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
+def cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    """Each process's CPU time so far, by pid (processes gone already are left out)."""
+    seconds = {}
     for proc in processes:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+            seconds[proc.pid] = times.user + times.system
+    return seconds
+
+
+def cpu_since(before: dict[int, float], now: dict[int, float]) -> float:
+    """The CPU spent since ``before`` by the processes alive ``now``: all of it for those that
+    started in between (a backend the pool opened during the run), none of the earlier CPU of
+    those that ended (a closed overflow connection would otherwise count negative)."""
+    return sum(spent - before.get(pid, 0.0) for pid, spent in now.items())
 
 
 def measured(url: str, script: Path) -> load.WrkRun:
     """One wrk run, with the CPU each request cost the service and the server: steadier than
     rates on a noisy machine, and it says where a difference comes from."""
-    service, server = service_processes(url), backends()
-    before = cpu_seconds(service), cpu_seconds(server), checkouts(url)
+    service = service_processes(url)
+    before = cpu_seconds(service), cpu_seconds(backends()), checkouts(url)
     run = load.run(url, script, CFG["CONNS"], CFG["DURATION"])
     if run.requests:
-        run.service_us = (cpu_seconds(service) - before[0]) / run.requests * 1e6
-        run.postgres_us = (cpu_seconds(server) - before[1]) / run.requests * 1e6
+        run.service_us = cpu_since(before[0], cpu_seconds(service)) / run.requests * 1e6
+        run.postgres_us = cpu_since(before[1], cpu_seconds(backends())) / run.requests * 1e6
     after = checkouts(url)
     run.checkouts = {found: after[found] - before[2].get(found, 0.0) for found in after}
     return run
@@ -384,6 +392,8 @@ def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str
                       "non2xx": at_t["non2xx"] + at_scale["non2xx"],
                       "cpu_us_per_request": {f"t{CFG['T']}": at_t["cpu_us_per_request"],
                                              f"t{len(everyone)}": at_scale["cpu_us_per_request"]},
+                      "checkout_shares": {f"t{CFG['T']}": at_t["checkout_shares"],
+                                          f"t{len(everyone)}": at_scale["checkout_shares"]},
                       "cold_first_run_rps": round(cold.rps, 1),
                       "warmed_s": warmed}  # fmt: skip
     # The same with tenant affinity off (a plain FIFO pool): one round after the same warm-up.
