@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ from bench.seed import check_invariants, seed
 from tenantsvc.db.engine import create_engine
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, compiled_script, head
-from tenantsvc.testing.app import wait_for_http
+from tenantsvc.testing.app import pool_checkouts, wait_for_http
 from tenantsvc.testing.postgres import free_port
 
 KNOBS = {"T": 50, "PRODUCTS": 1000, "USERS": 20, "STOCK": 1000, "CONNS": 32, "DURATION": 15,
@@ -132,14 +131,7 @@ def checkouts(url: str) -> dict[str, float]:
     """The service's tenant checkouts so far, by what they found (home, warm, cold), all
     workers together; each worker's figure is up to METRICS_SAMPLE_SECONDS old, a second's
     requests against a run's fifteen."""
-    metrics = httpx.get(url + "/metrics", timeout=10).text
-    counts = {}
-    for line in metrics.splitlines():
-        if line.startswith("tenantsvc_pool_tenant_checkouts{") and 'pool="primary"' in line:
-            found = re.search(r'found="(\w+)"', line)
-            if found:
-                counts[found.group(1)] = float(line.rsplit(" ", 1)[1])
-    return counts
+    return pool_checkouts(httpx.get(url + "/metrics", timeout=10).text)
 
 
 def shares(runs: list[load.WrkRun]) -> dict[str, float]:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -106,3 +107,13 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_seconds: f
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} did not answer 200 within {timeout_seconds} s")
         time.sleep(0.2)
+
+
+def pool_checkouts(metrics: str, pool: str = "primary") -> dict[str, float]:
+    """Tenant checkouts of ``pool`` in a ``/metrics`` body, by what they found (home, warm,
+    cold)."""
+    return {sample.labels["found"]: sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == "tenantsvc_pool_tenant_checkouts"
+            and sample.labels.get("pool") == pool}  # fmt: skip

@@ -17,7 +17,7 @@ import httpx
 import psutil
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.testing.app import wait_for_http
+from tenantsvc.testing.app import pool_checkouts, wait_for_http
 from tenantsvc.testing.postgres import free_port
 from tests.conftest import TenantHandle
 
@@ -90,16 +90,11 @@ def test_metrics_add_up_every_workers_pool(database_url: str, tenant_a: TenantHa
             assert response.status_code == 200
         with httpx.Client(base_url=base) as scraper:  # one connection: always the same worker
             deadline = time.monotonic() + 10
-            while (counted := _checkouts(scraper.get("/metrics").text)) != requests:
+            while (
+                counted := sum(pool_checkouts(scraper.get("/metrics").text).values())
+            ) != requests:
                 assert time.monotonic() < deadline, counted
                 time.sleep(0.2)
-
-
-def _checkouts(metrics: str) -> float:
-    """Tenant checkouts of the primary pool, home, warm and cold together."""
-    found = re.findall(r'^tenantsvc_pool_tenant_checkouts\{[^}]*pool="primary"[^}]*\} (\S+)$',
-                       metrics, re.MULTILINE)  # fmt: skip
-    return sum(float(value) for value in found)
 
 
 @contextlib.contextmanager

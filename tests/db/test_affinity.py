@@ -17,6 +17,7 @@ from tenantsvc.db.affinity import AffinityPool, _Slots, at_home, jump_hash, tena
 from tenantsvc.db.engine import create_engine, pool_class
 from tenantsvc.db.session import pooled_connection
 from tenantsvc.settings import Settings
+from tenantsvc.testing.app import pool_checkouts
 from tests.conftest import TenantHandle, make_settings
 
 POOL = 4
@@ -193,10 +194,5 @@ async def test_checkouts_are_counted_in_metrics(
     client: httpx.AsyncClient, tenant_a: TenantHandle
 ) -> None:
     assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
-    text = (await client.get("/metrics")).text
-    found = {
-        line.split("found=")[1].split(",")[0].strip('"')
-        for line in text.splitlines()
-        if line.startswith("tenantsvc_pool_tenant_checkouts{") and 'pool="primary"' in line
-    }
-    assert found == {"home", "warm", "cold"}
+    found = pool_checkouts((await client.get("/metrics")).text)
+    assert set(found) == {"home", "warm", "cold"}
