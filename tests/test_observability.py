@@ -1,5 +1,6 @@
 """Metrics, structured logs with request id and tenant, readiness."""
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.observability import metrics
 from tenantsvc.observability.logs import json_handler
 from tenantsvc.observability.metrics import TenantLabels
 from tests.conftest import Running, TenantHandle
@@ -27,6 +29,32 @@ async def test_metrics_count_requests_by_route_status_and_tenant(
     assert 'route="unmatched",status="400",tenant=""' in body
     assert "tenantsvc_request_seconds_bucket" in body
     assert 'tenantsvc_pool_checked_out{pool="primary"}' in body
+
+
+async def test_pool_sampler_outlives_a_failed_recording(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcomes = iter([OSError("No space left on device"), OSError("still full"), None, None])
+    calls: list[object] = []
+
+    def observe(engines: object) -> None:
+        calls.append(engines)
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+
+    monkeypatch.setattr(metrics, "observe_pools", observe)
+    sampler = asyncio.create_task(metrics.sample_pools({}, 0.001))
+    for _ in range(2000):  # up to about 2 s
+        if len(calls) == 4:
+            break
+        await asyncio.sleep(0.001)
+    sampler.cancel()
+    await asyncio.gather(sampler, return_exceptions=True)
+    assert len(calls) == 4  # it went on after the failures
+    warnings = [r for r in caplog.records if "pool gauges" in r.getMessage()]
+    assert len(warnings) == 1  # once per run of failures, not once per second
+    assert warnings[0].exc_info is not None
 
 
 def test_tenant_label_is_bounded() -> None:

@@ -7,6 +7,7 @@ with series count); set the bound to 0 to drop per-tenant series altogether.
 """
 
 import asyncio
+import logging
 import os
 
 from prometheus_client import (
@@ -20,6 +21,8 @@ from prometheus_client import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.db.affinity import AffinityCounts, AffinityPool
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter(
     "tenantsvc_requests_total", "HTTP requests", ["route", "method", "status", "tenant"]
@@ -76,9 +79,20 @@ async def sample_pools(engines: dict[str, AsyncEngine], every_seconds: float) ->
     With several workers a scrape is answered by one of them, which reads the others' gauges
     from the files they wrote: gauges written only when a scrape arrives showed the other
     workers' pools as they were at the last scrape that happened to reach them, or not at all.
-    A gauge set on every checkout instead would cost each request a write to that file."""
+    A gauge set on every checkout instead would cost each request a write to that file.
+
+    A failed recording (the multiprocess directory's disk full, say) is logged, once per run
+    of failures, and the sampling goes on: a dead sampler would leave the gauges stale with
+    nothing to say so."""
+    failing = False
     while True:
-        observe_pools(engines)
+        try:
+            observe_pools(engines)
+            failing = False
+        except Exception:
+            if not failing:
+                log.warning("recording the pool gauges failed; retrying", exc_info=True)
+            failing = True
         await asyncio.sleep(every_seconds)
 
 
