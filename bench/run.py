@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -254,11 +255,7 @@ async def server_settings(url: str) -> dict[str, str]:
 
 def ceilings(pg: Cluster, slugs: list[str], sku_dir: str, base: str) -> dict[str, Any]:
     t, products = len(slugs), CFG["PRODUCTS"]
-    tenants = [f"tenant_{slug}" for slug in slugs]
-    w3_scripts = ceiling.w3_scripts(tenants, products)
-    w3 = ceiling.pgbench(pg.libpq_url, w3_scripts, CFG["CONNS"], CFG["DURATION"])
-    w4_scripts = ceiling.w4_scripts(tenants, products, CFG["USERS"])
-    w4 = ceiling.pgbench(pg.libpq_url, w4_scripts, CFG["CONNS"], CFG["DURATION"])
+    rates = pgbench_rates(pg, [f"tenant_{slug}" for slug in slugs])
     schemas = [f"ceiling_{i:05d}" for i in range(t)]
     head_sql = compiled_script(None, base)
     w1 = ceiling.psql_seconds(pg.libpq_url, ceiling.provision_sql(schemas, head_sql))
@@ -272,7 +269,34 @@ def ceilings(pg: Cluster, slugs: list[str], sku_dir: str, base: str) -> dict[str
     w2 = ceiling.psql_seconds(pg.libpq_url, ceiling.migration_sql(schemas, sku_sql))
     ceiling.psql_seconds(pg.libpq_url, "\n".join(f"DROP SCHEMA {s} CASCADE;" for s in schemas))
     return {"w1_psql_per_tenant_ms": round(w1 / t * 1000, 2), "w2_psql_total_s": round(w2, 3),
-            "w3_pgbench_tps": round(w3, 1), "w4_pgbench_tps": round(w4, 1)}  # fmt: skip
+            **rates}  # fmt: skip
+
+
+def pgbench_rates(pg: Cluster, tenants: list[str]) -> dict[str, Any]:
+    """W3 and W4 through pgbench over every tenant (the ceiling: a random tenant per
+    transaction), and over one schema, in REPEATS interleaved rounds; medians. The second is
+    the database's own cost of spreading the load over T schemas, which the tenancy overhead
+    (T tenants against one pinned schema) contains whatever the service does. Each round's
+    one schema is another tenant, so its stock is never what runs out."""
+    products = CFG["PRODUCTS"]
+    runs: defaultdict[str, list[float]] = defaultdict(list)
+    for round_ in range(CFG["REPEATS"]):
+        schema = [tenants[-1 - round_ % len(tenants)]]
+        scripts = {"w3": ceiling.w3_scripts(tenants, products),
+                   "w3_one": ceiling.w3_scripts(schema, products),
+                   "w4": ceiling.w4_scripts(tenants, products, CFG["USERS"]),
+                   "w4_one": ceiling.w4_scripts(schema, products, CFG["USERS"])}  # fmt: skip
+        for name, script in scripts.items():
+            tps = ceiling.pgbench(pg.libpq_url, script, CFG["CONNS"], CFG["DURATION"])
+            runs[name].append(round(tps, 1))
+    rates: dict[str, Any] = {}
+    for w in ("w3", "w4"):
+        spread = round(statistics.median(runs[w]), 1)
+        one = round(statistics.median(runs[f"{w}_one"]), 1)
+        rates |= {f"{w}_pgbench_tps": spread, f"{w}_pgbench_each_run": runs[w],
+                  f"{w}_one_schema_tps": one, f"{w}_one_schema_each_run": runs[f"{w}_one"],
+                  f"{w}_spread_over_one_schema": round(spread / one, 3)}  # fmt: skip
+    return rates
 
 
 def service_env(env: dict[str, str], pre_ping: bool = False) -> dict[str, str]:
