@@ -33,7 +33,9 @@ def workloads(ax: Any, result: dict[str, Any]) -> None:
         "tenancy bypassed (pinned)": [o["w3_pinned_rps"], o["w4_pinned_rps"]],
         "database ceiling (pgbench)": [c["w3_pgbench_tps"], c["w4_pgbench_tps"]],
     }
-    grouped_bars(ax, groups, bars, width=0.26)
+    if "w3_one_schema_tps" in c:  # the database's own rate over one schema, as pinned is
+        bars["database, one schema (pgbench)"] = [c["w3_one_schema_tps"], c["w4_one_schema_tps"]]
+    grouped_bars(ax, groups, bars, width=0.8 / len(bars))
     ax.set_ylabel("requests (transactions) per second")
     cfg = result["config"]
     ax.set_title(f"T={cfg['T']} tenants, {cfg['CONNS']} connections, {cfg['WORKERS']} workers, "
