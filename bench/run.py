@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,10 +137,9 @@ def checkouts(url: str) -> dict[str, float]:
 
 def shares(runs: list[load.WrkRun]) -> dict[str, float]:
     """Each kind of checkout as a share of all of them in ``runs`` (empty without affinity)."""
-    totals: dict[str, float] = {}
+    totals: Counter[str] = Counter()
     for run in runs:
-        for found, count in (run.checkouts or {}).items():
-            totals[found] = totals.get(found, 0.0) + count
+        totals.update(run.checkouts or {})
     everything = sum(totals.values())
     return (
         {found: round(count / everything, 3) for found, count in totals.items()}

@@ -1,6 +1,7 @@
 """Metrics, structured logs with request id and tenant, readiness."""
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -34,21 +35,21 @@ async def test_metrics_count_requests_by_route_status_and_tenant(
 async def test_pool_sampler_outlives_a_failed_recording(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    outcomes = iter([OSError("No space left on device"), OSError("still full"), None, None])
+    failures = [OSError("No space left on device"), OSError("still full")]
     calls: list[object] = []
+    fourth = asyncio.Event()
 
     def observe(engines: object) -> None:
         calls.append(engines)
-        outcome = next(outcomes)
-        if outcome is not None:
-            raise outcome
+        if len(calls) == 4:
+            fourth.set()  # wakes the test before the sampler's next sleep ends
+        if failures:
+            raise failures.pop(0)
 
     monkeypatch.setattr(metrics, "observe_pools", observe)
     sampler = asyncio.create_task(metrics.sample_pools({}, 0.001))
-    for _ in range(2000):  # up to about 2 s
-        if len(calls) == 4:
-            break
-        await asyncio.sleep(0.001)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(fourth.wait(), 2)
     sampler.cancel()
     await asyncio.gather(sampler, return_exceptions=True)
     assert len(calls) == 4  # it went on after the failures
