@@ -1,8 +1,12 @@
 """tenantctl through Typer's CliRunner, against the test database."""
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,6 +86,19 @@ def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         get_settings.cache_clear()
     assert result.stderr.startswith("error: database")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_embedded_default_error_is_one_line(tmp_path: Path) -> None:
+    """No URL and no XDG_RUNTIME_DIR (a root shell, cron, CI): the embedded server starts,
+    and an error on it is still the one line, without the runtime-directory warning."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TENANTSVC_") and k != "XDG_RUNTIME_DIR"}  # fmt: skip
+    env["TENANTSVC_EMBEDDED_DATA_DIR"] = str(tmp_path / "pgdata")
+    result = subprocess.run([sys.executable, "-m", "cli.main", "show", "nobody_here"],
+                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: database"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 @pytest.mark.usefixtures("cli_env")
