@@ -7,7 +7,7 @@ from sqlalchemy import column, func, select, table
 
 from tenantsvc.db.session import Database
 from tenantsvc.observability import metrics
-from tenantsvc.problems import problem_response
+from tenantsvc.problems import problem_response, problems
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 
 router = APIRouter(tags=["health"])
@@ -22,7 +22,7 @@ _VERSIONS = table("alembic_version", column("version_num"), schema=SHARED_SCHEMA
 _SHARED_VERSION = select(func.max(_VERSIONS.c.version_num))
 
 
-@router.get("/readyz", response_model=None)
+@router.get("/readyz", response_model=None, responses=problems(503))
 async def readyz(request: Request) -> dict[str, str] | Response:
     """Ready only when the database answers and the shared track is at this build's head:
     a new build is not sent traffic before `tenantctl migrate-all` has run."""

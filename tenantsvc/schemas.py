@@ -1,7 +1,14 @@
 """Base models for request bodies: strict types, unknown fields refused."""
 
+from typing import Annotated
+
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+# PostgreSQL's text cannot hold NUL (U+0000): refused with the other 422s, where the server
+# would fail the statement (a 500). A pattern, so the OpenAPI schema says it too.
+NO_NUL = r"^[^\x00]*$"
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class Input(BaseModel):

@@ -16,3 +16,21 @@ async def test_plain_routes_stay_documented(client: httpx.AsyncClient) -> None:
     assert body == {"$ref": "#/components/schemas/OrderIn"}
     assert "201" in ordering["responses"]
     assert "422" in ordering["responses"]
+
+
+async def test_every_error_is_documented_as_a_problem_body(client: httpx.AsyncClient) -> None:
+    """Clients generated from /openapi.json see what the service really answers: each tenant
+    route's refusals, and 422 as the problem body it is, not FastAPI's default shape."""
+    spec = (await client.get("/openapi.json")).json()
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemBody"}}}
+    tenant_routes = [(path, op) for path, ops in spec["paths"].items() for op in ops.values()
+                     if path.split("/")[1] in {"products", "orders", "users"}]  # fmt: skip
+    assert len(tenant_routes) == 13
+    for path, operation in tenant_routes:
+        for status in ("400", "401", "403", "404", "422", "503"):
+            assert operation["responses"][status]["content"] == problem, (path, status)
+    ordering = spec["paths"]["/orders"]["post"]["responses"]
+    assert ordering["409"]["content"] == ordering["413"]["content"] == problem
+    body = spec["components"]["schemas"]["ProblemBody"]
+    assert set(body["required"]) == {"title", "status"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]

@@ -5,10 +5,10 @@ from tenantsvc.orders.schemas import OrderIn, OrderOut
 from tenantsvc.orders.service import place_order
 from tenantsvc.pagination import IdPath
 from tenantsvc.plain_routes import body_model, served_by, write_connection
-from tenantsvc.problems import Problem
+from tenantsvc.problems import TENANT_PROBLEMS, Problem, problems
 from tenantsvc.schemas import json_response
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], responses=TENANT_PROBLEMS)
 
 
 async def create_order(body: OrderIn, conn: WriteConn) -> Response:
@@ -25,7 +25,8 @@ async def _serve_create_order(request: Request) -> Response:
 # The hot write, on a plain route (see plain_routes.py).
 router.add_api_route(
     "", create_order, methods=["POST"], status_code=status.HTTP_201_CREATED,
-    response_model=OrderOut, route_class_override=served_by(_serve_create_order),
+    response_model=OrderOut, responses=problems(409, 413),
+    route_class_override=served_by(_serve_create_order),
 )  # fmt: skip
 
 

@@ -4,7 +4,7 @@ from pydantic import TypeAdapter
 from tenantsvc.deps import ReadConn, ReadUow, Uow
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, PageParams, page_json
 from tenantsvc.plain_routes import query_model, read_connection, served_by
-from tenantsvc.problems import Problem
+from tenantsvc.problems import TENANT_PROBLEMS, Problem, problems
 from tenantsvc.products import queries
 from tenantsvc.products.models import Product
 from tenantsvc.products.schemas import (
@@ -15,7 +15,7 @@ from tenantsvc.products.schemas import (
     ProductPatch,
 )
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = APIRouter(prefix="/products", tags=["products"], responses=TENANT_PROBLEMS)
 _PAGE = TypeAdapter(Page[ProductOut])
 
 
@@ -41,12 +41,17 @@ router.add_api_route(
 )  # fmt: skip
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProductOut)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=ProductOut, responses=problems(413)
+)
 async def create_product(body: ProductIn, uow: Uow) -> Product:
     return await uow.products.add(**body.model_dump())
 
 
-@router.post("/bulk", status_code=status.HTTP_201_CREATED, response_model=ProductBulkOut)
+@router.post(
+    "/bulk", status_code=status.HTTP_201_CREATED, response_model=ProductBulkOut,
+    responses=problems(413),
+)  # fmt: skip
 async def bulk_create_products(body: ProductBulkIn, uow: Uow) -> ProductBulkOut:
     ids = await uow.products.add_many([item.model_dump() for item in body.items])
     return ProductBulkOut(count=len(ids), ids=ids)
@@ -60,7 +65,7 @@ async def get_product(product_id: IdPath, uow: ReadUow) -> Product:
     return product
 
 
-@router.patch("/{product_id}", response_model=ProductOut)
+@router.patch("/{product_id}", response_model=ProductOut, responses=problems(413))
 async def patch_product(product_id: IdPath, body: ProductPatch, uow: Uow) -> Product:
     product = await uow.products.get(product_id)
     if product is None:

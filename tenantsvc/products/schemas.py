@@ -1,8 +1,8 @@
 from datetime import datetime
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from tenantsvc.schemas import Input, Output
+from tenantsvc.schemas import Input, Name, Output
 
 MAX_PRICE_CENTS = 10**12
 MAX_STOCK = 2**31 - 1
@@ -10,13 +10,15 @@ MAX_BULK = 10_000
 
 
 class ProductIn(Input):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     price_cents: int = Field(ge=0, le=MAX_PRICE_CENTS)
     stock: int = Field(ge=0, le=MAX_STOCK)
 
 
 class ProductPatch(Input):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    name: Name | None = None
     price_cents: int | None = Field(default=None, ge=0, le=MAX_PRICE_CENTS)
     stock: int | None = Field(default=None, ge=0, le=MAX_STOCK)
 

@@ -3,12 +3,12 @@ from fastapi import APIRouter, status
 from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.orders.schemas import OrderOut
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
-from tenantsvc.problems import Problem
+from tenantsvc.problems import TENANT_PROBLEMS, Problem, problems
 from tenantsvc.uow import UnitOfWork
 from tenantsvc.users.models import User
 from tenantsvc.users.schemas import UserIn, UserOut
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], responses=TENANT_PROBLEMS)
 
 
 async def _user_or_404(uow: UnitOfWork, user_id: int) -> User:
@@ -18,7 +18,10 @@ async def _user_or_404(uow: UnitOfWork, user_id: int) -> User:
     return user
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=UserOut,
+    responses=problems(409, 413),
+)  # fmt: skip
 async def create_user(body: UserIn, uow: Uow) -> User:
     # Checked first so the common conflict is a clear 409; the unique index still decides
     # races, surfacing as the generic 409 conflict.

@@ -2,12 +2,12 @@ from datetime import datetime
 
 from pydantic import Field
 
-from tenantsvc.schemas import Input, Output
+from tenantsvc.schemas import Input, Name, Output
 
 
 class UserIn(Input):
-    email: str = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
+    name: Name
 
 
 class UserOut(Output):

@@ -160,6 +160,12 @@ BAD_BODIES: list[tuple[str, str, Any]] = [
     ("/products/bulk", "post", {"items": []}),
     ("/products/bulk", "post", {"items": [{"name": "x", "price_cents": 1, "stock": 1}] * 10_001}),
     ("/users", "post", {"email": "a@b.c", "name": "x" * 10_000}),
+    # PostgreSQL text cannot hold NUL: a 422 here, not the server's error as a 500.
+    ("/users", "post", {"email": "a@b.c", "name": "a\u0000b"}),
+    ("/users", "post", {"email": "a\u0000@b.c", "name": "x"}),
+    ("/products", "post", {"name": "a\u0000", "price_cents": 1, "stock": 1}),
+    ("/products/bulk", "post", {"items": [{"name": "\u0000", "price_cents": 1, "stock": 1}]}),
+    ("/products/1", "patch", {"name": "a\u0000b"}),
     ("/products/1", "patch", {"stock": -1}),
     ("/products/0", "get", None),
     ("/products/99999999999999999999", "get", None),
@@ -188,6 +194,25 @@ async def test_malformed_json_and_wrong_content_are_4xx(
         assert response.status_code == (400 if content == b"\xff" else 422), content
         assert response.headers["content-type"] == "application/problem+json"
     assert (await client.get("/products", headers=tenant_a.headers)).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [("/users", b'{"email": "a@b.c", "name": "\\ud800"}'),
+     ("/products", b'{"name": "x\\udfff", "price_cents": 1, "stock": 1}'),
+     ("/products/bulk", b'{"items": [{"name": "\\ud83d", "price_cents": 1, "stock": 1}]}')],
+)  # fmt: skip
+async def test_unpaired_surrogates_are_4xx(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, path: str, content: bytes
+) -> None:
+    """A JSON escape of half a UTF-16 pair is no character at all: refused, not a 500 when
+    the text is encoded for the database."""
+    headers = {**tenant_a.headers, "content-type": "application/json"}
+    response = await client.post(path, content=content, headers=headers)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await client.get("/products", headers=tenant_a.headers)).json()["items"] == []
+    assert (await client.get("/users", headers=tenant_a.headers)).json()["items"] == []
 
 
 async def test_oversize_bodies_are_413_whether_declared_or_streamed(

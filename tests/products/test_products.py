@@ -75,6 +75,29 @@ async def test_bulk_insert_thousands(client: httpx.AsyncClient, tenant_a: Tenant
     assert last.json()["name"] == "bulk 4999"
 
 
+ODD_NAMES = ["tab\there", "line\nbreak", "back\\slash", "quote ' and \"", "\\N", "emoji \U0001f600",
+             "\u202eRTL", "%s %(x)s $1 :name", "--", "x" * 200]  # fmt: skip
+
+
+async def test_any_text_but_nul_comes_back_as_sent(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """Names go to the database as bound parameters, never spliced into SQL or COPY text:
+    whatever a client sends (NUL aside, which PostgreSQL cannot store) reads back unchanged,
+    through single, bulk and patched writes."""
+    headers = tenant_a.headers
+    items = [{"name": n, "price_cents": 1, "stock": 1} for n in ODD_NAMES]
+    bulk = await client.post("/products/bulk", json={"items": items}, headers=headers)
+    single = await client.post("/products", json=items[0], headers=headers)
+    ids = [*bulk.json()["ids"], single.json()["id"]]
+    patched = await client.patch(
+        f"/products/{ids[-1]}", json={"name": ODD_NAMES[1]}, headers=headers
+    )
+    assert patched.status_code == 200, patched.text
+    names = [(await client.get(f"/products/{i}", headers=headers)).json()["name"] for i in ids]
+    assert names == [*ODD_NAMES, ODD_NAMES[1]]
+
+
 async def test_bulk_refuses_bad_rows_whole(
     client: httpx.AsyncClient, tenant_a: TenantHandle
 ) -> None:
