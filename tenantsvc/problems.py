@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +89,34 @@ def _on_problem(_: Request, exc: Exception) -> Response:
     return problem_response(exc.status, exc.title, exc.detail)
 
 
-def _on_http(_: Request, exc: Exception) -> Response:
+def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allow(request, headers.get("Allow", ""))
+    return problem_response(exc.status_code, str(exc.detail), headers=headers or None)
+
+
+def _allow(request: Request, first_route: str) -> str:
+    """A 405's Allow lists every method the path takes. Starlette's names those of the first
+    route on the path only (GET /products and POST /products are two routes); the API
+    description knows them all. Only a 405 pays for this."""
+    methods = {m.strip() for m in first_route.split(",") if m.strip()}
+    for pattern, documented in _documented_methods(request.app):
+        if pattern.match(request.url.path):
+            methods |= documented
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def _documented_methods(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    index: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow_index", None)
+    if index is None:
+        paths = app.openapi()["paths"]
+        index = [(compile_path(path)[0], {m.upper() for m in ops}) for path, ops in paths.items()]
+        app.state.allow_index = index
+    return index
 
 
 def _on_validation(_: Request, exc: Exception) -> Response:

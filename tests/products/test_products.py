@@ -127,3 +127,16 @@ async def test_bad_query_parameters_say_where(
         response = await client.get("/products", params=params, headers=tenant_a.headers)
         assert response.status_code == 422
         assert [e["loc"] for e in response.json()["errors"]] == [["query", field]]
+
+
+async def test_method_not_allowed_lists_every_method_of_the_path(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """RFC 9110: a 405's Allow lists what the resource supports, across all its routes."""
+    for path, expected in (("/products", {"GET", "POST"}),
+                           ("/products/1", {"GET", "PATCH", "DELETE"}),
+                           ("/users", {"GET", "POST"})):  # fmt: skip
+        response = await client.request("PUT", path, headers=tenant_a.headers)
+        assert response.status_code == 405, path
+        assert response.headers["content-type"] == "application/problem+json"
+        assert set(response.headers["allow"].split(", ")) - {"HEAD"} == expected, path
