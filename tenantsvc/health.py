@@ -7,7 +7,8 @@ from sqlalchemy import column, func, select, table
 
 from tenantsvc.db.session import Database
 from tenantsvc.observability import metrics
-from tenantsvc.problems import problem_response, problems
+from tenantsvc.problem_docs import problems
+from tenantsvc.problems import problem_response
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 
 router = APIRouter(tags=["health"])

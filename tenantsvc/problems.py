@@ -10,7 +10,6 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
@@ -18,46 +17,6 @@ from starlette.routing import compile_path
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
-
-
-class FieldError(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ProblemBody(BaseModel):
-    """What every error response holds, for the OpenAPI schema (``problem_response`` writes
-    it)."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    errors: list[FieldError] | None = None  # 422 only: each failed check and where
-
-
-_MEANINGS = {
-    400: "Missing, malformed or repeated X-Tenant-ID or Authorization; a bad consistency token",
-    401: "No API key, or not a valid one (WWW-Authenticate: Bearer)",
-    403: "The key belongs to another tenant, or the tenant is suspended",
-    404: "No such tenant, or no such resource in the tenant",
-    409: "The request conflicts with the tenant's data",
-    413: "The body is larger than the service accepts",
-    422: "The request failed validation: `errors` says where",
-    503: "The database is unavailable: retry after Retry-After seconds",
-}
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for routes: each status as a problem body."""
-    schema = {"$ref": "#/components/schemas/ProblemBody"}
-    return {s: {"description": _MEANINGS[s], "content": {MEDIA_TYPE: {"schema": schema}}}
-            for s in statuses}  # fmt: skip
-
-
-# What any tenant route may answer before or besides its own outcome.
-TENANT_PROBLEMS = problems(400, 401, 403, 404, 422, 503)
 
 
 class Problem(Exception):
@@ -173,26 +132,7 @@ def _on_unexpected(_: Request, exc: Exception) -> Response:
     return problem_response(500, "Internal server error")
 
 
-def _document(app: FastAPI) -> None:
-    """Adds ``ProblemBody`` to the OpenAPI components, where ``problems`` points: no route
-    returns it as a model, so FastAPI would not list it by itself."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = generate()  # which FastAPI keeps as app.openapi_schema
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        body = ProblemBody.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(body.pop("$defs", {}))
-        schemas["ProblemBody"] = body
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
 def install(app: FastAPI) -> None:
-    _document(app)
     app.add_exception_handler(Exception, _on_unexpected)
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http)

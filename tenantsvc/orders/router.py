@@ -5,7 +5,8 @@ from tenantsvc.orders.schemas import OrderIn, OrderOut
 from tenantsvc.orders.service import place_order
 from tenantsvc.pagination import IdPath
 from tenantsvc.plain_routes import body_model, served_by, write_connection
-from tenantsvc.problems import TENANT_PROBLEMS, Problem, problems
+from tenantsvc.problem_docs import TENANT_PROBLEMS, problems
+from tenantsvc.problems import Problem
 from tenantsvc.schemas import json_response
 
 router = APIRouter(prefix="/orders", tags=["orders"], responses=TENANT_PROBLEMS)

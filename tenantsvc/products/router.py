@@ -4,7 +4,8 @@ from pydantic import TypeAdapter
 from tenantsvc.deps import ReadConn, ReadUow, Uow
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, PageParams, page_json
 from tenantsvc.plain_routes import query_model, read_connection, served_by
-from tenantsvc.problems import TENANT_PROBLEMS, Problem, problems
+from tenantsvc.problem_docs import TENANT_PROBLEMS, problems
+from tenantsvc.problems import Problem
 from tenantsvc.products import queries
 from tenantsvc.products.models import Product
 from tenantsvc.products.schemas import (
