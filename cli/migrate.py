@@ -50,7 +50,7 @@ class JsonStream:
 @app.command()
 def migrate(slug: str, to: ToOpt = "head", as_json: JsonOpt = False) -> None:
     """Migrate one tenant's schema (the shared track first)."""
-    _migrate(to, [slug], [], None, False, as_json, single=True)
+    _migrate(to, [slug], [], None, False, as_json)
 
 
 @app.command("migrate-all")
@@ -86,12 +86,10 @@ def _migrate(
     concurrency: int | None,
     fail_fast: bool,
     as_json: bool,
-    single: bool = False,
     metrics_file: str | None = None,
 ) -> None:
     from tenantsvc.settings import get_settings
     from tenantsvc.tenancy import fleet
-    from tenantsvc.tenancy.errors import TenantNotFoundError
 
     workers = concurrency or fleet.default_concurrency(get_settings().pool_size)
 
@@ -99,8 +97,6 @@ def _migrate(
         async with engine_for_cli(pool_size=workers) as engine:
             await fleet.migrate_shared(engine)
             the_plan = await fleet.plan(engine, to, slugs, statuses)
-            if single and the_plan.total == 0:
-                raise TenantNotFoundError(slugs[0])
             with _reporter(as_json, len(the_plan.behind)) as report:
                 summary = await fleet.run_plan(
                     engine, the_plan, workers, fail_fast=fail_fast, on_done=report

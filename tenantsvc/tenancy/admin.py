@@ -59,7 +59,7 @@ _TENANT_COLUMNS = (
 async def list_tenants(conn: AsyncConnection, status: str | None = None) -> list[TenantInfo]:
     query = select(*_TENANT_COLUMNS).order_by(TenantRow.slug)
     if status is not None:
-        query = query.where(TenantRow.status == status)
+        query = query.where(TenantRow.status == TenantStatus.parse(status))
     return [TenantInfo(*row) for row in await conn.execute(query)]
 
 

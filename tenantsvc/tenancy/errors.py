@@ -12,8 +12,14 @@ class TenancyError(Exception):
 
 
 class TenantNotFoundError(TenancyError):
-    def __init__(self, slug: str) -> None:
-        super().__init__(f"unknown tenant {slug!r}")
+    def __init__(self, *slugs: str) -> None:
+        listed = ", ".join(repr(s) for s in slugs)
+        super().__init__(f"unknown tenant{'s' if len(slugs) > 1 else ''} {listed}")
+
+
+class UnknownRevisionError(TenancyError):
+    def __init__(self, track: str, target: str) -> None:
+        super().__init__(f"no {track} revision {target!r}: use head, base or a revision id")
 
 
 class TenantExistsError(TenancyError):
@@ -28,3 +34,9 @@ class KeyNotFoundError(TenancyError):
 
 class MigrationError(TenancyError):
     pass
+
+
+def check_display_name(name: str) -> None:
+    """The registry's name column holds 1 to 200 characters, and no NUL (PostgreSQL text)."""
+    if not 1 <= len(name) <= 200 or "\x00" in name:
+        raise TenancyError("a display name has 1 to 200 characters, and no NUL")

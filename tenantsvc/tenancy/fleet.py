@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.tenancy.ddl import record_revision_sql, search_path_sql
-from tenantsvc.tenancy.errors import first_line
+from tenantsvc.tenancy.errors import TenantNotFoundError, first_line
 from tenantsvc.tenancy.migrator import (
     ALEMBIC_TURN,
     migrate_tenant_online,
@@ -98,11 +98,14 @@ async def plan(
     if slugs:
         query = query.where(TenantRow.slug.in_(slugs))
     if statuses:
-        query = query.where(TenantRow.status.in_(statuses))
+        query = query.where(TenantRow.status.in_([TenantStatus.parse(s) for s in statuses]))
     else:
         query = query.where(TenantRow.status != TenantStatus.ARCHIVED)
     async with engine.connect() as conn:
         rows = list(await conn.execute(query))
+    found = {slug for _, slug, _, _ in rows}
+    if missing := [slug for slug in dict.fromkeys(slugs) if slug not in found]:
+        raise TenantNotFoundError(*missing)  # a typo must not pass for "nothing to do"
     behind = [(FleetTenant(i, slug, schema), rev) for i, slug, schema, rev in rows if rev != wanted]
     return Plan(wanted, len(rows), behind)
 

@@ -10,7 +10,7 @@ from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant
-from tenantsvc.tenancy.errors import TenancyError
+from tenantsvc.tenancy.errors import TenancyError, check_display_name
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 
 
@@ -58,8 +58,7 @@ async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
 
 
 async def rename(conn: AsyncConnection, slug: str, name: str) -> TenantInfo:
-    if not 1 <= len(name) <= 200:
-        raise TenancyError("a display name has 1 to 200 characters")
+    check_display_name(name)
     tenant = await get_tenant(conn, slug)
     await conn.execute(update(TenantRow).where(TenantRow.id == tenant.id).values(name=name))
     return await get_tenant(conn, slug)

@@ -21,8 +21,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection
 
+from tenantsvc.tenancy.errors import UnknownRevisionError
 from tenantsvc.tenancy.revisions import read_revisions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +69,10 @@ def resolve(track: str, target: str) -> str | None:
     """A revision id for ``target`` ("head", "base", a full or partial id); None is base."""
     if target == "base":
         return None
-    found = scripts(track).get_revision(target)
+    try:
+        found = scripts(track).get_revision(target)
+    except CommandError:
+        raise UnknownRevisionError(track, target) from None
     assert found is not None
     return found.revision
 

@@ -7,6 +7,7 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantsvc.db.base import CreatedAtMixin, SharedBase
+from tenantsvc.tenancy.errors import TenancyError
 
 
 class TenantStatus(StrEnum):
@@ -14,6 +15,16 @@ class TenantStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
     ARCHIVED = "archived"
+
+    @classmethod
+    def parse(cls, value: str) -> "TenantStatus":
+        """An operator's spelling, or an error naming the choices: a misspelt filter must
+        not pass for "no tenant has it"."""
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(cls)
+            raise TenancyError(f"unknown status {value!r}: use one of {choices}") from None
 
 
 class TenantRow(CreatedAtMixin, SharedBase):

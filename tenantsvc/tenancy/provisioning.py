@@ -16,7 +16,7 @@ from sqlalchemy.schema import CreateSchema
 
 from tenantsvc.tenancy import keys
 from tenantsvc.tenancy.ddl import run_script
-from tenantsvc.tenancy.errors import TenantExistsError
+from tenantsvc.tenancy.errors import TenantExistsError, check_display_name
 from tenantsvc.tenancy.migrator import head, tenant_script
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.slugs import schema_for
@@ -79,6 +79,7 @@ async def _build(conn: AsyncConnection, slug: str, name: str, schema: str) -> Ne
 
 async def create_tenant(engine: AsyncEngine, slug: str, name: str | None = None) -> NewTenant:
     schema = schema_for(slug)
+    check_display_name(name or slug)
     try:
         async with engine.begin() as conn:
             return await _build(conn, slug, name or slug, schema)

@@ -70,7 +70,12 @@ def test_errors_are_one_line_and_nonzero() -> None:
     name = slug()
     tenantctl("create", name)
     for args in (("create", name), ("create", "Bad-Slug"), ("show", "nobody_here"),
-                 ("suspend", "nobody_here"), ("keys", "revoke", name, "999999")):  # fmt: skip
+                 ("suspend", "nobody_here"), ("keys", "revoke", name, "999999"),
+                 ("create", slug(), "--name", "x" * 201), ("migrate", name, "--to", "nosuchrev"),
+                 ("migrate-all", "--to", "nosuchrev"), ("list", "--status", "bogus"),
+                 ("migrate-all", "--status", "bogus"),
+                 ("migrate-all", "--dry-run", "--tenant", "nobody_here"),
+                 ("migrate-all", "--tenant", name, "--tenant", "nobody_here")):  # fmt: skip
         result = tenantctl(*args, code=1)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
