@@ -8,16 +8,16 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 from tenantsvc.settings import Settings, get_settings
 
 ENV_URL = "TENANTSVC_DATABASE_URL"
 
 
-def start_embedded(data_dir: Path) -> str:
-    """Start (or join) the embedded server; returns its SQLAlchemy asyncpg URL."""
+def pgserver(data_dir: Path, cleanup_mode: str) -> Any:
+    """pgserver's server for ``data_dir``, started or joined."""
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # pgserver keeps its lock in the user's runtime directory. Without XDG_RUNTIME_DIR
         # (a root shell, cron, CI) platformdirs warns and falls back to /tmp/runtime-<uid>,
@@ -25,9 +25,18 @@ def start_embedded(data_dir: Path) -> str:
         warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR", UserWarning)
         from pgserver.postgres_server import get_server  # heavy; only this path needs it
 
-        server = get_server(data_dir.resolve(), cleanup_mode="stop")
-    socket_dir = server.get_postmaster_info().socket_dir
-    return f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
+        return get_server(data_dir, cleanup_mode=cleanup_mode)
+
+
+def asyncpg_url(server: Any) -> str:
+    """The SQLAlchemy asyncpg URL of a pgserver server, over its Unix socket."""
+    return f"postgresql+asyncpg://postgres@/postgres?host={server.get_postmaster_info().socket_dir}"
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded server; returns its SQLAlchemy asyncpg URL."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return asyncpg_url(pgserver(data_dir.resolve(), cleanup_mode="stop"))
 
 
 def ensure_database_url(settings: Settings) -> Settings:

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.ddl import record_revision_sql, search_path_sql
-from tenantsvc.tenancy.errors import TenantNotFoundError, first_line
+from tenantsvc.tenancy.errors import TenancyError, TenantNotFoundError, first_line
 from tenantsvc.tenancy.migrator import (
     ALEMBIC_TURN,
     migrate_tenant_online,
@@ -103,11 +103,22 @@ async def plan(
         query = query.where(TenantRow.status != TenantStatus.ARCHIVED)
     async with engine.connect() as conn:
         rows = list(await conn.execute(query))
-    found = {slug for _, slug, _, _ in rows}
-    if missing := [slug for slug in dict.fromkeys(slugs) if slug not in found]:
-        raise TenantNotFoundError(*missing)  # a typo must not pass for "nothing to do"
+        found = {slug for _, slug, _, _ in rows}
+        if missing := [slug for slug in dict.fromkeys(slugs) if slug not in found]:
+            raise await _left_out(conn, missing)  # a typo must not pass for "nothing to do"
     behind = [(FleetTenant(i, slug, schema), rev) for i, slug, schema, rev in rows if rev != wanted]
     return Plan(wanted, len(rows), behind)
+
+
+async def _left_out(conn: AsyncConnection, slugs: list[str]) -> TenancyError:
+    """Why tenants asked for by name are not in the plan: unknown, or left out by status."""
+    query = select(TenantRow.slug, TenantRow.status).where(TenantRow.slug.in_(slugs))
+    statuses: dict[str, str] = dict((await conn.execute(query)).all())
+    if unknown := [slug for slug in slugs if slug not in statuses]:
+        return TenantNotFoundError(*unknown)
+    slug, status = next(iter(statuses.items()))
+    hint = f": `tenantctl restore {slug}` first" if status == TenantStatus.ARCHIVED else ""
+    return TenancyError(f"tenant {slug!r} is {status}, which this run leaves out{hint}")
 
 
 async def _apply(engine: AsyncEngine, tenant: FleetTenant, target: str | None) -> TenantOutcome:

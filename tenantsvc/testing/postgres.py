@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
@@ -43,13 +44,11 @@ def _testcontainer() -> Iterator[str]:
 
 @contextmanager
 def _embedded() -> Iterator[str]:
-    from pgserver.postgres_server import get_server
+    from tenantsvc.db.embedded import asyncpg_url, pgserver
 
-    data_dir = tempfile.mkdtemp(prefix="tenantsvc-test-pg-")
-    server = get_server(data_dir, cleanup_mode="delete")
+    server = pgserver(Path(tempfile.mkdtemp(prefix="tenantsvc-test-pg-")), cleanup_mode="delete")
     try:
-        socket_dir = server.get_postmaster_info().socket_dir
-        yield f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
+        yield asyncpg_url(server)
     finally:
         server.cleanup()
 

@@ -71,6 +71,10 @@ def test_archive_restore_keeps_every_row_and_purge_removes_all(fresh_cli: str) -
     assert "error: not confirmed" in tenantctl("drop", "keeper", code=1).stderr
     archived = tenantctl("drop", "keeper", "--yes", "--json")
     assert archived["status"] == "archived"
+    for migrating in (("migrate", "keeper"), ("migrate-all", "--tenant", "keeper")):
+        refused = tenantctl(*migrating, code=1).stderr
+        assert "is archived" in refused, refused
+        assert "tenantctl restore keeper" in refused, refused
     gone = _api(fresh_cli, lambda c: c.get("/products", headers=headers))
     assert gone.status_code == 404
     assert _scalar(fresh_cli, "SELECT to_regnamespace('tenant_keeper')") is None
