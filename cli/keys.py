@@ -46,7 +46,11 @@ def list_(slug: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def revoke(slug: str, key_id: int, as_json: JsonOpt = False) -> None:
+def revoke(
+    slug: str,
+    key_id: Annotated[int, typer.Argument(min=1, max=2**63 - 1, help="From `keys list`.")],
+    as_json: JsonOpt = False,
+) -> None:
     """Revoke a key; every worker stops accepting it within one registry poll."""
     from tenantsvc.tenancy.admin import revoke_key
 

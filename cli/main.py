@@ -1,6 +1,8 @@
 """``tenantctl``: the platform team's CLI. Commands import heavy modules only when they run,
 so ``tenantctl --help`` and quick commands start fast."""
 
+import sys
+
 import typer
 
 from cli import doctor, keys, migrate, serve, tenants
@@ -15,5 +17,26 @@ for sub in (tenants.app, migrate.app, doctor.app, serve.app):
     app.registered_commands.extend(sub.registered_commands)
 app.add_typer(keys.app, name="keys")
 
+
+def main() -> None:
+    """The ``tenantctl`` command. A usage error (a missing argument, an unknown option, a
+    value out of range) is one line on stderr and exit 2, like every other error's one line
+    and exit 1, instead of a framed panel."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # click's errors, as Typer ships them
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command: its help, shown
+            typer.echo(exc.format_message(), err=True)
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx else ""
+            typer.echo(f"error: {exc.format_message()}{where}", err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -93,6 +93,24 @@ def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [("create",), ("create", "--bogus", "x"), ("keys", "revoke", "acme", "abc"),
+     ("keys", "revoke", "acme", "0"), ("migrate-all", "--concurrency", "0"), ("nosuchcmd",),
+     ("keys",)],
+    ids=" ".join,
+)  # fmt: skip
+def test_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    """The installed command (not CliRunner): Typer would frame these in a multi-line panel."""
+    result = subprocess.run([sys.executable, "-m", "cli.main", *args],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    assert result.stdout == ""
+
+
 def test_embedded_default_error_is_one_line(tmp_path: Path) -> None:
     """No URL and no XDG_RUNTIME_DIR (a root shell, cron, CI): the embedded server starts,
     and an error on it is still the one line, without the runtime-directory warning."""
