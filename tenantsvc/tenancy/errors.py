@@ -34,9 +34,3 @@ class KeyNotFoundError(TenancyError):
 
 class MigrationError(TenancyError):
     pass
-
-
-def check_display_name(name: str) -> None:
-    """The registry's name column holds 1 to 200 characters, and no NUL (PostgreSQL text)."""
-    if not 1 <= len(name) <= 200 or "\x00" in name:
-        raise TenancyError("a display name has 1 to 200 characters, and no NUL")

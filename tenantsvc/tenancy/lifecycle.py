@@ -10,8 +10,9 @@ from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant
-from tenantsvc.tenancy.errors import TenancyError, check_display_name
+from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
+from tenantsvc.tenancy.slugs import check_display_name
 
 
 def _quote(conn: AsyncConnection, name: str) -> str:

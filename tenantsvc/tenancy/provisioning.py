@@ -16,10 +16,10 @@ from sqlalchemy.schema import CreateSchema
 
 from tenantsvc.tenancy import keys
 from tenantsvc.tenancy.ddl import run_script
-from tenantsvc.tenancy.errors import TenantExistsError, check_display_name
+from tenantsvc.tenancy.errors import TenantExistsError
 from tenantsvc.tenancy.migrator import head, tenant_script
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
-from tenantsvc.tenancy.slugs import schema_for
+from tenantsvc.tenancy.slugs import check_display_name, schema_for
 
 _REGISTER = text(
     """

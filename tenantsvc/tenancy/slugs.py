@@ -1,10 +1,12 @@
-"""Slug rules and the one mapping from a slug to its schema name.
+"""Slug rules, display-name rules and the one mapping from a slug to its schema name.
 
 A schema name is only ever derived here, from a slug that passed these rules, and is stored in
 the registry; request handling reads it back from the registry and never builds it from input.
 """
 
 import re
+
+from tenantsvc.tenancy.errors import TenancyError
 
 SHARED_SCHEMA = "tenantsvc"
 SCHEMA_PREFIX = "tenant_"
@@ -44,6 +46,12 @@ def validate_slug(slug: str) -> str:
     if _reserved(slug):
         raise InvalidSlugError(f"tenant slug {slug!r} is reserved")
     return slug
+
+
+def check_display_name(name: str) -> None:
+    """The registry's name column holds 1 to 200 characters, and no NUL (PostgreSQL text)."""
+    if not 1 <= len(name) <= 200 or "\x00" in name:
+        raise TenancyError("a display name has 1 to 200 characters, and no NUL")
 
 
 def schema_for(slug: str) -> str:
