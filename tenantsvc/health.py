@@ -5,9 +5,9 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import column, func, select, table
 
+from tenantsvc.api_docs import problems
 from tenantsvc.db.session import Database
 from tenantsvc.observability import metrics
-from tenantsvc.problem_docs import problems
 from tenantsvc.problems import problem_response
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 

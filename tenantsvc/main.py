@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tenantsvc import health, problem_docs, problems
+from tenantsvc import api_docs, health, problems
 from tenantsvc.collector import tune_collector
 from tenantsvc.db.session import Database
 from tenantsvc.limits import BodyLimitMiddleware
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="tenantsvc", version="0.1.0", lifespan=lifespan)
     problems.install(app)
-    problem_docs.document(app)
+    api_docs.document(app)
     app.add_middleware(TenantMiddleware)
     configured = settings or get_settings()
     app.add_middleware(BodyLimitMiddleware, max_bytes=configured.max_body_bytes)

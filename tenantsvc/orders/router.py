@@ -1,11 +1,11 @@
 from fastapi import APIRouter, Request, Response, status
 
+from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, WriteConn
 from tenantsvc.orders.schemas import OrderIn, OrderOut
 from tenantsvc.orders.service import place_order
 from tenantsvc.pagination import IdPath
 from tenantsvc.plain_routes import body_model, served_by, write_connection
-from tenantsvc.problem_docs import TENANT_PROBLEMS, problems
 from tenantsvc.problems import Problem
 from tenantsvc.schemas import json_response
 

@@ -1,10 +1,10 @@
 from fastapi import APIRouter, Request, Response, status
 from pydantic import TypeAdapter
 
+from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadConn, ReadUow, Uow
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, PageParams, page_json
 from tenantsvc.plain_routes import query_model, read_connection, served_by
-from tenantsvc.problem_docs import TENANT_PROBLEMS, problems
 from tenantsvc.problems import Problem
 from tenantsvc.products import queries
 from tenantsvc.products.models import Product

@@ -1,9 +1,9 @@
 from fastapi import APIRouter, status
 
+from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.orders.schemas import OrderOut
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
-from tenantsvc.problem_docs import TENANT_PROBLEMS, problems
 from tenantsvc.problems import Problem
 from tenantsvc.uow import UnitOfWork
 from tenantsvc.users.models import User

@@ -1,0 +1,98 @@
+"""What the API description says beyond FastAPI's own generation, so clients generated from
+/openapi.json (and /docs' "Authorize") send and expect what the service does: every error as
+an RFC 9457 problem body (``problems.problem_response`` writes them), and on every tenant route
+the ``X-Tenant-ID`` header and the bearer key that the middleware reads, not the routes."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from tenantsvc.deps import CONSISTENCY_HEADER
+from tenantsvc.problems import MEDIA_TYPE
+from tenantsvc.tenancy.middleware import PUBLIC_PATHS
+from tenantsvc.tenancy.slugs import SLUG_PATTERN
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ProblemBody(BaseModel):
+    """What every error response holds, for the OpenAPI schema (``problem_response`` writes
+    it)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None  # 422 only: each failed check and where
+
+
+_MEANINGS = {
+    400: "Missing, malformed or repeated X-Tenant-ID or Authorization; a bad consistency token",
+    401: "No API key, or not a valid one (WWW-Authenticate: Bearer)",
+    403: "The key belongs to another tenant, or the tenant is suspended",
+    404: "No such tenant, or no such resource in the tenant",
+    409: "The request conflicts with the tenant's data",
+    413: "The body is larger than the service accepts",
+    422: "The request failed validation: `errors` says where",
+    503: "The database is unavailable: retry after Retry-After seconds",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for routes: each status as a problem body."""
+    schema = {"$ref": "#/components/schemas/ProblemBody"}
+    return {s: {"description": _MEANINGS[s], "content": {MEDIA_TYPE: {"schema": schema}}}
+            for s in statuses}  # fmt: skip
+
+
+# What any tenant route may answer before or besides its own outcome.
+TENANT_PROBLEMS = problems(400, 401, 403, 404, 422, 503)
+
+
+BEARER = {"type": "http", "scheme": "bearer",
+          "description": "The tenant's API key (`tenantctl keys create <slug>`)"}  # fmt: skip
+TENANT_HEADER = {
+    "name": "X-Tenant-ID", "in": "header", "required": True,
+    "description": "The tenant's slug; its API key goes in Authorization: Bearer",
+    "schema": {"type": "string", "pattern": f"^{SLUG_PATTERN.pattern}$"},
+}  # fmt: skip
+TOKEN_HEADER = {
+    "name": CONSISTENCY_HEADER, "in": "header", "required": False,
+    "description": "The token a write answered with: this read sees that write "
+    "(read-your-writes across replicas)",
+    "schema": {"type": "string"},
+}  # fmt: skip
+
+
+def document(app: FastAPI) -> None:
+    """Adds to the generated description what no route declares: ``ProblemBody``, where
+    ``problems`` points (no route returns it as a model); the bearer scheme; the tenant header
+    on every tenant route, and the consistency token on their reads."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = generate()  # which FastAPI keeps as app.openapi_schema
+        components = spec.setdefault("components", {})
+        body = ProblemBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.setdefault("schemas", {}).update(body.pop("$defs", {}), ProblemBody=body)
+        components.setdefault("securitySchemes", {})["tenantKey"] = BEARER
+        for path, operations in spec["paths"].items():
+            if path not in PUBLIC_PATHS:
+                for method, operation in operations.items():
+                    _as_tenant_route(operation, reads=method == "get")
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _as_tenant_route(operation: dict[str, Any], reads: bool) -> None:
+    operation["security"] = [{"tenantKey": []}]
+    headers = [TENANT_HEADER, TOKEN_HEADER] if reads else [TENANT_HEADER]
+    operation["parameters"] = [*headers, *operation.get("parameters", [])]
