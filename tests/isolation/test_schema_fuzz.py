@@ -3,8 +3,9 @@ inputs generated from that description, valid and not, against a live server on 
 database, as one tenant. No input may get a 5xx, and every answer must be one the description
 documents: its status, its content type, its headers, its body's schema.
 
-It found a NUL byte in a name answered with a 500, and 405 answers naming only some of a
-path's methods. Derandomized, so a run is repeatable; ``max_examples`` bounds its time.
+Run by hand (``schemathesis run`` with every check) it found a NUL byte in a name answered
+with a 500, which this test catches, and 405 answers naming only some of a path's methods
+(tests/products). Derandomized, so a run is repeatable; ``EXAMPLES`` bounds its time.
 """
 
 import json
