@@ -78,11 +78,11 @@ async def _build(conn: AsyncConnection, slug: str, name: str, schema: str) -> Ne
 
 
 async def create_tenant(engine: AsyncEngine, slug: str, name: str | None = None) -> NewTenant:
-    schema = schema_for(slug)
-    check_display_name(name or slug)
+    schema, display = schema_for(slug), name or slug
+    check_display_name(display)
     try:
         async with engine.begin() as conn:
-            return await _build(conn, slug, name or slug, schema)
+            return await _build(conn, slug, display, schema)
     except (IntegrityError, ProgrammingError) as exc:
         # A concurrent create of the same slug, or a leftover schema of that name.
         if "already exists" in str(exc) or "duplicate key" in str(exc):
