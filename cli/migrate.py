@@ -15,11 +15,29 @@ app = typer.Typer()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 ToOpt = Annotated[str, typer.Option("--to", help="Target revision (head, base, an id).")]
+LockTimeoutOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--lock-timeout-ms",
+        min=0,
+        help="How long a tenant's migration waits for a table lock before it rolls back and "
+        "retries (default: TENANTSVC_MIGRATION_LOCK_TIMEOUT_MS; 0: no limit).",
+    ),
+]
+LockRetriesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--lock-retries",
+        min=0,
+        help="Retries after a lock timeout (default: TENANTSVC_MIGRATION_LOCK_RETRIES).",
+    ),
+]
 
 
 def _outcome_json(o: "TenantOutcome") -> dict[str, Any]:
     return {"slug": o.slug, "schema": o.schema, "before": o.before, "after": o.after,
-            "seconds": round(o.seconds, 4), "error": o.error, "skipped": o.skipped}  # fmt: skip
+            "seconds": round(o.seconds, 4), "error": o.error, "skipped": o.skipped,
+            "attempts": o.attempts}  # fmt: skip
 
 
 def _summary_json(s: "Summary") -> dict[str, Any]:
@@ -48,9 +66,15 @@ class JsonStream:
 
 
 @app.command()
-def migrate(slug: str, to: ToOpt = "head", as_json: JsonOpt = False) -> None:
+def migrate(
+    slug: str,
+    to: ToOpt = "head",
+    lock_timeout_ms: LockTimeoutOpt = None,
+    lock_retries: LockRetriesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Migrate one tenant's schema (the shared track first)."""
-    _migrate(to, [slug], [], None, False, as_json)
+    _migrate(to, [slug], [], None, False, as_json, lock=(lock_timeout_ms, lock_retries))
 
 
 @app.command("migrate-all")
@@ -67,6 +91,8 @@ def migrate_all(
     metrics_file: Annotated[
         str | None, typer.Option(help="Write outcome metrics here (Prometheus textfile format).")
     ] = None,
+    lock_timeout_ms: LockTimeoutOpt = None,
+    lock_retries: LockRetriesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Migrate the shared track, then every tenant behind the target, concurrently, each in
@@ -76,7 +102,8 @@ def migrate_all(
     elif dry_run:
         _dry_run(to, tenant, status, as_json)
     else:
-        _migrate(to, tenant, status, concurrency, fail_fast, as_json, metrics_file=metrics_file)
+        lock = (lock_timeout_ms, lock_retries)
+        _migrate(to, tenant, status, concurrency, fail_fast, as_json, metrics_file, lock)
 
 
 def _migrate(
@@ -87,11 +114,15 @@ def _migrate(
     fail_fast: bool,
     as_json: bool,
     metrics_file: str | None = None,
+    lock: tuple[int | None, int | None] = (None, None),
 ) -> None:
     from tenantsvc.settings import get_settings
     from tenantsvc.tenancy import fleet
+    from tenantsvc.tenancy.locking import LockPolicy
 
-    workers = concurrency or fleet.default_concurrency(get_settings().pool_size)
+    settings = get_settings()
+    workers = concurrency or fleet.default_concurrency(settings.pool_size)
+    policy = LockPolicy.from_settings(settings, lock_timeout_ms=lock[0], retries=lock[1])
 
     async def work() -> "Summary":
         async with engine_for_cli(pool_size=workers) as engine:
@@ -99,7 +130,7 @@ def _migrate(
             the_plan = await fleet.plan(engine, to, slugs, statuses)
             with _reporter(as_json, len(the_plan.behind)) as report:
                 summary = await fleet.run_plan(
-                    engine, the_plan, workers, fail_fast=fail_fast, on_done=report
+                    engine, the_plan, workers, fail_fast=fail_fast, on_done=report, policy=policy
                 )
             if as_json:
                 report.close(summary)

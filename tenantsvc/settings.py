@@ -65,6 +65,23 @@ class Settings(BaseSettings):
         "1,023 tenants each use all four hot statements on it. Ignored behind PgBouncer.",
     )
 
+    migration_lock_timeout_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="How long a tenant migration waits for a table's lock before it rolls "
+        "back and tries again; the tenant's queries queue behind a waiting ALTER, so this "
+        "bounds how long a migration can stall them (tenancy/locking.py). 0: no limit.",
+    )
+    migration_lock_retries: int = Field(
+        default=5, ge=0, description="Retries of a tenant migration that timed out on a lock."
+    )
+    migration_statement_timeout_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Per-statement limit inside migrations, apart from the requests' "
+        "statement_timeout (an index over a big tenant may take minutes). 0: none.",
+    )
+
     max_body_bytes: PositiveInt = Field(
         default=8 * 1024 * 1024,
         description="Larger request bodies are refused with 413 (a 10,000-product bulk "

@@ -8,6 +8,9 @@
   go on (unless ``fail_fast``); a re-run resumes with whoever is still behind.
 - A per-tenant advisory lock, then a re-read of the revision under it, means two runs never
   apply the same migration twice: the second waits, sees the tenant at the target, skips.
+- A migration waits for a table's lock a bounded time, then rolls back and retries, so a long
+  transaction in a tenant delays its migration instead of stalling its requests
+  (``locking.py``).
 - Outcomes are streamed to ``on_done`` and only failures are kept, so memory stays flat as
   the fleet grows.
 """
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.ddl import record_revision_sql, search_path_sql
 from tenantsvc.tenancy.errors import TenancyError, TenantNotFoundError, first_line
+from tenantsvc.tenancy.locking import LockPolicy, is_lock_timeout
 from tenantsvc.tenancy.migrator import (
     ALEMBIC_TURN,
     migrate_tenant_online,
@@ -53,6 +57,7 @@ class TenantOutcome:
     seconds: float
     error: str | None = None
     skipped: bool = False
+    attempts: int = 1
 
 
 @dataclass
@@ -121,11 +126,15 @@ async def _left_out(conn: AsyncConnection, slugs: list[str]) -> TenancyError:
     return TenancyError(f"tenant {slug!r} is {status}, which this run leaves out{hint}")
 
 
-async def _apply(engine: AsyncEngine, tenant: FleetTenant, target: str | None) -> TenantOutcome:
+async def _apply(
+    engine: AsyncEngine, tenant: FleetTenant, target: str | None, policy: LockPolicy
+) -> TenantOutcome:
     started = time.perf_counter()
     async with engine.begin() as conn:
+        # Taken before the lock timeout is set: a second run waits here for the first.
         await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, tenant.id)))
         driver: Any = (await conn.get_raw_connection()).driver_connection
+        await driver.execute(policy.settings_sql())
         # The truth, read under the lock: another run may have migrated this tenant already.
         quoted = conn.dialect.identifier_preparer.quote_identifier(tenant.schema)
         before = await driver.fetchval(f"SELECT max(version_num) FROM {quoted}.alembic_version")  # noqa: S608
@@ -145,15 +154,28 @@ async def _apply(engine: AsyncEngine, tenant: FleetTenant, target: str | None) -
 
 
 async def migrate_tenant(
-    engine: AsyncEngine, tenant: FleetTenant, before: str | None, target: str | None
+    engine: AsyncEngine,
+    tenant: FleetTenant,
+    before: str | None,
+    target: str | None,
+    policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
 ) -> TenantOutcome:
     started = time.perf_counter()
-    try:
-        return await _apply(engine, tenant, target)
-    except Exception as exc:
-        error = first_line(exc)
-        elapsed = time.perf_counter() - started
-        return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, error)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            outcome = await _apply(engine, tenant, target, policy)
+        except Exception as exc:
+            if is_lock_timeout(exc) and attempt <= policy.retries:
+                await asyncio.sleep(policy.pause(attempt - 1))
+                continue
+            error = policy.gave_up(attempt) if is_lock_timeout(exc) else first_line(exc)
+            elapsed = time.perf_counter() - started
+            return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, error,
+                                 attempts=attempt)  # fmt: skip
+        outcome.seconds, outcome.attempts = time.perf_counter() - started, attempt
+        return outcome
 
 
 async def run_plan(
@@ -163,6 +185,7 @@ async def run_plan(
     *,
     fail_fast: bool = False,
     on_done: Callable[[TenantOutcome], None] | None = None,
+    policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
 ) -> Summary:
     summary = Summary(
         the_plan.target, the_plan.total, skipped=the_plan.total - len(the_plan.behind)
@@ -173,7 +196,7 @@ async def run_plan(
         for tenant, before in pending:
             if fail_fast and summary.failures:
                 return
-            outcome = await migrate_tenant(engine, tenant, before, the_plan.target)
+            outcome = await migrate_tenant(engine, tenant, before, the_plan.target, policy)
             if outcome.error:
                 summary.failures.append(outcome)
             elif outcome.skipped:
@@ -196,7 +219,10 @@ async def migrate_all(
     statuses: Sequence[str] = (),
     fail_fast: bool = False,
     on_done: Callable[[TenantOutcome], None] | None = None,
+    policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
 ) -> Summary:
     await migrate_shared(engine)
     the_plan = await plan(engine, target, slugs, statuses)
-    return await run_plan(engine, the_plan, concurrency, fail_fast=fail_fast, on_done=on_done)
+    return await run_plan(
+        engine, the_plan, concurrency, fail_fast=fail_fast, on_done=on_done, policy=policy
+    )

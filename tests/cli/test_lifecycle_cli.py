@@ -1,12 +1,15 @@
 """tenantctl's lifecycle, planning and health commands, each on a database of its own."""
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,6 +129,51 @@ def test_dry_run_sql_and_downgrade(
     assert status["head"] == new
     assert [s["at_head"] for s in status["tenants"]] == [False, False]
     assert [s["recorded_revision"] for s in status["tenants"]] == [old, old]
+
+
+@contextmanager
+def _long_transaction(url: str, table: str) -> Iterator[None]:
+    """Another client's open transaction that has read ``table``, for the block's length."""
+    ready, done = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn, conn.begin():
+                await conn.execute(text(f"LOCK TABLE {table} IN ACCESS SHARE MODE"))
+                ready.set()
+                await asyncio.to_thread(done.wait)
+        finally:
+            await engine.dispose()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        yield
+    finally:
+        done.set()
+        holder.join()
+
+
+def test_migrations_give_a_locked_tenant_up_after_the_retries_asked_for(
+    fresh_cli: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenantctl("create", "one")
+    tenantctl("create", "two")
+    _, new = add_sku_revision(tmp_path, monkeypatch)
+    lock = ("--lock-timeout-ms", "100", "--lock-retries")
+    with _long_transaction(fresh_cli, "tenant_one.products"):
+        failed = tenantctl("migrate-all", *lock, "1", "--json", code=1)
+        single = tenantctl("migrate", "one", *lock, "0", code=1)
+    report = json.loads(failed.stdout)
+    assert report["summary"]["migrated"] == 1
+    [one] = [t for t in report["tenants"] if t["error"]]
+    assert (one["slug"], one["attempts"], one["after"]) == ("one", 2, one["before"])
+    assert "through 2 attempts of 100 ms" in one["error"]
+    assert single.stderr.count("\n") == 1
+    assert single.stderr.startswith("failed: one: a table stayed locked")
+    assert tenantctl("migrate", "one", "--json")["tenants"][0]["after"] == new
 
 
 def test_doctor_passes_then_catches_a_leaky_search_path(

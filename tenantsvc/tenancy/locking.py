@@ -1,0 +1,67 @@
+"""How a tenant migration waits for the tables it alters, so that it never stalls the tenant.
+
+An ``ALTER TABLE`` needs its table's exclusive lock, and while it waits in the lock queue every
+query that arrives after it waits behind it. One long transaction in a tenant (a report, a bulk
+import, a session left open) would then stall all of that tenant's requests for as long as it
+runs. So a migration waits for a lock ``lock_timeout_ms`` at most, rolls back whole (its tenant
+untouched), pauses and tries again, ``retries`` times, and then gives that tenant up with an
+error that says so, while the rest of the fleet goes on; a re-run resumes it. The requests'
+``statement_timeout`` is not a migration's: building an index over a big tenant may take
+minutes, so migrations have their own (none by default).
+"""
+
+import random
+from dataclasses import dataclass
+
+from tenantsvc.settings import Settings
+
+LOCK_NOT_AVAILABLE = "55P03"
+MAX_PAUSE_SECONDS = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class LockPolicy:
+    lock_timeout_ms: int = 1000  # 0: wait as long as it takes (PostgreSQL's default)
+    retries: int = 5
+    statement_timeout_ms: int = 0  # 0: none
+    pause_seconds: float = 0.5  # before the first retry; doubles up to MAX_PAUSE_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: int | None) -> "LockPolicy":
+        values = {
+            "lock_timeout_ms": settings.migration_lock_timeout_ms,
+            "retries": settings.migration_lock_retries,
+            "statement_timeout_ms": settings.migration_statement_timeout_ms,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def settings_sql(self) -> str:
+        """Transaction-local, like the search_path: they end with the migration."""
+        return (
+            f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)};\n"
+            f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)};\n"
+        )
+
+    def pause(self, attempt: int) -> float:
+        """Seconds before retry ``attempt`` (0-based), with jitter so that tenants given up
+        together by one long transaction do not come back in step."""
+        ceiling = min(MAX_PAUSE_SECONDS, self.pause_seconds * 2.0**attempt)
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def gave_up(self, attempts: int) -> str:
+        return (
+            f"a table stayed locked by another transaction through {attempts} attempts of "
+            f"{self.lock_timeout_ms} ms (lock timeout); nothing changed in this tenant: re-run "
+            "to resume, once the long transaction ends"
+        )
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """asyncpg's error, bare (the compiled path) or wrapped by SQLAlchemy (Alembic's path)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False

@@ -1,0 +1,142 @@
+"""Migrations under live traffic: a long transaction in a tenant delays its migration, never its
+requests; migrations are not bound by the requests' statement timeout."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from tenantsvc.tenancy import fleet
+from tenantsvc.tenancy.locking import LockPolicy, is_lock_timeout
+from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
+from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.tenancy.revisions import read_revisions
+from tests.tenancy.revisions import add_sku_revision
+
+QUICK = LockPolicy(lock_timeout_ms=200, retries=2, pause_seconds=0.05)
+
+
+async def _tenants(engine: AsyncEngine, count: int) -> list[str]:
+    return [(await create_tenant(engine, f"lk{i:03d}")).schema for i in range(count)]
+
+
+async def _in_tenant(conn: AsyncConnection, schema: str, sql: str) -> object:
+    await conn.execute(text("SELECT set_config('search_path', :s, true)"), {"s": schema})
+    return await conn.scalar(text(sql))
+
+
+@asynccontextmanager
+async def _long_transaction(engine: AsyncEngine, schema: str) -> AsyncIterator[None]:
+    """A transaction that has read the tenant's products and stays open: a report, say."""
+    async with engine.connect() as conn, conn.begin():
+        await _in_tenant(conn, schema, "SELECT count(*) FROM products")
+        yield
+
+
+async def _read_while(engine: AsyncEngine, schema: str, running: asyncio.Task[object]) -> float:
+    """The tenant's slowest read while ``running`` runs (each read a request's transaction)."""
+    slowest = 0.0
+    while not running.done():
+        started = time.perf_counter()
+        async with engine.connect() as conn, conn.begin():
+            await _in_tenant(conn, schema, "SELECT count(*) FROM products")
+        slowest = max(slowest, time.perf_counter() - started)
+        await asyncio.sleep(0.01)
+    return slowest
+
+
+async def test_a_long_transaction_delays_its_tenants_migration_not_its_reads(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schemas = await _tenants(fresh_engine, 4)
+    old, new = add_sku_revision(tmp_path, monkeypatch)
+    busy = schemas[1]
+    async with _long_transaction(fresh_engine, busy):
+        migrating = fleet.migrate_all(fresh_engine, concurrency=2, policy=QUICK)
+        migration = asyncio.create_task(migrating)
+        # Without a lock timeout the ALTER waits for the long transaction, and every read of
+        # the tenant queues behind the ALTER: both would hang here until the timeout.
+        slowest = await asyncio.wait_for(_read_while(fresh_engine, busy, migration), 20)
+        summary = await migration
+    assert slowest < 5  # each wait behind the ALTER ends with its 0.2 s lock timeout
+    assert summary.migrated == 3
+    [failure] = summary.failures
+    assert (failure.slug, failure.attempts) == ("lk001", QUICK.retries + 1)
+    assert "stayed locked" in (failure.error or "")
+    assert "re-run" in (failure.error or "")
+    revisions = await _as_revisions(fresh_engine, schemas)
+    assert revisions == {s: old if s == busy else new for s in schemas}
+    rerun = await fleet.migrate_all(fresh_engine, policy=QUICK)  # the transaction has ended
+    assert (rerun.migrated, rerun.failures) == (1, [])
+
+
+async def test_a_lock_released_between_attempts_is_taken_on_retry(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [schema] = await _tenants(fresh_engine, 1)
+    _, new = add_sku_revision(tmp_path, monkeypatch)
+    patient = LockPolicy(lock_timeout_ms=100, retries=50, pause_seconds=0.05)
+    async with _long_transaction(fresh_engine, schema):
+        migration = asyncio.create_task(fleet.migrate_all(fresh_engine, policy=patient))
+        await asyncio.sleep(0.5)
+        assert not migration.done()
+    summary = await asyncio.wait_for(migration, 30)
+    assert (summary.migrated, summary.failures) == (1, [])
+    assert (await _as_revisions(fresh_engine, [schema]))[schema] == new
+
+
+def _sleeping_revision(directory: Path, seconds: float) -> str:
+    down = head("tenant")
+    (directory / "x9100_slow.py").write_text(
+        f'"""a slow data migration"""\nfrom alembic import op\n\nrevision = "x9100"\n'
+        f'down_revision = "{down}"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f'def upgrade() -> None:\n    op.execute("SELECT pg_sleep({seconds})")\n\n\n'
+        f"def downgrade() -> None:\n    pass\n"
+    )
+    return "x9100"
+
+
+async def test_the_requests_statement_timeout_does_not_cut_a_migration_short(
+    empty_database_url: str,
+    fresh_engine: AsyncEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [schema] = await _tenants(fresh_engine, 1)
+    new = _sleeping_revision(tmp_path, 0.5)
+    monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(tmp_path))
+    # Connections made as the service and tenantctl make them: statement_timeout 200 ms.
+    timed = create_async_engine(
+        empty_database_url, connect_args={"server_settings": {"statement_timeout": "200"}}
+    )
+    try:
+        cut = await fleet.migrate_all(timed, policy=LockPolicy(statement_timeout_ms=200))
+        assert "statement timeout" in (cut.failures[0].error or "")
+        summary = await fleet.migrate_all(timed)  # migrations' own default: no limit
+    finally:
+        await timed.dispose()
+    assert (summary.migrated, summary.failures) == (1, [])
+    assert (await _as_revisions(fresh_engine, [schema]))[schema] == new
+
+
+def test_a_lock_timeout_is_recognised_bare_or_wrapped() -> None:
+    class Bare(Exception):
+        sqlstate = "55P03"
+
+    class Wrapped(Exception):
+        orig = Bare()
+
+    other = Exception()
+    other.__cause__ = ValueError()
+    assert is_lock_timeout(Bare()) and is_lock_timeout(Wrapped())  # noqa: PT018
+    assert not is_lock_timeout(other)
+
+
+async def _as_revisions(engine: AsyncEngine, schemas: list[str]) -> dict[str, str | None]:
+    async with engine.connect() as conn:
+        return await conn.run_sync(read_revisions, schemas)
