@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tenantsvc.deps import get_read_conn, get_write_conn
+from tenantsvc.tenant_routes import TenantRoute, replaying
 
 M = TypeVar("M", bound=BaseModel)
 Serve = Callable[[Request], Awaitable[Response]]
@@ -30,11 +31,11 @@ read_connection = asynccontextmanager(get_read_conn)
 write_connection = asynccontextmanager(get_write_conn)
 
 
-class PlainRoute(APIRoute):
+class PlainRoute(TenantRoute):
     serve: ClassVar[Serve]
 
     def get_route_handler(self) -> Any:
-        return type(self).serve
+        return replaying(type(self).serve)
 
 
 def served_by(serve: Serve) -> type[APIRoute]:

@@ -14,6 +14,9 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from tenantsvc.db.errors import sqlstate
+from tenantsvc.db.stale import is_replayable
+
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
@@ -98,14 +101,6 @@ def _on_integrity(_: Request, exc: Exception) -> Response:
 _TRANSIENT_PREFIXES = ("08", "57P0", "53300", "57014")
 
 
-def _sqlstate(exc: BaseException) -> str:
-    for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
-        state = getattr(candidate, "sqlstate", None)
-        if isinstance(state, str):
-            return state
-    return ""
-
-
 def _unavailable() -> Response:
     return problem_response(
         503, "Service unavailable", "the database is unavailable, retry shortly",
@@ -122,7 +117,9 @@ def _on_database_error(request: Request, exc: Exception) -> Response:
     # asyncpg's InternalClientError: a connection left mid-operation by a lost server; the
     # pool's pre-ping discards it on the next checkout.
     lost_connection = type(getattr(exc, "orig", exc)).__name__ == "InternalClientError"
-    if lost_connection or _sqlstate(exc).startswith(_TRANSIENT_PREFIXES):
+    # Still refused after every replay (tenant_routes.py): transient too.
+    transient = sqlstate(exc).startswith(_TRANSIENT_PREFIXES) or is_replayable(exc)
+    if lost_connection or transient:
         return _on_unavailable(request, exc)
     return _on_unexpected(request, exc)
 

@@ -17,6 +17,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 from tenantsvc.db.affinity import at_home, prefer
 from tenantsvc.db.engine import create_engine, statement_cache_size
 from tenantsvc.db.replicas import Replica, ReplicaRouter
+from tenantsvc.db.stale import refresh_if_stale
 from tenantsvc.db.statements import TenantConnection, TenantStatements
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.ddl import identifier
@@ -109,6 +110,7 @@ async def tenant_connection(
     """
     async with pooled_connection(engine, schema) as fairy:
         driver: Any = fairy.driver_connection
+        await refresh_if_stale(driver, fairy.info)
         try:
             await driver.execute(hot_begin_sql(schema))
         except BaseException:

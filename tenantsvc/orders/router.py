@@ -8,8 +8,11 @@ from tenantsvc.pagination import IdPath
 from tenantsvc.plain_routes import body_model, served_by, write_connection
 from tenantsvc.problems import Problem
 from tenantsvc.schemas import json_response
+from tenantsvc.tenant_routes import TenantRoute
 
-router = APIRouter(prefix="/orders", tags=["orders"], responses=TENANT_PROBLEMS)
+router = APIRouter(
+    prefix="/orders", tags=["orders"], responses=TENANT_PROBLEMS, route_class=TenantRoute
+)
 
 
 async def create_order(body: OrderIn, conn: WriteConn) -> Response:

@@ -15,8 +15,11 @@ from tenantsvc.products.schemas import (
     ProductOut,
     ProductPatch,
 )
+from tenantsvc.tenant_routes import TenantRoute
 
-router = APIRouter(prefix="/products", tags=["products"], responses=TENANT_PROBLEMS)
+router = APIRouter(
+    prefix="/products", tags=["products"], responses=TENANT_PROBLEMS, route_class=TenantRoute
+)
 _PAGE = TypeAdapter(Page[ProductOut])
 
 

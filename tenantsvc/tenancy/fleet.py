@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.ddl import record_revision_sql, search_path_sql
 from tenantsvc.tenancy.errors import TenancyError, TenantNotFoundError, first_line
-from tenantsvc.tenancy.locking import LockPolicy, is_lock_timeout
+from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import (
     ALEMBIC_TURN,
     migrate_tenant_online,
@@ -167,10 +167,12 @@ async def migrate_tenant(
         try:
             outcome = await _apply(engine, tenant, target, policy)
         except Exception as exc:
-            if is_lock_timeout(exc) and attempt <= policy.retries:
+            if is_lock_conflict(exc) and attempt <= policy.retries:
                 await asyncio.sleep(policy.pause(attempt - 1))
                 continue
-            error = policy.gave_up(attempt) if is_lock_timeout(exc) else first_line(exc)
+            error = first_line(exc)
+            if is_lock_conflict(exc):
+                error = policy.gave_up(attempt, error)
             elapsed = time.perf_counter() - started
             return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, error,
                                  attempts=attempt)  # fmt: skip

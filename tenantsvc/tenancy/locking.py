@@ -13,6 +13,7 @@ minutes, so migrations have their own (none by default).
 import random
 from dataclasses import dataclass
 
+from tenantsvc.db.errors import DEADLOCK, sqlstate
 from tenantsvc.settings import Settings
 
 LOCK_NOT_AVAILABLE = "55P03"
@@ -49,19 +50,16 @@ class LockPolicy:
         ceiling = min(MAX_PAUSE_SECONDS, self.pause_seconds * 2.0**attempt)
         return ceiling * random.uniform(0.5, 1.0)
 
-    def gave_up(self, attempts: int) -> str:
+    def gave_up(self, attempts: int, last: str) -> str:
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
         return (
-            f"a table stayed locked by another transaction through {attempts} attempts of "
-            f"{self.lock_timeout_ms} ms (lock timeout); nothing changed in this tenant: re-run "
-            "to resume, once the long transaction ends"
+            f"could not lock its tables in {tries} (lock timeout {self.lock_timeout_ms} ms; "
+            f"last: {last}); nothing changed in this tenant: re-run "
+            "to resume once the transaction holding them ends"
         )
 
 
-def is_lock_timeout(exc: BaseException) -> bool:
-    """asyncpg's error, bare (the compiled path) or wrapped by SQLAlchemy (Alembic's path)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if getattr(seen, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+def is_lock_conflict(exc: BaseException) -> bool:
+    """A lock timeout, or a deadlock with a request that locks the same tables in another
+    order; asyncpg's error, bare (the compiled path) or wrapped by SQLAlchemy (Alembic's)."""
+    return sqlstate(exc) in (LOCK_NOT_AVAILABLE, DEADLOCK)

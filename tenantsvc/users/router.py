@@ -5,11 +5,14 @@ from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.orders.schemas import OrderOut
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
 from tenantsvc.problems import Problem
+from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.uow import UnitOfWork
 from tenantsvc.users.models import User
 from tenantsvc.users.schemas import UserIn, UserOut
 
-router = APIRouter(prefix="/users", tags=["users"], responses=TENANT_PROBLEMS)
+router = APIRouter(
+    prefix="/users", tags=["users"], responses=TENANT_PROBLEMS, route_class=TenantRoute
+)
 
 
 async def _user_or_404(uow: UnitOfWork, user_id: int) -> User:

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tenantsvc.tenancy import fleet
-from tenantsvc.tenancy.locking import LockPolicy, is_lock_timeout
+from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.revisions import read_revisions
@@ -67,7 +67,8 @@ async def test_a_long_transaction_delays_its_tenants_migration_not_its_reads(
     assert summary.migrated == 3
     [failure] = summary.failures
     assert (failure.slug, failure.attempts) == ("lk001", QUICK.retries + 1)
-    assert "stayed locked" in (failure.error or "")
+    assert "could not lock its tables in 3 attempts" in (failure.error or "")
+    assert "last: canceling statement due to lock timeout" in (failure.error or "")
     assert "re-run" in (failure.error or "")
     revisions = await _as_revisions(fresh_engine, schemas)
     assert revisions == {s: old if s == busy else new for s in schemas}
@@ -124,17 +125,20 @@ async def test_the_requests_statement_timeout_does_not_cut_a_migration_short(
     assert (await _as_revisions(fresh_engine, [schema]))[schema] == new
 
 
-def test_a_lock_timeout_is_recognised_bare_or_wrapped() -> None:
+def test_lock_timeouts_and_deadlocks_are_recognised_bare_or_wrapped() -> None:
     class Bare(Exception):
         sqlstate = "55P03"
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
 
     class Wrapped(Exception):
         orig = Bare()
 
     other = Exception()
     other.__cause__ = ValueError()
-    assert is_lock_timeout(Bare()) and is_lock_timeout(Wrapped())  # noqa: PT018
-    assert not is_lock_timeout(other)
+    assert all(is_lock_conflict(e) for e in (Bare(), Deadlock(), Wrapped()))
+    assert not is_lock_conflict(other)
 
 
 async def _as_revisions(engine: AsyncEngine, schemas: list[str]) -> dict[str, str | None]:

@@ -1,0 +1,26 @@
+"""Reading database errors through the layers that wrap them."""
+
+from collections.abc import Iterator
+
+# The database rolled the transaction back on its own and asks for it to be run again
+# (PostgreSQL's "Serialization Failure Handling"): a serialization failure, a deadlock.
+SERIALIZATION_FAILURE, DEADLOCK = "40001", "40P01"
+RUN_AGAIN = (SERIALIZATION_FAILURE, DEADLOCK)
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it wraps, down the chain: SQLAlchemy keeps the driver's error in
+    ``orig``, and the driver adapter raises its own error ``from`` asyncpg's."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = getattr(seen, "orig", None) or seen.__cause__
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The first SQLSTATE down the chain ("" when none says)."""
+    for cause in causes(exc):
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""

@@ -1,0 +1,45 @@
+"""The route class of every tenant route: a request whose transaction the database refused and
+rolled back (statements a migration made stale, a deadlock, a serialization failure) is served
+again, from the start, in a new transaction (see ``db/stale.py`` for why that is safe).
+
+Only those errors are replayed, at most ``ATTEMPTS`` times in all: a request failing for any
+other reason fails once, as before. The request body was read on the first attempt and Starlette
+keeps it, so the replay reads the same bytes.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tenantsvc.db.stale import ATTEMPTS, is_replayable, is_stale_statement, mark_stale
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def replaying(handler: Handler) -> Handler:
+    async def serve(request: Request) -> Response:
+        attempt = 1
+        while True:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                if attempt == ATTEMPTS or not is_replayable(exc):
+                    raise
+                stale = is_stale_statement(exc)
+            if stale:
+                mark_stale()
+            why = "stale statements" if stale else "rolled back by the database (deadlock)"
+            log.info("serving %s again: %s", request.url.path, why)
+            attempt += 1
+
+    return serve
+
+
+class TenantRoute(APIRoute):
+    def get_route_handler(self) -> Any:
+        return replaying(super().get_route_handler())

@@ -1,0 +1,99 @@
+"""Requests the database refused and rolled back are served again (tenant_routes.py): statements
+a migration made stale, and a deadlock. Each case failed before the replay."""
+
+import asyncio
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tenantsvc.db.stale import is_replayable, is_stale_statement
+from tests.conftest import TenantHandle
+
+
+async def _post(client: httpx.AsyncClient, t: TenantHandle, path: str, body: Any) -> Any:
+    response = await client.post(path, json=body, headers=t.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def _buyer_and_product(
+    client: httpx.AsyncClient, t: TenantHandle
+) -> tuple[int, int, dict[str, Any]]:
+    """A user, a product with 9 in stock, and the body of an order of one unit."""
+    user = (await _post(client, t, "/users", {"email": "r@x.io", "name": "R"}))["id"]
+    body = {"name": "p", "price_cents": 5, "stock": 9}
+    product = (await _post(client, t, "/products", body))["id"]
+    return user, product, {"user_id": user, "items": [{"product_id": product, "quantity": 1}]}
+
+
+async def _in(conn: AsyncConnection, t: TenantHandle) -> None:
+    await conn.execute(text("SELECT set_config('search_path', :s, true)"), {"s": t.schema})
+
+
+async def test_every_route_serves_through_a_migration_that_changes_what_it_returns(
+    client: httpx.AsyncClient, engine: AsyncEngine, tenant_a: TenantHandle
+) -> None:
+    user, product, order = await _buyer_and_product(client, tenant_a)
+    reads = ["/products?limit=5", f"/products/{product}", f"/users/{user}",
+             f"/users/{user}/orders"]  # fmt: skip
+
+    async def serve_all() -> list[int]:
+        statuses = [(await client.get(p, headers=tenant_a.headers)).status_code for p in reads]
+        placed = await client.post("/orders", json=order, headers=tenant_a.headers)
+        return [*statuses, placed.status_code]
+
+    assert await serve_all() == [200, 200, 200, 200, 201]  # every statement prepared and cached
+    async with engine.begin() as conn:  # what a migration widening the names does
+        await _in(conn, tenant_a)
+        await conn.execute(text("ALTER TABLE products ALTER COLUMN name TYPE varchar(300)"))
+        await conn.execute(text("ALTER TABLE users ALTER COLUMN name TYPE varchar(300)"))
+    assert await serve_all() == [200, 200, 200, 200, 201]
+    stock = await client.get(f"/products/{product}", headers=tenant_a.headers)
+    assert stock.json()["stock"] == 7  # two orders, each taken once
+
+
+async def test_an_order_chosen_as_a_deadlock_victim_is_placed_once(
+    client: httpx.AsyncClient, engine: AsyncEngine, tenant_a: TenantHandle
+) -> None:
+    user, product, order = await _buyer_and_product(client, tenant_a)
+    async with engine.connect() as other, other.begin():
+        # Another transaction locks the buyer, then (below) wants the product: the order locks
+        # the product first, then waits for the buyer (its foreign-key check). PostgreSQL ends
+        # the cycle by rolling back whoever waited first: the order.
+        await _in(other, tenant_a)
+        await other.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user})
+        placing = asyncio.create_task(client.post("/orders", json=order, headers=tenant_a.headers))
+        await _until_one_waits(engine)
+        await other.execute(text("UPDATE products SET name = 'q' WHERE id = :p"), {"p": product})
+    response = await placing
+    assert response.status_code == 201, response.text
+    orders = await client.get(f"/users/{user}/orders", headers=tenant_a.headers)
+    assert len(orders.json()["items"]) == 1
+    stock = await client.get(f"/products/{product}", headers=tenant_a.headers)
+    assert stock.json()["stock"] == 8
+
+
+async def _until_one_waits(engine: AsyncEngine) -> None:
+    waiting = text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+    for _ in range(500):
+        async with engine.connect() as conn:
+            if await conn.scalar(waiting):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the order never waited for the buyer's lock")
+
+
+def test_only_refusals_that_rolled_back_are_replayable() -> None:
+    class Coded(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            self.sqlstate = sqlstate
+
+    import asyncpg
+
+    stale = asyncpg.InvalidCachedStatementError("cached statement plan is invalid")
+    assert is_stale_statement(stale) and is_replayable(stale)  # noqa: PT018
+    assert is_replayable(Coded("40P01")) and is_replayable(Coded("40001"))  # noqa: PT018
+    for other in ("23505", "57014", "40002", "55P03"):
+        assert not is_replayable(Coded(other))
