@@ -3,7 +3,12 @@ rolled back (statements a migration made stale, a deadlock, a serialization fail
 again, from the start, in a new transaction (see ``db/stale.py`` for why that is safe).
 
 Only those errors are replayed, at most ``ATTEMPTS`` times in all: a request failing for any
-other reason fails once, as before. The request body was read on the first attempt and Starlette
+other reason fails once, as before.
+
+A tenant archived after this worker's registry snapshot was taken is still served until the
+next poll, but its schema has been renamed away: its statements find no tables (and never the
+archived data). Such a request answers what the next one will, a 404 for an unknown tenant,
+instead of a 500. The request body was read on the first attempt and Starlette
 keeps it, so the replay reads the same bytes.
 """
 
@@ -15,7 +20,9 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tenantsvc.db.errors import UNDEFINED_TABLE, sqlstate
 from tenantsvc.db.stale import ATTEMPTS, is_replayable, is_stale_statement, mark_stale
+from tenantsvc.tenancy.middleware import still_served, unknown_tenant
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -28,6 +35,7 @@ def replaying(handler: Handler) -> Handler:
             try:
                 return await handler(request)
             except Exception as exc:
+                await _unless_tenant_gone(request, exc)
                 if attempt == ATTEMPTS or not is_replayable(exc):
                     raise
                 stale = is_stale_statement(exc)
@@ -38,6 +46,14 @@ def replaying(handler: Handler) -> Handler:
             attempt += 1
 
     return serve
+
+
+async def _unless_tenant_gone(request: Request, exc: Exception) -> None:
+    if sqlstate(exc) != UNDEFINED_TABLE:
+        return
+    slug = request.state.tenant.slug
+    if not await still_served(request.state.registry, slug):
+        raise unknown_tenant(slug) from None
 
 
 class TenantRoute(APIRoute):

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 # (PostgreSQL's "Serialization Failure Handling"): a serialization failure, a deadlock.
 SERIALIZATION_FAILURE, DEADLOCK = "40001", "40P01"
 RUN_AGAIN = (SERIALIZATION_FAILURE, DEADLOCK)
+UNDEFINED_TABLE = "42P01"
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:

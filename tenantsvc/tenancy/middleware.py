@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantsvc.observability.context import tenant_slug
-from tenantsvc.problems import problem_response
+from tenantsvc.problems import Problem, problem_response
 from tenantsvc.tenancy.keys import hash_key
 from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.registry import Tenant, TenantRegistry
@@ -23,10 +23,12 @@ _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_\-]{16,128})")
 _SERVED = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED)
 
 
-class TenantRejected(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
+class TenantRejected(Problem):
+    pass
+
+
+def unknown_tenant(slug: str) -> TenantRejected:
+    return TenantRejected(404, "Unknown tenant", f"no tenant {slug!r}")
 
 
 def _single_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -43,6 +45,15 @@ async def _lookup(registry: TenantRegistry, slug: str) -> Tenant | None:
         await registry.refresh_on_miss()
         tenant = registry.get(slug)
     return tenant if tenant is not None and tenant.status in _SERVED else None
+
+
+async def still_served(registry: TenantRegistry, slug: str) -> bool:
+    """Asked when a request found its tenant's tables gone: archived (or purged) after this
+    worker's snapshot was taken. One coalesced version check brings the snapshot up to date:
+    the archive renamed the schema and marked the row in one transaction."""
+    await registry.refresh_on_miss()
+    tenant = registry.get(slug)
+    return tenant is not None and tenant.status in _SERVED
 
 
 async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> Tenant:
@@ -65,7 +76,7 @@ async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> Te
         raise TenantRejected(400, "Malformed tenant", "X-Tenant-ID is not a valid tenant slug")
     tenant = await _lookup(registry, slug)
     if tenant is None:
-        raise TenantRejected(404, "Unknown tenant", f"no tenant {slug!r}")
+        raise unknown_tenant(slug)
     match = _BEARER.fullmatch(authorization)
     if match is None:
         raise TenantRejected(401, "Unauthorized", "an 'Authorization: Bearer <key>' is required")

@@ -5,8 +5,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.tenancy.admin import create_key, revoke_key, set_status
+from tenantsvc.tenancy.lifecycle import archive
 from tenantsvc.tenancy.models import TenantStatus
-from tests.conftest import Running, TenantFactory, TenantHandle
+from tenantsvc.testing.app import stop_app
+from tests.conftest import Running, TenantFactory, TenantHandle, make_settings, start_app
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
@@ -116,3 +118,32 @@ async def test_only_verified_pairs_are_remembered(
     assert_problem(await client.get("/products", headers=crossed), 403)  # and again
     assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
     assert list(registry.snapshot.verified.values()) == [registry.get(tenant_a.slug)]
+
+
+async def test_a_tenant_archived_before_the_next_poll_is_404_on_every_route(
+    database_url: str, engine: AsyncEngine, tenant_factory: TenantFactory
+) -> None:
+    """A worker whose snapshot still lists the tenant (no poll for an hour here) finds its
+    tables gone with the renamed schema; each route answers the 404 the next poll would."""
+    tenant = await tenant_factory()
+    manager, running = await start_app(make_settings(database_url, registry_poll_seconds=3600))
+    client, headers = running.client, tenant.headers
+    try:
+        created = await client.post("/products", json={"name": "p", "price_cents": 1, "stock": 5},
+                                    headers=headers)  # fmt: skip
+        assert (await client.get("/products", headers=headers)).status_code == 200
+        async with engine.begin() as conn:
+            await archive(conn, tenant.slug)
+        product = created.json()["id"]
+        order = {"user_id": 1, "items": [{"product_id": product, "quantity": 1}]}
+        answers = [
+            await client.get("/products", headers=headers),  # the hot read (raw connection)
+            await client.get(f"/products/{product}", headers=headers),  # the ORM
+            await client.post("/orders", json=order, headers=headers),  # the hot write
+            await client.get("/products", headers=headers),  # the snapshot is current now
+        ]
+    finally:
+        await stop_app(manager, running)
+    for answer in answers:
+        body = assert_problem(answer, 404)
+        assert body["detail"] == f"no tenant {tenant.slug!r}"
