@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantsvc.db.fairness import TenantBusyError, TenantSlots
 from tenantsvc.db.replicas import (
     BadTokenError,
     Replica,
@@ -51,11 +52,27 @@ async def _hand_out_token(request: Request, database: Database) -> None:
         request.state.consistency_token = format_lsn(await primary_position(database.engine))
 
 
+async def _take_slot(request: Request) -> TenantSlots:
+    """One of the tenant's places in this worker (``db/fairness.py``), before any connection is
+    checked out: beyond its cap, a tenant's requests queue by themselves."""
+    slots: TenantSlots = request.state.db.slots
+    try:
+        await slots.acquire(request.state.tenant.schema)
+    except TenantBusyError as busy:
+        detail = f"{busy.limit} requests of this tenant are in progress here; retry shortly"
+        raise Problem(429, "Too many requests", detail, {"Retry-After": "1"}) from None
+    return slots
+
+
 async def _on_primary(request: Request, opened: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
     """A write transaction on the primary; once committed, the read-your-writes token."""
     request.state.served_by = "primary"
-    async with opened as handle:
-        yield handle
+    slots = await _take_slot(request)
+    try:
+        async with opened as handle:
+            yield handle
+    finally:
+        slots.release(request.state.tenant.schema)
     await _hand_out_token(request, request.state.db)
 
 
@@ -91,6 +108,8 @@ async def _read_context(
     database: Database = request.state.db
     replica = await database.router.choose(_token(request)) if database.has_replicas else None
     async with AsyncExitStack() as stack:
+        slots = await _take_slot(request)
+        stack.callback(slots.release, request.state.tenant.schema)
         opened: T | None = None
         if replica is not None:
             try:

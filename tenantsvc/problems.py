@@ -25,11 +25,18 @@ MEDIA_TYPE = "application/problem+json"
 class Problem(Exception):
     """Raised anywhere in request handling; rendered as a problem body with its status."""
 
-    def __init__(self, status: int, title: str, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(detail or title)
         self.status = status
         self.title = title
         self.detail = detail
+        self.headers = headers
 
 
 def problem_response(
@@ -48,7 +55,7 @@ def problem_response(
 
 def _on_problem(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
-    return problem_response(exc.status, exc.title, exc.detail)
+    return problem_response(exc.status, exc.title, exc.detail, exc.headers)
 
 
 def _on_http(request: Request, exc: Exception) -> Response:

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
         description="How long a checkout waits for its busy home connection when no idle one "
         "has served the tenant before taking a cold one (db/affinity.py); 0: never wait.",
     )
+    tenant_max_connections: int | None = Field(
+        default=None,
+        ge=0,
+        description="Transactions one tenant may have in progress at once per worker; its "
+        "requests beyond wait in its own queue (db/fairness.py), so the rest of the pool stays "
+        "for the other tenants. Unset: three quarters of POOL_SIZE + MAX_OVERFLOW. 0: no cap.",
+    )
     workers: PositiveInt = 1
 
     pgbouncer: bool = Field(
@@ -127,6 +134,12 @@ class Settings(BaseSettings):
     @property
     def max_connections_per_worker(self) -> int:
         return self.pool_size + self.max_overflow
+
+    @property
+    def tenant_connection_cap(self) -> int:
+        if self.tenant_max_connections is not None:
+            return self.tenant_max_connections
+        return max(1, self.max_connections_per_worker * 3 // 4)
 
 
 @lru_cache

@@ -16,6 +16,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 
 from tenantsvc.db.affinity import at_home, prefer
 from tenantsvc.db.engine import create_engine, statement_cache_size
+from tenantsvc.db.fairness import TenantSlots
 from tenantsvc.db.replicas import Replica, ReplicaRouter
 from tenantsvc.db.stale import refresh_if_stale
 from tenantsvc.db.statements import TenantConnection, TenantStatements
@@ -55,6 +56,7 @@ class Database:
         self.engine: AsyncEngine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.statements = TenantStatements(statement_cache_size(settings))
+        self.slots = TenantSlots(settings.tenant_connection_cap, settings.pool_timeout_seconds)
         replicas = []
         for i, url in enumerate(settings.replica_urls):
             engine = create_engine(settings, url)

@@ -115,7 +115,9 @@ async def test_restart_under_load_gives_503_then_recovers(
 
 
 async def test_pool_exhaustion_is_a_prompt_503_and_heals(database_url: str, tenant_a: Any) -> None:
-    settings = make_settings(database_url, pool_size=2, max_overflow=0, pool_timeout_seconds=0.5)
+    # One tenant exhausts the pool here: its cap off (tests/db/test_fairness.py has the cap).
+    settings = make_settings(database_url, pool_size=2, max_overflow=0, pool_timeout_seconds=0.5,
+                             tenant_max_connections=0)  # fmt: skip
     manager, running = await start_app(app=faults.mount(create_app(settings)))
     try:
         await running.state["registry"].refresh()
