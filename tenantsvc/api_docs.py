@@ -39,6 +39,7 @@ _MEANINGS = {
     409: "The request conflicts with the tenant's data",
     413: "The body is larger than the service accepts",
     422: "The request failed validation: `errors` says where",
+    429: "Too many of this tenant's requests in progress at once: retry after Retry-After seconds",
     503: "The database is unavailable: retry after Retry-After seconds",
 }
 
@@ -51,7 +52,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What any tenant route may answer before or besides its own outcome.
-TENANT_PROBLEMS = problems(400, 401, 403, 404, 422, 503)
+TENANT_PROBLEMS = problems(400, 401, 403, 404, 422, 429, 503)
 
 
 BEARER = {"type": "http", "scheme": "bearer",

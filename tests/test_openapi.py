@@ -28,7 +28,7 @@ async def test_every_error_is_documented_as_a_problem_body(client: httpx.AsyncCl
                      if path.split("/")[1] in {"products", "orders", "users"}]  # fmt: skip
     assert len(tenant_routes) == 13
     for path, operation in tenant_routes:
-        for status in ("400", "401", "403", "404", "422", "503"):
+        for status in ("400", "401", "403", "404", "422", "429", "503"):
             assert operation["responses"][status]["content"] == problem, (path, status)
     ordering = spec["paths"]["/orders"]["post"]["responses"]
     assert ordering["409"]["content"] == ordering["413"]["content"] == problem
