@@ -56,8 +56,11 @@ async def _take_slot(request: Request) -> TenantSlots:
     """One of the tenant's places in this worker (``db/fairness.py``), before any connection is
     checked out: beyond its cap, a tenant's requests queue by themselves."""
     slots: TenantSlots = request.state.db.slots
+    schema = request.state.tenant.schema
+    if slots.try_acquire(schema):
+        return slots
     try:
-        await slots.acquire(request.state.tenant.schema)
+        await slots.acquire(schema)
     except TenantBusyError as busy:
         detail = f"{busy.limit} requests of this tenant are in progress here; retry shortly"
         raise Problem(429, "Too many requests", detail, {"Retry-After": "1"}) from None

@@ -18,7 +18,7 @@ from tenantsvc.db.affinity import at_home, prefer
 from tenantsvc.db.engine import create_engine, statement_cache_size
 from tenantsvc.db.fairness import TenantSlots
 from tenantsvc.db.replicas import Replica, ReplicaRouter
-from tenantsvc.db.stale import refresh_if_stale
+from tenantsvc.db.stale import is_stale, refresh
 from tenantsvc.db.statements import TenantConnection, TenantStatements
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.ddl import identifier
@@ -112,7 +112,8 @@ async def tenant_connection(
     """
     async with pooled_connection(engine, schema) as fairy:
         driver: Any = fairy.driver_connection
-        await refresh_if_stale(driver, fairy.info)
+        if is_stale(fairy.info):
+            await refresh(driver, fairy.info)
         try:
             await driver.execute(hot_begin_sql(schema))
         except BaseException:

@@ -46,9 +46,13 @@ def mark_stale() -> None:
     _stale_since = time.monotonic()
 
 
-async def refresh_if_stale(driver: Any, connection_info: dict[Any, Any]) -> None:
-    """Drop the connection's cached statements (and type cache) if marked stale since it last
-    did. Nothing to do, and no lookup, until a first stale statement."""
-    if _stale_since and connection_info.get(_FRESH_AS_OF, 0.0) < _stale_since:
-        await driver.reload_schema_state()
-        connection_info[_FRESH_AS_OF] = time.monotonic()
+def is_stale(connection_info: dict[Any, Any]) -> bool:
+    """Marked stale since the connection last dropped its statements? No lookup until a first
+    stale statement, and no coroutine: this runs on every hot checkout."""
+    return bool(_stale_since) and connection_info.get(_FRESH_AS_OF, 0.0) < _stale_since
+
+
+async def refresh(driver: Any, connection_info: dict[Any, Any]) -> None:
+    """Drop the connection's cached statements (and type cache)."""
+    await driver.reload_schema_state()
+    connection_info[_FRESH_AS_OF] = time.monotonic()
