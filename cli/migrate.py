@@ -42,7 +42,8 @@ def _outcome_json(o: "TenantOutcome") -> dict[str, Any]:
 
 def _summary_json(s: "Summary") -> dict[str, Any]:
     return {"target": s.target, "total": s.total, "migrated": s.migrated,
-            "skipped": s.skipped, "failed": len(s.failures)}  # fmt: skip
+            "skipped": s.skipped, "failed": len(s.failures),
+            "lock_retries": s.lock_retries}  # fmt: skip
 
 
 class JsonStream:
@@ -141,13 +142,14 @@ def _migrate(
     if metrics_file:
         from tenantsvc.observability.metrics import write_migration_outcomes
 
-        write_migration_outcomes(metrics_file, summary.migrated, summary.skipped,
-                                 len(summary.failures), time.perf_counter() - started)  # fmt: skip
+        write_migration_outcomes(metrics_file, summary, time.perf_counter() - started)
     if not as_json:
         typer.echo(
             f"{summary.total} tenants: {summary.migrated} migrated to {summary.target}, "
             f"{summary.skipped} already there, {len(summary.failures)} failed"
-        )
+            + (f" ({summary.lock_retries} retried after waiting for locks)"
+               if summary.lock_retries else "")
+        )  # fmt: skip
     for failure in summary.failures:
         typer.echo(f"failed: {failure.slug}: {failure.error}", err=True)
     if summary.failures:

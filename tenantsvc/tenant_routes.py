@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from tenantsvc.db.errors import UNDEFINED_TABLE, sqlstate
 from tenantsvc.db.stale import ATTEMPTS, is_replayable, is_stale_statement, mark_stale
+from tenantsvc.observability.metrics import REPLAYS
 from tenantsvc.tenancy.middleware import still_served, unknown_tenant
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,9 @@ def replaying(handler: Handler) -> Handler:
                 stale = is_stale_statement(exc)
             if stale:
                 mark_stale()
-            why = "stale statements" if stale else "rolled back by the database (deadlock)"
-            log.info("serving %s again: %s", request.url.path, why)
+            reason = "stale_statement" if stale else "deadlock_or_conflict"
+            REPLAYS.labels(reason).inc()
+            log.info("serving %s again: %s", request.url.path, reason)
             attempt += 1
 
     return serve

@@ -9,6 +9,7 @@ with series count); set the bound to 0 to drop per-tenant series altogether.
 import asyncio
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,6 +22,9 @@ from prometheus_client import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.db.affinity import AffinityCounts, AffinityPool
+
+if TYPE_CHECKING:
+    from tenantsvc.tenancy.fleet import Summary
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,11 @@ POOL_CHECKOUTS = Gauge(
     "had served the tenant (warm), or one that had not (cold); see db/affinity.py",
     ["pool", "found"],
     multiprocess_mode="livesum",
+)
+REPLAYS = Counter(
+    "tenantsvc_replays_total",
+    "Requests served again because the database rolled their transaction back (tenant_routes.py)",
+    ["reason"],
 )
 OTHER = "_other"
 
@@ -105,9 +114,7 @@ def render() -> bytes:
     return generate_latest()
 
 
-def write_migration_outcomes(
-    path: str, migrated: int, skipped: int, failed: int, seconds: float
-) -> None:
+def write_migration_outcomes(path: str, summary: "Summary", seconds: float) -> None:
     """migrate-all runs as a job, not a server: its outcome goes to a file in the node
     exporter's textfile-collector format, written atomically, for the deploy to be alerted on."""
     import time
@@ -117,8 +124,13 @@ def write_migration_outcomes(
     registry = CollectorRegistry()
     tenants = Gauge("tenantsvc_migrate_all_tenants", "Tenants by outcome of the last run",
                     ["outcome"], registry=registry)  # fmt: skip
-    for outcome, count in (("migrated", migrated), ("skipped", skipped), ("failed", failed)):
+    failed = len(summary.failures)
+    for outcome, count in (("migrated", summary.migrated), ("skipped", summary.skipped),
+                           ("failed", failed)):  # fmt: skip
         tenants.labels(outcome).set(count)
+    retried = "Tenant migrations run again after a lock timeout or a deadlock in the last run"
+    Gauge("tenantsvc_migrate_all_lock_retries", retried,
+          registry=registry).set(summary.lock_retries)  # fmt: skip
     Gauge("tenantsvc_migrate_all_duration_seconds", "Wall time of the last run",
           registry=registry).set(seconds)  # fmt: skip
     Gauge("tenantsvc_migrate_all_last_run_timestamp_seconds", "When the last run ended",

@@ -73,6 +73,7 @@ class Summary:
     total: int
     migrated: int = 0
     skipped: int = 0
+    lock_retries: int = 0  # tenants' migrations run again after a lock timeout or deadlock
     failures: list[TenantOutcome] = field(default_factory=list)
 
 
@@ -199,6 +200,7 @@ async def run_plan(
             if fail_fast and summary.failures:
                 return
             outcome = await migrate_tenant(engine, tenant, before, the_plan.target, policy)
+            summary.lock_retries += outcome.attempts - 1
             if outcome.error:
                 summary.failures.append(outcome)
             elif outcome.skipped:

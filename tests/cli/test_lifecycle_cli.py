@@ -124,7 +124,8 @@ def test_dry_run_sql_and_downgrade(
     assert 'tenantsvc_migrate_all_tenants{outcome="migrated"} 1.0' in text_metrics
     assert 'tenantsvc_migrate_all_tenants{outcome="skipped"} 1.0' in text_metrics
     down = tenantctl("migrate-all", "--to", old, "--json")
-    assert down["summary"] == {"target": old, "total": 2, "migrated": 2, "skipped": 0, "failed": 0}
+    assert down["summary"] == {"target": old, "total": 2, "migrated": 2, "skipped": 0, "failed": 0,
+                               "lock_retries": 0}  # fmt: skip
     status = tenantctl("status", "--json")
     assert status["head"] == new
     assert [s["at_head"] for s in status["tenants"]] == [False, False]
@@ -163,11 +164,14 @@ def test_migrations_give_a_locked_tenant_up_after_the_retries_asked_for(
     tenantctl("create", "two")
     _, new = add_sku_revision(tmp_path, monkeypatch)
     lock = ("--lock-timeout-ms", "100", "--lock-retries")
+    metrics = tmp_path / "migrate.prom"
     with _long_transaction(fresh_cli, "tenant_one.products"):
-        failed = tenantctl("migrate-all", *lock, "1", "--json", code=1)
+        failed = tenantctl("migrate-all", *lock, "1", "--json", "--metrics-file", str(metrics),
+                           code=1)  # fmt: skip
         single = tenantctl("migrate", "one", *lock, "0", code=1)
     report = json.loads(failed.stdout)
-    assert report["summary"]["migrated"] == 1
+    assert (report["summary"]["migrated"], report["summary"]["lock_retries"]) == (1, 1)
+    assert "tenantsvc_migrate_all_lock_retries 1.0" in metrics.read_text()
     [one] = [t for t in report["tenants"] if t["error"]]
     assert (one["slug"], one["attempts"], one["after"]) == ("one", 2, one["before"])
     assert "in 2 attempts (lock timeout 100 ms; last: canceling statement" in one["error"]

@@ -5,6 +5,7 @@ import asyncio
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -45,11 +46,13 @@ async def test_every_route_serves_through_a_migration_that_changes_what_it_retur
         return [*statuses, placed.status_code]
 
     assert await serve_all() == [200, 200, 200, 200, 201]  # every statement prepared and cached
+    replays = _replays("stale_statement")
     async with engine.begin() as conn:  # what a migration widening the names does
         await _in(conn, tenant_a)
         await conn.execute(text("ALTER TABLE products ALTER COLUMN name TYPE varchar(300)"))
         await conn.execute(text("ALTER TABLE users ALTER COLUMN name TYPE varchar(300)"))
     assert await serve_all() == [200, 200, 200, 200, 201]
+    assert _replays("stale_statement") > replays  # counted for the operators
     stock = await client.get(f"/products/{product}", headers=tenant_a.headers)
     assert stock.json()["stock"] == 7  # two orders, each taken once
 
@@ -58,6 +61,7 @@ async def test_an_order_chosen_as_a_deadlock_victim_is_placed_once(
     client: httpx.AsyncClient, engine: AsyncEngine, tenant_a: TenantHandle
 ) -> None:
     user, product, order = await _buyer_and_product(client, tenant_a)
+    replays = _replays("deadlock_or_conflict")
     async with engine.connect() as other, other.begin():
         # Another transaction locks the buyer, then (below) wants the product: the order locks
         # the product first, then waits for the buyer (its foreign-key check). PostgreSQL ends
@@ -69,6 +73,7 @@ async def test_an_order_chosen_as_a_deadlock_victim_is_placed_once(
         await other.execute(text("UPDATE products SET name = 'q' WHERE id = :p"), {"p": product})
     response = await placing
     assert response.status_code == 201, response.text
+    assert _replays("deadlock_or_conflict") == replays + 1
     orders = await client.get(f"/users/{user}/orders", headers=tenant_a.headers)
     assert len(orders.json()["items"]) == 1
     stock = await client.get(f"/products/{product}", headers=tenant_a.headers)
@@ -83,6 +88,10 @@ async def _until_one_waits(engine: AsyncEngine) -> None:
                 return
         await asyncio.sleep(0.01)
     raise AssertionError("the order never waited for the buyer's lock")
+
+
+def _replays(reason: str) -> float:
+    return REGISTRY.get_sample_value("tenantsvc_replays_total", {"reason": reason}) or 0.0
 
 
 def test_only_refusals_that_rolled_back_are_replayable() -> None:
