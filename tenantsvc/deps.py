@@ -9,7 +9,7 @@ handling.
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
@@ -67,6 +67,7 @@ async def _take_slot(request: Request) -> TenantSlots:
     return slots
 
 
+@asynccontextmanager
 async def _on_primary(request: Request, opened: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
     """A write transaction on the primary; once committed, the read-your-writes token."""
     request.state.served_by = "primary"
@@ -81,7 +82,8 @@ async def _on_primary(request: Request, opened: AbstractAsyncContextManager[T]) 
 
 async def get_write_db(request: Request, tenant: CurrentTenant) -> AsyncIterator[AsyncSession]:
     database: Database = request.state.db
-    async for session in _on_primary(request, tenant_session(database.sessionmaker, tenant.schema)):
+    opened = tenant_session(database.sessionmaker, tenant.schema)
+    async with _on_primary(request, opened) as session:
         yield session
 
 
@@ -89,7 +91,7 @@ async def get_write_conn(request: Request, tenant: CurrentTenant) -> AsyncIterat
     """The hot-path twin of ``get_write_db``: a raw connection in the tenant's transaction."""
     database: Database = request.state.db
     opened = tenant_connection(database.engine, tenant.schema, database.statements)
-    async for conn in _on_primary(request, opened):
+    async with _on_primary(request, opened) as conn:
         yield conn
 
 
@@ -103,6 +105,7 @@ def _token(request: Request) -> int | None:
         raise Problem(400, "Bad consistency token", str(exc)) from None
 
 
+@asynccontextmanager
 async def _read_context(
     request: Request, opener: Callable[[Replica | None], AbstractAsyncContextManager[T]]
 ) -> AsyncIterator[T]:
@@ -133,7 +136,7 @@ async def get_read_db(request: Request, tenant: CurrentTenant) -> AsyncIterator[
         maker = replica.sessionmaker if replica else database.sessionmaker
         return tenant_session(maker, tenant.schema)
 
-    async for session in _read_context(request, opener):
+    async with _read_context(request, opener) as session:
         yield session
 
 
@@ -145,7 +148,7 @@ async def get_read_conn(request: Request, tenant: CurrentTenant) -> AsyncIterato
         engine = replica.engine if replica else database.engine
         return tenant_connection(engine, tenant.schema, database.statements)
 
-    async for conn in _read_context(request, opener):
+    async with _read_context(request, opener) as conn:
         yield conn
 
 

@@ -14,6 +14,7 @@ keeps it, so the replay reads the same bytes.
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi.routing import APIRoute
@@ -34,7 +35,7 @@ def replaying(handler: Handler) -> Handler:
         attempt = 1
         while True:
             try:
-                return await handler(request)
+                return await _attempt(handler, request)
             except Exception as exc:
                 await _unless_tenant_gone(request, exc)
                 if attempt == ATTEMPTS or not is_replayable(exc):
@@ -48,6 +49,26 @@ def replaying(handler: Handler) -> Handler:
             attempt += 1
 
     return serve
+
+
+FUNCTION_STACK = "fastapi_function_astack"  # FastAPI's own key (fastapi/routing.py)
+
+
+async def _attempt(handler: Handler, request: Request) -> Response:
+    """One attempt, with its own stack for the dependencies of ``scope="function"`` (the
+    tenant's transaction and its place, ``deps.py``): they end here, committed or rolled back,
+    before the handler's outcome is known, as they would in FastAPI's own stack (which exits
+    after the handler returns, before the response is sent). FastAPI's stack encloses this
+    wrapper, so a failed attempt would otherwise still hold its connection and place while
+    the replay runs."""
+    scope = request.scope
+    outer = scope.get(FUNCTION_STACK)
+    try:
+        async with AsyncExitStack() as stack:
+            scope[FUNCTION_STACK] = stack
+            return await handler(request)
+    finally:
+        scope[FUNCTION_STACK] = outer
 
 
 async def _unless_tenant_gone(request: Request, exc: Exception) -> None:
