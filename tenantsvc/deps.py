@@ -87,11 +87,16 @@ async def get_write_db(request: Request, tenant: CurrentTenant) -> AsyncIterator
         yield session
 
 
-async def get_write_conn(request: Request, tenant: CurrentTenant) -> AsyncIterator[Any]:
-    """The hot-path twin of ``get_write_db``: a raw connection in the tenant's transaction."""
+def write_connection(request: Request, tenant: Tenant) -> AbstractAsyncContextManager[Any]:
+    """The hot-path twin of ``get_write_db``: a raw connection in the tenant's transaction.
+    Plain routes (``plain_routes.py``) enter it themselves."""
     database: Database = request.state.db
     opened = tenant_connection(database.engine, tenant.schema, database.statements)
-    async with _on_primary(request, opened) as conn:
+    return _on_primary(request, opened)
+
+
+async def get_write_conn(request: Request, tenant: CurrentTenant) -> AsyncIterator[Any]:
+    async with write_connection(request, tenant) as conn:
         yield conn
 
 
@@ -140,7 +145,7 @@ async def get_read_db(request: Request, tenant: CurrentTenant) -> AsyncIterator[
         yield session
 
 
-async def get_read_conn(request: Request, tenant: CurrentTenant) -> AsyncIterator[Any]:
+def read_connection(request: Request, tenant: Tenant) -> AbstractAsyncContextManager[Any]:
     """The hot-path twin of ``get_read_db``."""
     database: Database = request.state.db
 
@@ -148,7 +153,11 @@ async def get_read_conn(request: Request, tenant: CurrentTenant) -> AsyncIterato
         engine = replica.engine if replica else database.engine
         return tenant_connection(engine, tenant.schema, database.statements)
 
-    async with _read_context(request, opener) as conn:
+    return _read_context(request, opener)
+
+
+async def get_read_conn(request: Request, tenant: CurrentTenant) -> AsyncIterator[Any]:
+    async with read_connection(request, tenant) as conn:
         yield conn
 
 

@@ -12,7 +12,6 @@ Validation failures raise ``RequestValidationError`` with FastAPI's locations (`
 """
 
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any, ClassVar, TypeVar
 
 from fastapi.exceptions import RequestValidationError
@@ -21,21 +20,21 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tenantsvc.deps import get_read_conn, get_write_conn
+# A plain route's ``serve`` enters the tenant's transaction itself through these.
+from tenantsvc.deps import read_connection as read_connection
+from tenantsvc.deps import write_connection as write_connection
 from tenantsvc.tenant_routes import TenantRoute, replaying
 
 M = TypeVar("M", bound=BaseModel)
 Serve = Callable[[Request], Awaitable[Response]]
-
-read_connection = asynccontextmanager(get_read_conn)
-write_connection = asynccontextmanager(get_write_conn)
 
 
 class PlainRoute(TenantRoute):
     serve: ClassVar[Serve]
 
     def get_route_handler(self) -> Any:
-        return replaying(type(self).serve)
+        # ``serve`` opens and closes its transaction itself: no dependency stack to renew.
+        return replaying(type(self).serve, own_stack=False)
 
 
 def served_by(serve: Serve) -> type[APIRoute]:

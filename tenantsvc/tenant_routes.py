@@ -30,12 +30,14 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def replaying(handler: Handler) -> Handler:
+def replaying(handler: Handler, own_stack: bool = True) -> Handler:
     async def serve(request: Request) -> Response:
         attempt = 1
         while True:
             try:
-                return await _attempt(handler, request)
+                if own_stack:
+                    return await _attempt(handler, request)
+                return await handler(request)
             except Exception as exc:
                 await _unless_tenant_gone(request, exc)
                 if attempt == ATTEMPTS or not is_replayable(exc):
