@@ -28,6 +28,7 @@ from tenantsvc.db.errors import RUN_AGAIN, causes, sqlstate
 ATTEMPTS = 3  # a request is served at most this often; then it is a 503 (retry shortly)
 _STALE = (asyncpg.InvalidCachedStatementError, asyncpg.OutdatedSchemaCacheError)
 _FRESH_AS_OF = "tenantsvc_statements_fresh_as_of"  # in the pool record's info
+MARK_INTERVAL_SECONDS = 1.0
 _stale_since = 0.0
 
 
@@ -41,9 +42,15 @@ def is_replayable(exc: BaseException) -> bool:
 
 
 def mark_stale() -> None:
-    """Every statement this worker prepared until now may be stale."""
+    """Every statement this worker prepared until now may be stale. At most once a second:
+    each mark has every connection drop (and close on the server) all its cached statements,
+    and a fleet-wide migration makes statements stale tenant after tenant. Between marks, a
+    connection that meets a stale statement drops its own cache (asyncpg does), and the
+    request is replayed."""
     global _stale_since
-    _stale_since = time.monotonic()
+    now = time.monotonic()
+    if now - _stale_since >= MARK_INTERVAL_SECONDS:
+        _stale_since = now
 
 
 def is_stale(connection_info: dict[Any, Any]) -> bool:

@@ -2,6 +2,7 @@
 a migration made stale, and a deadlock. Each case failed before the replay."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tenantsvc.db import stale
 from tenantsvc.db.stale import is_replayable, is_stale_statement
 from tenantsvc.testing.app import stop_app
 from tests.conftest import Running, TenantHandle, make_settings, start_app
@@ -120,3 +122,22 @@ def test_only_refusals_that_rolled_back_are_replayable() -> None:
     assert is_replayable(Coded("40P01")) and is_replayable(Coded("40001"))  # noqa: PT018
     for other in ("23505", "57014", "40002", "55P03"):
         assert not is_replayable(Coded(other))
+
+
+def test_statements_are_marked_stale_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(stale, "_stale_since", 0.0)
+    connection: dict[str, float] = {}
+    assert not stale.is_stale(connection)  # nothing marked yet: no lookup, nothing to drop
+    stale.mark_stale()
+    assert stale.is_stale(connection)
+    connection[stale._FRESH_AS_OF] = clock[0] + 0.1  # dropped its statements since
+    clock[0] += 0.5
+    stale.mark_stale()  # a second error within the second: no new mark
+    assert not stale.is_stale(connection)
+    clock[0] += 0.6
+    stale.mark_stale()
+    assert stale.is_stale(connection)
