@@ -5,6 +5,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -75,6 +76,18 @@ async def start_app(
 async def stop_app(manager: LifespanManager, running: Running) -> None:
     await running.client.aclose()
     await manager.__aexit__(None, None, None)
+
+
+@asynccontextmanager
+async def running_app(
+    settings: Settings | None = None, app: FastAPI | None = None
+) -> AsyncIterator[Running]:
+    """``start_app`` for the length of a block, stopped however the block ends."""
+    manager, running = await start_app(settings, app)
+    try:
+        yield running
+    finally:
+        await stop_app(manager, running)
 
 
 async def scratch_database(admin_url: str, prefix: str) -> AsyncIterator[str]:

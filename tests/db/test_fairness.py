@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.db.fairness import TenantBusyError, TenantSlots
 from tenantsvc.settings import Settings
-from tenantsvc.testing.app import stop_app
-from tests.conftest import TenantFactory, TenantHandle, make_settings, start_app
+from tenantsvc.testing.app import running_app
+from tests.conftest import TenantFactory, TenantHandle, make_settings
 
 
 async def test_places_pass_in_order_within_each_tenant_and_leave_nothing_behind() -> None:
@@ -73,9 +73,8 @@ async def test_a_tenant_stuck_on_its_own_lock_does_not_take_the_pool(
     settings = make_settings(database_url, pool_size=4, max_overflow=0, pool_timeout_seconds=1,
                              statement_timeout_ms=1500, tenant_max_connections=2)  # fmt: skip
     lock = text(f"LOCK TABLE {noisy.schema}.products IN ACCESS EXCLUSIVE MODE")
-    manager, running = await start_app(settings)
-    client = running.client
-    try:
+    async with running_app(settings) as running:
+        client = running.client
         async with engine.connect() as locker, locker.begin():
             await locker.execute(lock)
             stuck = [asyncio.create_task(_list(client, noisy)) for _ in range(6)]
@@ -89,8 +88,6 @@ async def test_a_tenant_stuck_on_its_own_lock_does_not_take_the_pool(
         async with engine.connect() as locker, locker.begin():
             await locker.execute(lock)
             late = await asyncio.gather(*(_list(client, noisy) for _ in range(3)))
-    finally:
-        await stop_app(manager, running)
     assert [a.status_code for a in answers] == [200] * 6
     assert sorted(a.status_code for a in late) == [429, 503, 503]
     busy = next(a for a in late if a.status_code == 429)

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.db import stale
 from tenantsvc.db.stale import is_replayable, is_stale_statement
-from tenantsvc.testing.app import stop_app
-from tests.conftest import Running, TenantHandle, make_settings, start_app
+from tenantsvc.testing.app import running_app
+from tests.conftest import Running, TenantHandle, make_settings
 
 
 async def _post(client: httpx.AsyncClient, t: TenantHandle, path: str, body: Any) -> Any:
@@ -41,9 +41,8 @@ async def _in(conn: AsyncConnection, t: TenantHandle) -> None:
 @pytest.fixture
 async def one_connection(database_url: str, tenant_a: TenantHandle) -> AsyncIterator[Running]:
     """An app whose pool is one connection: every request uses the statements it prepared."""
-    manager, running = await start_app(make_settings(database_url, pool_size=1, max_overflow=0))
-    yield running
-    await stop_app(manager, running)
+    async with running_app(make_settings(database_url, pool_size=1, max_overflow=0)) as running:
+        yield running
 
 
 async def test_every_route_serves_through_a_migration_that_changes_what_it_returns(

@@ -7,7 +7,7 @@ import pytest
 
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 
-SKU_REVISION = '''"""products.sku and its index"""
+REVISION = '''"""{doc}"""
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,23 +18,36 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("products", sa.Column("sku", sa.String(64), nullable=True))
-    op.create_index("products_sku_idx", "products", ["sku"])
+{upgrade}
 
 
 def downgrade() -> None:
-    op.drop_index("products_sku_idx", table_name="products")
-    op.drop_column("products", "sku")
+{downgrade}
 '''
+
+
+def write_revision(
+    directory: Path, revision: str, down: str, doc: str, upgrade: str, downgrade: str = "pass"
+) -> None:
+    """A tenant-track revision file; ``upgrade`` and ``downgrade`` are statement lines."""
+    body = REVISION.format(doc=doc, revision=revision, down=down,
+                           upgrade=_indented(upgrade), downgrade=_indented(downgrade))  # fmt: skip
+    (directory / f"{revision}.py").write_text(body)
+
+
+def _indented(lines: str) -> str:
+    return "\n".join(f"    {line}" for line in lines.splitlines())
 
 
 def write_sku_revision(directory: Path, revision: str) -> str:
     """Writes the revision (chained onto the current head) into ``directory``; returns the
     head it chains onto. Also used by the benchmark's W2."""
     old = head("tenant")
-    (directory / f"{revision}_products_sku.py").write_text(
-        SKU_REVISION.format(revision=revision, down=old)
-    )
+    upgrade = ('op.add_column("products", sa.Column("sku", sa.String(64), nullable=True))\n'
+               'op.create_index("products_sku_idx", "products", ["sku"])')  # fmt: skip
+    downgrade = ('op.drop_index("products_sku_idx", table_name="products")\n'
+                 'op.drop_column("products", "sku")')  # fmt: skip
+    write_revision(directory, revision, old, "products.sku and its index", upgrade, downgrade)
     return old
 
 

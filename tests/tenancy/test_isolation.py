@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.deps import DbSession
 from tenantsvc.main import create_app
-from tenantsvc.testing.app import stop_app
-from tests.conftest import Running, TenantHandle, make_settings, start_app
+from tenantsvc.testing.app import running_app
+from tests.conftest import Running, TenantHandle, make_settings
 
 
 async def _seed(client: httpx.AsyncClient, t: TenantHandle, marker: str) -> dict[str, int]:
@@ -88,9 +88,8 @@ async def one_connection_app(database_url: str, engine: AsyncEngine) -> AsyncIte
         raise RuntimeError("handler failed mid-transaction")
 
     app.include_router(boom)
-    manager, running = await start_app(app=app)
-    yield running
-    await stop_app(manager, running)
+    async with running_app(app=app) as running:
+        yield running
 
 
 async def test_failed_request_leaves_next_request_on_same_connection_in_its_tenant(

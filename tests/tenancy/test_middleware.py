@@ -7,8 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantsvc.tenancy.admin import create_key, revoke_key, set_status
 from tenantsvc.tenancy.lifecycle import archive
 from tenantsvc.tenancy.models import TenantStatus
-from tenantsvc.testing.app import stop_app
-from tests.conftest import Running, TenantFactory, TenantHandle, make_settings, start_app
+from tenantsvc.testing.app import running_app
+from tests.conftest import Running, TenantFactory, TenantHandle, make_settings
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
@@ -126,9 +126,8 @@ async def test_a_tenant_archived_before_the_next_poll_is_404_on_every_route(
     """A worker whose snapshot still lists the tenant (no poll for an hour here) finds its
     tables gone with the renamed schema; each route answers the 404 the next poll would."""
     tenant = await tenant_factory()
-    manager, running = await start_app(make_settings(database_url, registry_poll_seconds=3600))
-    client, headers = running.client, tenant.headers
-    try:
+    async with running_app(make_settings(database_url, registry_poll_seconds=3600)) as running:
+        client, headers = running.client, tenant.headers
         created = await client.post("/products", json={"name": "p", "price_cents": 1, "stock": 5},
                                     headers=headers)  # fmt: skip
         assert (await client.get("/products", headers=headers)).status_code == 200
@@ -142,8 +141,6 @@ async def test_a_tenant_archived_before_the_next_poll_is_404_on_every_route(
             await client.post("/orders", json=order, headers=headers),  # the hot write
             await client.get("/products", headers=headers),  # the snapshot is current now
         ]
-    finally:
-        await stop_app(manager, running)
     for answer in answers:
         body = assert_problem(answer, 404)
         assert body["detail"] == f"no tenant {tenant.slug!r}"

@@ -17,27 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
-from tenantsvc.testing.app import TenantHandle, make_settings, start_app, stop_app
-
-WIDEN = '''"""wider names, a new column"""
-import sqlalchemy as sa
-from alembic import op
-
-revision = "{revision}"
-down_revision = "{down}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.alter_column("products", "name", type_=sa.String({width}))
-    op.alter_column("users", "name", type_=sa.String({width}))
-    op.add_column("products", sa.Column("note_{width}", sa.Text, nullable=True))
-
-
-def downgrade() -> None:
-    pass
-'''
+from tenantsvc.testing.app import TenantHandle, make_settings, running_app
+from tests.tenancy.revisions import write_revision
 
 
 def _revisions(directory: Path, widths: list[int]) -> list[str]:
@@ -45,8 +26,10 @@ def _revisions(directory: Path, widths: list[int]) -> list[str]:
     down, made = head("tenant"), []
     for width in widths:
         revision = f"x92{width}"
-        body = WIDEN.format(revision=revision, down=down, width=width)
-        (directory / f"{revision}_widen.py").write_text(body)
+        upgrade = (f'op.alter_column("products", "name", type_=sa.String({width}))\n'
+                   f'op.alter_column("users", "name", type_=sa.String({width}))\n'
+                   f'op.add_column("products", sa.Column("note_{width}", sa.Text))')  # fmt: skip
+        write_revision(directory, revision, down, "wider names, a new column", upgrade)
         made.append(revision)
         down = revision
     return made
@@ -98,10 +81,9 @@ async def test_requests_never_fail_while_migrations_change_what_statements_retur
         tenants.append(TenantHandle(made.slug, made.schema, made.api_key))
     revisions = _revisions(tmp_path, [300, 400, 500])
     monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(tmp_path))
-    manager, running = await start_app(make_settings(empty_database_url))
-    statuses: Counter[int] = Counter()
-    failures: list[Any] = []
-    try:
+    async with running_app(make_settings(empty_database_url)) as running:
+        statuses: Counter[int] = Counter()
+        failures: list[Any] = []
         client = running.client
         seeded = [await _seed(client, t) for t in tenants]
         done = asyncio.Event()
@@ -124,7 +106,5 @@ async def test_requests_never_fail_while_migrations_change_what_statements_retur
             await asyncio.sleep(0.3)
         done.set()
         await asyncio.gather(*loops)
-    finally:
-        await stop_app(manager, running)
     assert failures == [], (statuses, failures[:10])
     assert sum(statuses.values()) > 500

@@ -16,7 +16,7 @@ from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.revisions import read_revisions
-from tests.tenancy.revisions import add_sku_revision
+from tests.tenancy.revisions import add_sku_revision, write_revision
 
 QUICK = LockPolicy(lock_timeout_ms=200, retries=2, pause_seconds=0.05)
 
@@ -92,13 +92,8 @@ async def test_a_lock_released_between_attempts_is_taken_on_retry(
 
 
 def _sleeping_revision(directory: Path, seconds: float) -> str:
-    down = head("tenant")
-    (directory / "x9100_slow.py").write_text(
-        f'"""a slow data migration"""\nfrom alembic import op\n\nrevision = "x9100"\n'
-        f'down_revision = "{down}"\nbranch_labels = None\ndepends_on = None\n\n\n'
-        f'def upgrade() -> None:\n    op.execute("SELECT pg_sleep({seconds})")\n\n\n'
-        f"def downgrade() -> None:\n    pass\n"
-    )
+    upgrade = f'op.execute("SELECT pg_sleep({seconds})")'
+    write_revision(directory, "x9100", head("tenant"), "a slow data migration", upgrade)
     return "x9100"
 
 
