@@ -3,13 +3,13 @@ rolled back (statements a migration made stale, a deadlock, a serialization fail
 again, from the start, in a new transaction (see ``db/stale.py`` for why that is safe).
 
 Only those errors are replayed, at most ``ATTEMPTS`` times in all: a request failing for any
-other reason fails once, as before.
+other reason fails once, as before. The request body was read on the first attempt and
+Starlette keeps it, so the replay reads the same bytes.
 
 A tenant archived after this worker's registry snapshot was taken is still served until the
 next poll, but its schema has been renamed away: its statements find no tables (and never the
 archived data). Such a request answers what the next one will, a 404 for an unknown tenant,
-instead of a 500. The request body was read on the first attempt and Starlette
-keeps it, so the replay reads the same bytes.
+instead of a 500.
 """
 
 import logging
