@@ -26,10 +26,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.ddl import record_revision_sql, search_path_sql
-from tenantsvc.tenancy.errors import TenancyError, TenantNotFoundError, first_line
+from tenantsvc.tenancy.errors import (
+    MigrationError,
+    TenancyError,
+    TenantNotFoundError,
+    first_line,
+)
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import (
     ALEMBIC_TURN,
+    NON_TRANSACTIONAL,
     migrate_tenant_online,
     resolve,
     tenant_script,
@@ -113,7 +119,25 @@ async def plan(
         if missing := [slug for slug in dict.fromkeys(slugs) if slug not in found]:
             raise await _left_out(conn, missing)  # a typo must not pass for "nothing to do"
     behind = [(FleetTenant(i, slug, schema), rev) for i, slug, schema, rev in rows if rev != wanted]
+    for before in {rev for _, rev in behind}:
+        await _check_transactional(before, wanted)
     return Plan(wanted, len(rows), behind)
+
+
+async def _check_transactional(before: str | None, target: str | None) -> None:
+    """Each tenant migrates in one transaction, so a statement PostgreSQL refuses inside one
+    would fail every tenant in turn: refused once, before any tenant is touched."""
+    try:
+        script = await tenant_script(before, target)
+    except Exception:
+        return  # not renderable offline: Alembic's online path runs it, and says
+    if found := NON_TRANSACTIONAL.search(script):
+        statement = script[script.rfind("\n", 0, found.start()) + 1 :].split(";")[0].strip()
+        raise MigrationError(
+            f"{statement!r} cannot run inside a transaction, and each tenant migrates in one "
+            "(all or nothing): use a plain CREATE INDEX, which holds the table's write lock "
+            "while it builds, for that tenant's table only"
+        )
 
 
 async def _left_out(conn: AsyncConnection, slugs: list[str]) -> TenancyError:

@@ -15,6 +15,7 @@ Two ways to move a tenant schema between revisions:
 import asyncio
 import io
 import os
+import re
 from functools import cache
 from pathlib import Path
 
@@ -102,6 +103,10 @@ def compiled_script(current: str | None, target: str | None) -> str:
     """The tenant track's SQL from ``current`` to ``target`` (revision ids, None for base)."""
     return _compiled(current, target, tuple(_extra_tenant_dirs()))
 
+
+# Statements PostgreSQL refuses inside a transaction block, as Alembic renders them (its
+# ``autocommit_block()`` renders nothing in a script without transactions).
+NON_TRANSACTIONAL = re.compile(r"\b(?:CREATE|DROP|REINDEX)\b[^;]*\bCONCURRENTLY\b", re.I)
 
 # Alembic's ``context`` and ``op`` are module-global proxies, set for the length of a command
 # and cleared after it. An online command awaits inside (``run_sync``), so any command started

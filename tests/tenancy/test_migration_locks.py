@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tenantsvc.tenancy import fleet
+from tenantsvc.tenancy.errors import MigrationError
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
@@ -139,3 +140,22 @@ def test_lock_timeouts_and_deadlocks_are_recognised_bare_or_wrapped() -> None:
 async def _as_revisions(engine: AsyncEngine, schemas: list[str]) -> dict[str, str | None]:
     async with engine.connect() as conn:
         return await conn.run_sync(read_revisions, schemas)
+
+
+async def test_a_statement_that_cannot_run_in_a_transaction_is_refused_before_any_tenant(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [schema] = await _tenants(fresh_engine, 1)
+    old = head("tenant")
+    upgrade = ('op.add_column("products", sa.Column("sku", sa.Text))\n'
+               "with op.get_context().autocommit_block():\n"
+               '    op.create_index("products_sku_idx", "products", ["sku"], '
+               "postgresql_concurrently=True)")  # fmt: skip
+    write_revision(tmp_path, "x9200", old, "an index built concurrently", upgrade)
+    monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(tmp_path))
+    with pytest.raises(MigrationError, match="cannot run inside a transaction") as refused:
+        await fleet.plan(fresh_engine)  # what --dry-run shows, and what migrate-all runs
+    assert "CREATE INDEX CONCURRENTLY products_sku_idx" in str(refused.value)
+    with pytest.raises(MigrationError):
+        await fleet.migrate_all(fresh_engine)
+    assert (await _as_revisions(fresh_engine, [schema]))[schema] == old  # untouched
