@@ -62,6 +62,17 @@ def pool_check(settings: Settings, max_connections: int, reserved: int) -> Check
     return Check("pool", "fail", detail + advice)
 
 
+def tenant_cap_check(settings: Settings) -> Check:
+    """One tenant must not be able to take a worker's whole pool (``db/fairness.py``)."""
+    per_worker, cap = settings.max_connections_per_worker, settings.tenant_connection_cap
+    if 0 < cap < per_worker:
+        detail = f"a tenant may hold {cap} of a worker's {per_worker} connections"
+        return Check("tenant cap", "ok", f"{detail}; {per_worker - cap} stay for the others")
+    advice = f"set TENANTSVC_TENANT_MAX_CONNECTIONS below {per_worker} (unset: 3/4 of them)"
+    detail = f"one tenant may hold all {per_worker} of a worker's connections while its "
+    return Check("tenant cap", "warn", f"{detail}requests hang, and starve the others: {advice}")
+
+
 async def check_pool(conn: AsyncConnection, settings: Settings) -> Check:
     max_connections = int(await _setting(conn, "max_connections"))
     reserved = int(await _setting(conn, "superuser_reserved_connections"))
@@ -108,6 +119,7 @@ async def check_migrations(conn: AsyncConnection) -> list[Check]:
 
 async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
     checks = [await check_server(conn), await check_pool(conn, settings)]
+    checks.append(tenant_cap_check(settings))
     checks.append(await check_search_path(conn))
     try:
         checks += await check_migrations(conn)

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tenantsvc.settings import get_settings
-from tenantsvc.tenancy.doctor import pool_check
+from tenantsvc.settings import Settings, get_settings
+from tenantsvc.tenancy.doctor import pool_check, tenant_cap_check
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.testing.app import stop_app
 from tests.cli.test_cli import tenantctl, use_database
@@ -190,9 +190,21 @@ def test_doctor_passes_then_catches_a_leaky_search_path(
     checks = {c["check"]: c for c in tenantctl("doctor", "--json")}
     assert {c["status"] for c in checks.values()} == {"ok"}
     assert "1 workers x (20 pool + 10 overflow)" in checks["pool"]["detail"]
+    assert checks["tenant cap"]["detail"] == (
+        "a tenant may hold 22 of a worker's 30 connections; 8 stay for the others"
+    )
     _scalar(fresh_cli, "CREATE TABLE public.products (id int)")
     result = tenantctl("doctor", code=1)
     assert "FAIL  search_path" in result.stdout
+
+
+def test_tenant_cap_check_warns_when_one_tenant_can_take_the_pool() -> None:
+    for cap in (0, 30, 40):
+        check = tenant_cap_check(Settings(pool_size=20, max_overflow=10,
+                                          tenant_max_connections=cap))  # fmt: skip
+        assert check.status == "warn", cap
+        assert "TENANTSVC_TENANT_MAX_CONNECTIONS below 30" in check.detail
+    assert tenant_cap_check(Settings(tenant_max_connections=29)).status == "ok"
 
 
 def test_pool_check_says_what_to_change() -> None:
