@@ -59,17 +59,37 @@ async def test_every_route_serves_through_a_migration_that_changes_what_it_retur
         return [*statuses, placed.status_code]
 
     assert await serve_all(hot + orm) == [200, 200, 200, 200, 201]  # every statement cached
-    # Twice: once with an ORM route first to meet the stale statements, once the hot read.
-    for width, reads in ((300, orm + hot), (400, hot + orm)):
+    # Twice: names widened, an ORM route first to meet the stale statements (the hot read
+    # returns name as text, unchanged); then stock made bigint, the hot read first.
+    widen = [f"ALTER TABLE {t} ALTER name TYPE varchar(300)" for t in ("products", "users")]
+    bigger = ["ALTER TABLE products ALTER stock TYPE bigint"]
+    for migration, reads in ((widen, orm + hot), (bigger, hot + orm)):
         replays = _replays("stale_statement")
-        async with engine.begin() as conn:  # what a migration widening the names does
+        async with engine.begin() as conn:
             await _in(conn, tenant_a)
-            for table in ("products", "users"):
-                await conn.execute(text(f"ALTER TABLE {table} ALTER name TYPE varchar({width})"))
+            for statement in migration:
+                await conn.execute(text(statement))
         assert await serve_all(reads) == [200, 200, 200, 200, 201]
         assert _replays("stale_statement") > replays  # counted for the operators
     stock = await client.get(f"/products/{product}", headers=tenant_a.headers)
     assert stock.json()["stock"] == 6  # three orders, each taken once
+
+
+async def test_the_hot_read_survives_widened_names_without_a_replay(
+    one_connection: Running, engine: AsyncEngine, tenant_a: TenantHandle
+) -> None:
+    """It returns name as text, so its prepared statement does not go stale (queries.py)."""
+    client = one_connection.client
+    await _buyer_and_product(client, tenant_a)
+    assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
+    replays = _replays("stale_statement")
+    async with engine.begin() as conn:
+        await _in(conn, tenant_a)
+        await conn.execute(text("ALTER TABLE products ALTER name TYPE varchar(300)"))
+    page = await client.get("/products", headers=tenant_a.headers)
+    assert page.status_code == 200
+    assert page.json()["items"][0]["name"] == "p"
+    assert _replays("stale_statement") == replays
 
 
 async def test_an_order_chosen_as_a_deadlock_victim_is_placed_once(
