@@ -192,12 +192,11 @@ async def migrate_tenant(
         try:
             outcome = await _apply(engine, tenant, target, policy)
         except Exception as exc:
-            if is_lock_conflict(exc) and attempt <= policy.retries:
+            conflict = is_lock_conflict(exc)
+            if conflict and attempt <= policy.retries:
                 await asyncio.sleep(policy.pause(attempt - 1))
                 continue
-            error = first_line(exc)
-            if is_lock_conflict(exc):
-                error = policy.gave_up(attempt, error)
+            error = policy.gave_up(attempt, first_line(exc)) if conflict else first_line(exc)
             elapsed = time.perf_counter() - started
             return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, error,
                                  attempts=attempt)  # fmt: skip

@@ -44,6 +44,11 @@ async def _lookup(registry: TenantRegistry, slug: str) -> Tenant | None:
     if tenant is None:
         await registry.refresh_on_miss()
         tenant = registry.get(slug)
+    return _served(tenant)
+
+
+def _served(tenant: Tenant | None) -> Tenant | None:
+    """The tenant if requests may reach it (a suspended one is answered 403 later)."""
     return tenant if tenant is not None and tenant.status in _SERVED else None
 
 
@@ -52,8 +57,7 @@ async def still_served(registry: TenantRegistry, slug: str) -> bool:
     worker's snapshot was taken. One coalesced version check brings the snapshot up to date:
     the archive renamed the schema and marked the row in one transaction."""
     await registry.refresh_on_miss()
-    tenant = registry.get(slug)
-    return tenant is not None and tenant.status in _SERVED
+    return _served(registry.get(slug)) is not None
 
 
 async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> Tenant:
