@@ -20,8 +20,9 @@ LockTimeoutOpt = Annotated[
     typer.Option(
         "--lock-timeout-ms",
         min=0,
-        help="How long a tenant's migration waits for a table lock before it rolls back and "
-        "retries (default: TENANTSVC_MIGRATION_LOCK_TIMEOUT_MS; 0: no limit).",
+        help="How long a migration (the shared track's, each tenant's) waits for a table "
+        "lock before it rolls back and retries (default: TENANTSVC_MIGRATION_LOCK_TIMEOUT_MS; "
+        "0: no limit).",
     ),
 ]
 LockRetriesOpt = Annotated[
@@ -127,7 +128,7 @@ def _migrate(
 
     async def work() -> "Summary":
         async with engine_for_cli(pool_size=workers) as engine:
-            await fleet.migrate_shared(engine)
+            await fleet.migrate_shared(engine, policy)
             the_plan = await fleet.plan(engine, to, slugs, statuses)
             with _reporter(as_json, len(the_plan.behind)) as report:
                 summary = await fleet.run_plan(

@@ -75,12 +75,12 @@ class Settings(BaseSettings):
     migration_lock_timeout_ms: int = Field(
         default=1000,
         ge=0,
-        description="How long a tenant migration waits for a table's lock before it rolls "
-        "back and tries again; the tenant's queries queue behind a waiting ALTER, so this "
-        "bounds how long a migration can stall them (tenancy/locking.py). 0: no limit.",
+        description="How long a migration (a tenant's, the shared track's) waits for a table's "
+        "lock before it rolls back and tries again; queries queue behind a waiting ALTER, so "
+        "this bounds how long a migration can stall them (tenancy/locking.py). 0: no limit.",
     )
     migration_lock_retries: int = Field(
-        default=5, ge=0, description="Retries of a tenant migration that timed out on a lock."
+        default=5, ge=0, description="Retries of a migration that timed out on a lock."
     )
     migration_statement_timeout_ms: int = Field(
         default=0,

@@ -88,11 +88,32 @@ def default_concurrency(pool_size: int) -> int:
     return max(1, min(pool_size, 4 * (os.cpu_count() or 1)))
 
 
-async def migrate_shared(engine: AsyncEngine) -> None:
-    """The shared track, under an advisory lock so concurrent runs apply it once."""
-    async with ALEMBIC_TURN, engine.begin() as conn:
-        await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, SHARED_LOCK_ID)))
-        await conn.run_sync(upgrade_shared)
+async def migrate_shared(
+    engine: AsyncEngine,
+    policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
+    target: str = "head",
+) -> None:
+    """The shared track, under an advisory lock so concurrent runs apply it once, and waiting
+    for its tables' locks the way a tenant's migration does: the registry it alters is what
+    every worker's poll and every provisioning reads."""
+    attempts = 0
+
+    async def attempt() -> None:
+        nonlocal attempts
+        attempts += 1
+        async with ALEMBIC_TURN, engine.begin() as conn:
+            await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, SHARED_LOCK_ID)))
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            await driver.execute(policy.settings_sql())
+            await conn.run_sync(upgrade_shared, target)
+
+    try:
+        await policy.retrying(attempt)
+    except Exception as exc:
+        if not is_lock_conflict(exc):
+            raise
+        reason = policy.gave_up(attempts, first_line(exc), where="the shared track")
+        raise MigrationError(f"the shared track {reason}") from exc
 
 
 async def plan(
@@ -186,22 +207,23 @@ async def migrate_tenant(
     policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
 ) -> TenantOutcome:
     started = time.perf_counter()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            outcome = await _apply(engine, tenant, target, policy)
-        except Exception as exc:
-            conflict = is_lock_conflict(exc)
-            if conflict and attempt <= policy.retries:
-                await asyncio.sleep(policy.pause(attempt - 1))
-                continue
-            error = policy.gave_up(attempt, first_line(exc)) if conflict else first_line(exc)
-            elapsed = time.perf_counter() - started
-            return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, error,
-                                 attempts=attempt)  # fmt: skip
-        outcome.seconds, outcome.attempts = time.perf_counter() - started, attempt
-        return outcome
+    attempts = 0
+
+    async def attempt() -> TenantOutcome:
+        nonlocal attempts
+        attempts += 1
+        return await _apply(engine, tenant, target, policy)
+
+    try:
+        outcome = await policy.retrying(attempt)
+    except Exception as exc:
+        conflict = is_lock_conflict(exc)
+        error = policy.gave_up(attempts, first_line(exc)) if conflict else first_line(exc)
+        elapsed = time.perf_counter() - started
+        return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, error,
+                             attempts=attempts)  # fmt: skip
+    outcome.seconds, outcome.attempts = time.perf_counter() - started, attempts
+    return outcome
 
 
 async def run_plan(
@@ -248,7 +270,7 @@ async def migrate_all(
     on_done: Callable[[TenantOutcome], None] | None = None,
     policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
 ) -> Summary:
-    await migrate_shared(engine)
+    await migrate_shared(engine, policy)
     the_plan = await plan(engine, target, slugs, statuses)
     return await run_plan(
         engine, the_plan, concurrency, fail_fast=fail_fast, on_done=on_done, policy=policy

@@ -10,11 +10,16 @@ error that says so, while the rest of the fleet goes on; a re-run resumes it. Th
 minutes, so migrations have their own (none by default).
 """
 
+import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tenantsvc.db.errors import DEADLOCK, sqlstate
 from tenantsvc.settings import Settings
+
+T = TypeVar("T")
 
 LOCK_NOT_AVAILABLE = "55P03"
 MAX_PAUSE_SECONDS = 8.0
@@ -50,11 +55,23 @@ class LockPolicy:
         ceiling = min(MAX_PAUSE_SECONDS, self.pause_seconds * 2.0**attempt)
         return ceiling * random.uniform(0.5, 1.0)
 
-    def gave_up(self, attempts: int, last: str) -> str:
+    async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` again after each lock conflict, ``retries`` times; then its last error
+        is raised. ``attempt`` must be one transaction, so that a conflict undoes all of it."""
+        for conflicts in range(self.retries):
+            try:
+                return await attempt()
+            except Exception as exc:
+                if not is_lock_conflict(exc):
+                    raise
+            await asyncio.sleep(self.pause(conflicts))
+        return await attempt()
+
+    def gave_up(self, attempts: int, last: str, where: str = "this tenant") -> str:
         tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
         return (
             f"could not lock its tables in {tries} (lock timeout {self.lock_timeout_ms} ms; "
-            f"last: {last}); nothing changed in this tenant: re-run "
+            f"last: {last}); nothing changed in {where}: re-run "
             "to resume once the transaction holding them ends"
         )
 

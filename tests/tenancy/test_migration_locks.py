@@ -11,12 +11,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from tenantsvc.db.engine import create_engine
 from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.errors import MigrationError
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.revisions import read_revisions
+from tenantsvc.testing.app import make_settings
 from tests.tenancy.revisions import add_sku_revision, write_revision
 
 QUICK = LockPolicy(lock_timeout_ms=200, retries=2, pause_seconds=0.05)
@@ -90,6 +92,33 @@ async def test_a_lock_released_between_attempts_is_taken_on_retry(
     summary = await asyncio.wait_for(migration, 30)
     assert (summary.migrated, summary.failures) == (1, [])
     assert (await _as_revisions(fresh_engine, [schema]))[schema] == new
+
+
+async def test_the_shared_track_waits_for_its_locks_like_a_tenant(empty_database_url: str) -> None:
+    """A shared migration behind a long transaction on the registry gives up with the same
+    one-line reason, leaves the registry at its revision, and a later run applies it."""
+    engine = create_engine(make_settings(empty_database_url))
+    try:
+        await fleet.migrate_shared(engine, target="s0001")
+        async with engine.connect() as reader, reader.begin():
+            await reader.scalar(text("SELECT count(*) FROM tenantsvc.tenants"))  # stays open
+            started = time.perf_counter()
+            with pytest.raises(MigrationError) as refused:
+                await asyncio.wait_for(fleet.migrate_shared(engine, QUICK), 20)
+            waited = time.perf_counter() - started
+        assert str(refused.value).startswith("the shared track could not lock its tables in 3 ")
+        assert "nothing changed in the shared track" in str(refused.value)
+        assert waited < 5  # three 0.2 s lock timeouts and two short pauses
+        assert await _shared_revision(engine) == "s0001"
+        await fleet.migrate_shared(engine, QUICK)  # the transaction has ended
+        assert await _shared_revision(engine) == head("shared")
+    finally:
+        await engine.dispose()
+
+
+async def _shared_revision(engine: AsyncEngine) -> object:
+    async with engine.connect() as conn:
+        return await conn.scalar(text("SELECT version_num FROM tenantsvc.alembic_version"))
 
 
 def _sleeping_revision(directory: Path, seconds: float) -> str:
