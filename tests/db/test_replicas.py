@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from fastapi import APIRouter
 from pgserver.postgres_server import PostgresServer, get_server
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -40,7 +41,8 @@ async def _sql(url: str, sql: str) -> object:
     engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            return (await conn.execute(text(sql))).scalar()
+            result = await conn.execute(text(sql))
+            return result.scalar() if result.returns_rows else None
     finally:
         await engine.dispose()
 
@@ -49,9 +51,7 @@ async def _sql(url: str, sql: str) -> object:
 async def replicated(
     primary: PostgresServer, replica: ReplicaHandle
 ) -> AsyncIterator[tuple[Running, TenantHandle]]:
-    primary_url = (
-        f"postgresql+asyncpg://postgres@/postgres?host={primary.get_postmaster_info().socket_dir}"
-    )
+    primary_url = f"postgresql+asyncpg://postgres@/postgres?host={_socket_dir(primary)}"
     settings = make_settings(primary_url, read_database_url=replica.url,
                              replica_check_seconds=0.1, replica_wait_ms=200)  # fmt: skip
     engine = create_engine(settings)
@@ -112,6 +112,46 @@ async def test_read_your_writes_under_replication_lag(
             break
         assert time.monotonic() < deadline, "the replica never served the token after catching up"
         await asyncio.sleep(0.05)
+
+
+async def test_replica_reads_serve_through_a_migration_that_changes_what_they_return(
+    replicated: tuple[Running, TenantHandle], primary: PostgresServer, replica: ReplicaHandle
+) -> None:
+    """The replica replays the ALTER, and its connections' prepared statements go stale just
+    as the primary's do: both read paths are replayed there, not failed."""
+    running, tenant = replicated
+    client = running.client
+    body = {"name": "p", "price_cents": 1, "stock": 7}
+    created = await client.post("/products", json=body, headers=tenant.headers)
+    reads = ["/products?limit=5", f"/products/{created.json()['id']}"]
+    await _until_replica_has(replica, f"SELECT count(*) = 1 FROM {tenant.schema}.products")
+    for path in reads:  # each statement prepared on the replica's connections
+        response = await client.get(path, headers=tenant.headers)
+        assert (response.status_code, response.headers["x-served-by"]) == (200, "replica0")
+    replays = REGISTRY.get_sample_value("tenantsvc_replays_total", {"reason": "stale_statement"})
+    primary_url = f"postgresql+asyncpg://postgres@/postgres?host={_socket_dir(primary)}"
+    await _sql(primary_url, f"ALTER TABLE {tenant.schema}.products ALTER stock TYPE bigint")
+    bigint = (f"SELECT data_type = 'bigint' FROM information_schema.columns WHERE "
+              f"table_schema = '{tenant.schema}' AND table_name = 'products' "
+              "AND column_name = 'stock'")  # fmt: skip
+    await _until_replica_has(replica, bigint)
+    for path in reads:
+        response = await client.get(path, headers=tenant.headers)
+        assert (response.status_code, response.headers["x-served-by"]) == (200, "replica0")
+        assert response.text.count('"stock":7') == 1, response.text
+    after = REGISTRY.get_sample_value("tenantsvc_replays_total", {"reason": "stale_statement"})
+    assert (after or 0.0) >= (replays or 0.0) + 2  # both reads met a stale statement
+
+
+async def _until_replica_has(replica: ReplicaHandle, sql: str) -> None:
+    deadline = time.monotonic() + 10
+    while not await _sql(replica.url, sql):
+        assert time.monotonic() < deadline, f"the replica never replayed: {sql}"
+        await asyncio.sleep(0.05)
+
+
+def _socket_dir(server: PostgresServer) -> str:
+    return str(server.get_postmaster_info().socket_dir)
 
 
 async def test_a_dead_replica_is_skipped(
