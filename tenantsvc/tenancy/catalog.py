@@ -9,7 +9,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenantsvc.tenancy.ddl import run_script
-from tenantsvc.tenancy.migrator import tenant_script
+from tenantsvc.tenancy.migrator import build_script
 
 _OBJECTS = """
 SELECT n.nspname AS schema, 'relation' AS kind, c.relname AS object,
@@ -77,7 +77,7 @@ async def reference_fingerprint(conn: AsyncConnection, revision: str) -> str:
     transaction = await conn.begin_nested() if conn.in_transaction() else await conn.begin()
     try:
         await conn.execute(text(f"CREATE SCHEMA {schema}"))
-        await run_script(conn, schema, await tenant_script(None, revision))
+        await run_script(conn, schema, await build_script(revision))
         return (await fingerprints(conn, [schema]))[schema]
     finally:
         await transaction.rollback()

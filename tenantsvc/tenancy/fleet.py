@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantsvc.tenancy.ddl import record_revision_sql, search_path_sql
+from tenantsvc.tenancy.ddl import identifier, record_revision_sql, search_path_sql
 from tenantsvc.tenancy.errors import (
     MigrationError,
     TenancyError,
@@ -35,14 +35,15 @@ from tenantsvc.tenancy.errors import (
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import (
     ALEMBIC_TURN,
-    NON_TRANSACTIONAL,
     migrate_tenant_online,
     resolve,
-    tenant_script,
+    tenant_steps,
     upgrade_shared,
 )
 from tenantsvc.tenancy.models import TenantRevisionRow, TenantRow, TenantStatus
+from tenantsvc.tenancy.steps import Step, concurrent, run_index
 
+_REVISION = "SELECT max(version_num) FROM {}.alembic_version"
 LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
 SHARED_LOCK_ID = 0  # tenant ids start at 1
 
@@ -141,24 +142,18 @@ async def plan(
             raise await _left_out(conn, missing)  # a typo must not pass for "nothing to do"
     behind = [(FleetTenant(i, slug, schema), rev) for i, slug, schema, rev in rows if rev != wanted]
     for before in {rev for _, rev in behind}:
-        await _check_transactional(before, wanted)
+        await _steps(before, wanted)  # a revision steps.py refuses fails here, not per tenant
     return Plan(wanted, len(rows), behind)
 
 
-async def _check_transactional(before: str | None, target: str | None) -> None:
-    """Each tenant migrates in one transaction, so a statement PostgreSQL refuses inside one
-    would fail every tenant in turn: refused once, before any tenant is touched."""
+async def _steps(before: str | None, target: str | None) -> tuple[Step, ...] | None:
+    """None for a path Alembic cannot render offline: its online path runs it."""
     try:
-        script = await tenant_script(before, target)
+        return await tenant_steps(before, target)
+    except MigrationError:
+        raise
     except Exception:
-        return  # not renderable offline: Alembic's online path runs it, and says
-    if found := NON_TRANSACTIONAL.search(script):
-        statement = script[script.rfind("\n", 0, found.start()) + 1 :].split(";")[0].strip()
-        raise MigrationError(
-            f"{statement!r} cannot run inside a transaction, and each tenant migrates in one "
-            "(all or nothing): use a plain CREATE INDEX, which holds the table's write lock "
-            "while it builds, for that tenant's table only"
-        )
+        return None
 
 
 async def _left_out(conn: AsyncConnection, slugs: list[str]) -> TenancyError:
@@ -182,21 +177,60 @@ async def _apply(
         driver: Any = (await conn.get_raw_connection()).driver_connection
         await driver.execute(policy.settings_sql())
         # The truth, read under the lock: another run may have migrated this tenant already.
-        quoted = conn.dialect.identifier_preparer.quote_identifier(tenant.schema)
-        before = await driver.fetchval(f"SELECT max(version_num) FROM {quoted}.alembic_version")  # noqa: S608
+        before = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
         if before == target:
             await driver.execute(record_revision_sql(tenant.id, before))
             elapsed = time.perf_counter() - started
             return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, skipped=True)
-        try:
-            script = await tenant_script(before, target)
-        except Exception:  # a revision that cannot render offline: take Alembic's online path
+        steps = await _steps(before, target)
+        if steps is None:
             async with ALEMBIC_TURN:
                 await conn.run_sync(migrate_tenant_online, tenant.schema, target)
+        elif concurrent(steps):
+            raise MigrationError(f"moved to {before} since the run began: re-run to resume")
         else:
-            sql = search_path_sql(tenant.schema) + script + record_revision_sql(tenant.id, target)
-            await driver.execute(sql)
+            await driver.execute(_step_sql(tenant, steps[0]))
     return TenantOutcome(tenant.slug, tenant.schema, before, target, time.perf_counter() - started)
+
+
+def _step_sql(tenant: FleetTenant, step: Step) -> str:
+    return search_path_sql(tenant.schema) + step.sql + record_revision_sql(tenant.id, step.target)
+
+
+async def _apply_in_steps(
+    engine: AsyncEngine, tenant: FleetTenant, target: str | None, policy: LockPolicy
+) -> TenantOutcome:
+    """A path through a concurrent index: each step commits on its own (``steps.py``), on one
+    connection that holds the tenant's lock for the session and is closed afterwards, so
+    neither the lock nor its session settings can outlive the migration."""
+    started = time.perf_counter()
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            await driver.execute(f"SELECT pg_advisory_lock({LOCK_CLASS}, {int(tenant.id)})")
+            before = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
+            steps = await tenant_steps(before, target) if before != target else ()
+            for step in steps or (Step("", before),):  # at the target: its record only
+                if step.indexes:
+                    await driver.execute(_index_settings(tenant.schema, policy))
+                    for index in step.indexes:
+                        await run_index(driver, tenant.schema, index)
+                async with driver.transaction():
+                    await driver.execute(policy.settings_sql() + _step_sql(tenant, step))
+        finally:
+            await conn.invalidate()
+    elapsed = time.perf_counter() - started
+    return TenantOutcome(tenant.slug, tenant.schema, before, target, elapsed,
+                         skipped=before == target)  # fmt: skip
+
+
+def _index_settings(schema: str, policy: LockPolicy) -> str:
+    """For the session (closed after): a concurrent build waits for the transactions that use
+    its table without blocking any of them, so it waits as long as it takes."""
+    return (
+        f"SET search_path TO {identifier(schema)}; SET lock_timeout = 0; "
+        f"SET statement_timeout = {int(policy.statement_timeout_ms)}"
+    )
 
 
 async def migrate_tenant(
@@ -209,10 +243,12 @@ async def migrate_tenant(
     started = time.perf_counter()
     attempts = 0
 
+    apply = _apply_in_steps if concurrent(await _steps(before, target)) else _apply
+
     async def attempt() -> TenantOutcome:
         nonlocal attempts
         attempts += 1
-        return await _apply(engine, tenant, target, policy)
+        return await apply(engine, tenant, target, policy)
 
     try:
         outcome = await policy.retrying(attempt)

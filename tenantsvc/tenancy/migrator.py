@@ -7,6 +7,8 @@ Two ways to move a tenant schema between revisions:
   in one round trip, inside its own transaction, under its transaction-local search_path.
   Per tenant, no Python migration code runs, so a fleet of thousands costs about what the SQL
   costs. Scripts are rendered by Alembic's own offline mode from the same revision files.
+  A revision that builds an index ``CONCURRENTLY`` is a step of its own, outside the
+  transaction (``steps.py``).
 - online: ``command.upgrade`` with the connection handed to env.py through
   ``config.attributes`` (the Alembic cookbook's way), for revisions that cannot be rendered
   offline (ones that read data through ``op.get_bind()``).
@@ -15,8 +17,7 @@ Two ways to move a tenant schema between revisions:
 import asyncio
 import io
 import os
-import re
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -27,6 +28,7 @@ from sqlalchemy import Connection
 
 from tenantsvc.tenancy.errors import UnknownRevisionError
 from tenantsvc.tenancy.revisions import read_revisions
+from tenantsvc.tenancy.steps import Step, fresh_build, split
 
 ROOT = Path(__file__).resolve().parents[2]
 # A checkout (or editable install) finds alembic.ini beside the package; an image that installs
@@ -104,10 +106,6 @@ def compiled_script(current: str | None, target: str | None) -> str:
     return _compiled(current, target, tuple(_extra_tenant_dirs()))
 
 
-# Statements PostgreSQL refuses inside a transaction block, as Alembic renders them (its
-# ``autocommit_block()`` renders nothing in a script without transactions).
-NON_TRANSACTIONAL = re.compile(r"\b(?:CREATE|DROP|REINDEX)\b[^;]*\bCONCURRENTLY\b", re.I)
-
 # Alembic's ``context`` and ``op`` are module-global proxies, set for the length of a command
 # and cleared after it. An online command awaits inside (``run_sync``), so any command started
 # meanwhile, an offline compile included, would replace or clear its context: in one process,
@@ -120,6 +118,21 @@ async def tenant_script(current: str | None, target: str | None) -> str:
     runs no Alembic at all)."""
     async with ALEMBIC_TURN:
         return compiled_script(current, target)
+
+
+async def tenant_steps(current: str | None, target: str | None) -> tuple[Step, ...]:
+    """The script from ``current`` to ``target`` as a tenant runs it (``steps.py``)."""
+    return _split(await tenant_script(current, target))
+
+
+async def build_script(target: str | None) -> str:
+    """The script that builds a new, empty schema at ``target`` in one transaction."""
+    return fresh_build(await tenant_script(None, target))
+
+
+@lru_cache(maxsize=64)
+def _split(script: str) -> tuple[Step, ...]:
+    return tuple(split(script))
 
 
 def upgrade_shared(connection: Connection, target: str = "head") -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.schema import CreateSchema
 from tenantsvc.tenancy import keys
 from tenantsvc.tenancy.ddl import run_script
 from tenantsvc.tenancy.errors import TenantExistsError
-from tenantsvc.tenancy.migrator import head, tenant_script
+from tenantsvc.tenancy.migrator import build_script, head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.slugs import check_display_name, schema_for
 
@@ -68,7 +68,7 @@ async def _build(conn: AsyncConnection, slug: str, name: str, schema: str) -> Ne
         raise TenantExistsError(slug)
     await conn.execute(CreateSchema(schema))
     revision = head("tenant")
-    await run_script(conn, schema, await tenant_script(None, revision))
+    await run_script(conn, schema, await build_script(revision))
     key, key_params = _key_params()
     params = {"slug": slug, "name": name, "schema": schema, "status": TenantStatus.ACTIVE,
               "revision": revision}  # fmt: skip

@@ -1,0 +1,178 @@
+"""Revisions that build or drop an index CONCURRENTLY (tenancy/steps.py): the tenant's writes go
+on while its index builds, a failed build is cleaned up and resumed, a new tenant gets the
+index in its one transaction."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tenantsvc.tenancy import fleet
+from tenantsvc.tenancy.catalog import fingerprints, reference_fingerprint
+from tenantsvc.tenancy.errors import MigrationError
+from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
+from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.tenancy.revisions import read_revisions
+from tenantsvc.tenancy.steps import fresh_build, split
+from tests.tenancy.revisions import write_revision
+
+SKU, INDEX = "x9301", "x9302"
+
+
+def _revisions_with_index(directory: Path, monkeypatch: pytest.MonkeyPatch, unique: bool) -> str:
+    """``sku`` (a plain revision), then its index built concurrently (a revision of its own,
+    as Alembic recommends); returns the head they chain onto."""
+    old = head("tenant")
+    write_revision(directory, SKU, old, "products.sku",
+                   'op.add_column("products", sa.Column("sku", sa.Text))')  # fmt: skip
+    create = ('with op.get_context().autocommit_block():\n    op.create_index("products_sku_idx",'
+              f' "products", ["sku"], unique={unique}, postgresql_concurrently=True)')  # fmt: skip
+    drop = ("with op.get_context().autocommit_block():\n    op.drop_index("
+            '"products_sku_idx", table_name="products", postgresql_concurrently=True)')  # fmt: skip
+    write_revision(directory, INDEX, SKU, "products.sku's index, concurrently", create, drop)
+    monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(directory))
+    return old
+
+
+async def _tenants(engine: AsyncEngine, count: int) -> list[str]:
+    return [(await create_tenant(engine, f"ci{i:03d}")).schema for i in range(count)]
+
+
+async def _in(conn: AsyncConnection, schema: str) -> None:
+    await conn.execute(text("SELECT set_config('search_path', :s, true)"), {"s": schema})
+
+
+async def _index(engine: AsyncEngine, schema: str) -> bool | None:
+    """products_sku_idx: None if absent, else whether it is valid."""
+    query = text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                 "WHERE c.relnamespace = to_regnamespace(:s) "
+                 "AND c.relname = 'products_sku_idx'")  # fmt: skip
+    async with engine.connect() as conn:
+        return await conn.scalar(query, {"s": schema})  # type: ignore[no-any-return]
+
+
+async def _revisions(engine: AsyncEngine, schemas: list[str]) -> dict[str, str | None]:
+    async with engine.connect() as conn:
+        return await conn.run_sync(read_revisions, schemas)
+
+
+async def _waiting_build(engine: AsyncEngine) -> None:
+    """Until a concurrent build waits for a transaction that writes its table."""
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                 "AND query LIKE 'CREATE INDEX CONCURRENTLY%'")  # fmt: skip
+    for _ in range(400):
+        async with engine.connect() as conn:
+            if await conn.scalar(query):
+                return
+        await asyncio.sleep(0.025)
+    raise AssertionError("the concurrent build never waited")
+
+
+async def test_the_tenants_writes_go_on_while_its_index_builds(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schemas = await _tenants(fresh_engine, 3)
+    busy = schemas[0]
+    _revisions_with_index(tmp_path, monkeypatch, unique=False)
+    insert = text("INSERT INTO products (name, price_cents, stock) VALUES ('w', 1, 1)")
+    async with fresh_engine.connect() as writer, writer.begin():
+        await _in(writer, busy)
+        await writer.execute(insert)  # a write in progress: the build must wait for it
+        migration = asyncio.create_task(fleet.migrate_all(fresh_engine, concurrency=2))
+        await _waiting_build(fresh_engine)
+        # With a plain CREATE INDEX waiting for that writer, this write would queue behind it.
+        async with fresh_engine.begin() as other:
+            await _in(other, busy)
+            await asyncio.wait_for(other.execute(insert), 5)
+        assert not migration.done()
+    summary = await asyncio.wait_for(migration, 30)
+    assert (summary.migrated, summary.failures) == (3, [])
+    assert await _revisions(fresh_engine, schemas) == dict.fromkeys(schemas, INDEX)
+    assert [await _index(fresh_engine, s) for s in schemas] == [True, True, True]
+    async with fresh_engine.connect() as conn:  # the same schema as a fresh build, no drift
+        reference = await reference_fingerprint(conn, INDEX)
+        assert set((await fingerprints(conn, schemas)).values()) == {reference}
+    again = await fleet.migrate_all(fresh_engine)
+    assert (again.migrated, again.skipped) == (0, 3)
+
+
+async def test_a_failed_build_is_cleaned_up_and_a_rerun_resumes(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schemas = await _tenants(fresh_engine, 2)
+    dup = schemas[1]
+    _revisions_with_index(tmp_path, monkeypatch, unique=True)
+    await fleet.migrate_all(fresh_engine, target=SKU)
+    async with fresh_engine.begin() as conn:  # a tenant whose data the unique index refuses
+        await _in(conn, dup)
+        await conn.execute(text("INSERT INTO products (name, price_cents, stock, sku) "
+                                "VALUES ('a', 1, 1, 'same'), ('b', 1, 1, 'same')"))  # fmt: skip
+    summary = await fleet.migrate_all(fresh_engine)
+    [failure] = summary.failures
+    assert failure.slug == "ci001"
+    assert "could not create unique index" in (failure.error or "")
+    assert await _index(fresh_engine, dup) is None  # the invalid index was dropped
+    assert await _revisions(fresh_engine, schemas) == {schemas[0]: INDEX, dup: SKU}
+    async with fresh_engine.begin() as conn:  # a build killed half way leaves an invalid index
+        await _in(conn, dup)
+        await conn.execute(text("UPDATE products SET sku = NULL WHERE name = 'b'"))
+    async with fresh_engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f"SET search_path TO {dup}"))
+        await conn.execute(text("INSERT INTO products (name, price_cents, stock, sku) "
+                                "VALUES ('c', 1, 1, 'same')"))  # fmt: skip
+        with pytest.raises(Exception, match="could not create unique index"):
+            await conn.execute(text("CREATE UNIQUE INDEX CONCURRENTLY products_sku_idx "
+                                    "ON products (sku)"))  # fmt: skip
+        await conn.execute(text("DELETE FROM products WHERE name = 'c'"))
+        await conn.invalidate()
+    assert await _index(fresh_engine, dup) is False
+    rerun = await fleet.migrate_all(fresh_engine)
+    assert (rerun.migrated, rerun.failures) == (1, [])
+    assert await _index(fresh_engine, dup) is True
+
+
+async def test_downgrade_drops_the_index_concurrently_and_new_tenants_get_it(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [old_tenant] = await _tenants(fresh_engine, 1)
+    _revisions_with_index(tmp_path, monkeypatch, unique=False)
+    await fleet.migrate_all(fresh_engine)
+    down = await fleet.migrate_all(fresh_engine, target=SKU)
+    assert (down.migrated, down.failures) == (1, [])
+    assert await _index(fresh_engine, old_tenant) is None
+    new = (await create_tenant(fresh_engine, "ci_new")).schema  # built at head in one go
+    assert await _index(fresh_engine, new) is True
+    assert await _revisions(fresh_engine, [new]) == {new: INDEX}
+
+
+async def test_a_script_is_cut_into_steps_at_its_concurrent_revisions() -> None:
+    script = (
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL);\n\n"
+        "-- Running upgrade  -> a1\n\nCREATE TABLE t (x int);\n\n"
+        "INSERT INTO alembic_version (version_num) VALUES ('a1');\n\n"
+        "-- Running upgrade a1 -> a2\n\nALTER TABLE t ADD y int;\n\n"
+        "UPDATE alembic_version SET version_num='a2' WHERE alembic_version.version_num = 'a1';\n\n"
+        "-- Running upgrade a2 -> a3\n\n"
+        'CREATE UNIQUE INDEX CONCURRENTLY "Odd""Name" ON t (x);\n\n'
+        "DROP INDEX CONCURRENTLY old_idx;\n\n"
+        "UPDATE alembic_version SET version_num='a3' WHERE alembic_version.version_num = 'a2';\n\n"
+        "-- Running upgrade a3 -> a4\n\nALTER TABLE t ADD z int;\n\n"
+        "UPDATE alembic_version SET version_num='a4' WHERE alembic_version.version_num = 'a3';\n\n"
+    )
+    first, index, last = split(script)
+    assert (first.target, first.indexes) == ("a2", ())
+    assert "CREATE TABLE alembic_version" in first.sql
+    assert "ADD y" in first.sql
+    assert index.target == "a3"
+    assert [(i.index, i.creates) for i in index.indexes] == [('Odd"Name', True), ("old_idx", False)]
+    assert index.sql.startswith("UPDATE alembic_version")
+    assert "INDEX" not in index.sql
+    assert (last.target, last.indexes) == ("a4", ())
+    assert "ADD z" in last.sql
+    assert "CONCURRENTLY" not in fresh_build(script)
+    mixed = script.replace("DROP INDEX CONCURRENTLY old_idx;", "ALTER TABLE t ADD w int;")
+    with pytest.raises(MigrationError, match="revision a3: 'ALTER TABLE t ADD w int'"):
+        split(mixed)
