@@ -58,7 +58,8 @@ def measure_round(url: str, lua: Path, env: dict[str, str], revision: str) -> di
     during = load.run(url, lua, 32, DURATION)
     job.join()
     return {"revision": revision, "migrate_all": migrated,
-            **{name: {"rps": round(r.rps), "non2xx": r.non2xx, "p99_ms": r.p99_ms}
+            **{name: {"rps": round(r.rps), "non2xx": r.non2xx, "p99_ms": r.p99_ms,
+                      "max_ms": r.max_ms}
                for name, r in (("before", before), ("during", during))}}  # fmt: skip
 
 

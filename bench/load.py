@@ -35,10 +35,11 @@ request = function()
 end
 
 done = function(summary, latency, requests)
-  io.write(string.format("RESULT_LINE %%d %%d %%d %%d %%d %%.3f %%.3f\n",
+  io.write(string.format("RESULT_LINE %%d %%d %%d %%d %%d %%.3f %%.3f %%.3f\n",
     summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read
     + summary.errors.write + summary.errors.timeout, summary.duration,
-    requests.mean, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+    requests.mean, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000))
 end
 """
 
@@ -54,6 +55,7 @@ class WrkRun:
     service_us: float = 0.0  # CPU per request of the service's processes (bench/run.py)
     postgres_us: float = 0.0  # and of the server's backends
     checkouts: dict[str, float] | None = None  # tenant checkouts by what they found (bench/run.py)
+    max_ms: float = 0.0  # the slowest request
 
 
 def script(mode: str, tenants: list[tuple[str, str]], products: int, users: int, seed: int) -> Path:
@@ -71,7 +73,8 @@ def run(url: str, lua: Path, connections: int, seconds: int) -> WrkRun:
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     )  # fmt: skip
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT_LINE"))
-    requests, non2xx, socket_errors, duration_us, _, p50, p99 = line.split()[1:]
+    requests, non2xx, socket_errors, duration_us, _, p50, p99, slowest = line.split()[1:]
     found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
     rps = float(found.group(1)) if found else int(requests) / (int(duration_us) / 1e6)
-    return WrkRun(rps, float(p50), float(p99), int(non2xx), int(socket_errors), int(requests))
+    return WrkRun(rps, float(p50), float(p99), int(non2xx), int(socket_errors), int(requests),
+                  max_ms=float(slowest))  # fmt: skip

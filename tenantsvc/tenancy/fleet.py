@@ -11,6 +11,8 @@
 - A migration waits for a table's lock a bounded time, then rolls back and retries, so a long
   transaction in a tenant delays its migration instead of stalling its requests
   (``locking.py``).
+- A revision that builds an index concurrently is a step of its own, outside the transaction,
+  resumable (``steps.py``).
 - Outcomes are streamed to ``on_done`` and only failures are kept, so memory stays flat as
   the fleet grows.
 """
@@ -189,7 +191,8 @@ async def _apply(
         elif concurrent(steps):
             raise MigrationError(f"moved to {before} since the run began: re-run to resume")
         else:
-            await driver.execute(_step_sql(tenant, steps[0]))
+            for step in steps:  # one: ordinary revisions in a row share a transaction
+                await driver.execute(_step_sql(tenant, step))
     return TenantOutcome(tenant.slug, tenant.schema, before, target, time.perf_counter() - started)
 
 

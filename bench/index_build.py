@@ -1,0 +1,72 @@
+"""W4 through wrk while ``tenantctl migrate-all`` builds an index on big tenants' products, as a
+plain ``CREATE INDEX`` and as ``CREATE INDEX CONCURRENTLY`` (tenancy/steps.py).
+
+A plain build holds the table's SHARE lock, so every order (which updates the product's stock)
+waits for the build to end; a concurrent one blocks none. Rounds run plain, concurrent,
+concurrent, plain (each a new index over other columns), each measuring W4 alone for DURATION
+seconds, then again while migrate-all, started 3 s in, builds the index in every tenant.
+Reported per round: rps, non-2xx, p99 and the slowest request, before and during, and
+migrate-all's wall time.
+
+    python -m bench.index_build        # T=2 PRODUCTS=1000000 DURATION=12
+"""
+
+import asyncio
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from bench import load
+from bench.fleet import provision, tenantctl
+from bench.live_migration import measure_round
+from bench.pgcluster import Cluster
+from bench.run import keys_for, seed_all, service, service_env
+from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
+from tests.tenancy.revisions import write_revision
+
+T = int(os.environ.get("T", 2))
+PRODUCTS = int(os.environ.get("PRODUCTS", 1_000_000))
+ROUNDS = (("plain", "name, price_cents"), ("concurrent", "price_cents, name"),
+          ("concurrent", "name, stock"), ("plain", "stock, name"))  # fmt: skip
+
+
+def index_revisions(directory: Path) -> list[str]:
+    down, made = head("tenant"), []
+    for i, (kind, columns) in enumerate(ROUNDS):
+        names = ", ".join(f'"{c}"' for c in columns.split(", "))
+        create = f'op.create_index("bench_idx_{i}", "products", [{names}]'
+        if kind == "plain":
+            upgrade = create + ")"
+        else:
+            upgrade = ("with op.get_context().autocommit_block():\n"
+                       f"    {create}, postgresql_concurrently=True)")  # fmt: skip
+        write_revision(directory, f"ib{i}", down, f"an index, {kind}", upgrade)
+        made.append(down := f"ib{i}")
+    return made
+
+
+def main() -> None:
+    with Cluster() as pg, tempfile.TemporaryDirectory() as versions:
+        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
+        env.pop(EXTRA_VERSIONS_ENV, None)
+        tenantctl(env, "migrate-all")
+        revisions = index_revisions(Path(versions))
+        slugs = [f"t{i:05d}" for i in range(T)]
+        asyncio.run(provision(pg.url, slugs))
+        asyncio.run(seed_all(pg.url, slugs, PRODUCTS))
+        keys = asyncio.run(keys_for(pg.url, slugs))
+        lua = load.script("write", keys, PRODUCTS, 20, seed=2)
+        migrating = {**env, EXTRA_VERSIONS_ENV: versions}
+        rounds = []
+        with service(service_env(env), 2) as url:
+            load.run(url, lua, 32, 5)  # warm-up
+            for revision, (kind, columns) in zip(revisions, ROUNDS, strict=True):
+                measured = measure_round(url, lua, migrating, revision)
+                rounds.append({"build": kind, "columns": columns, **measured})
+                print(json.dumps(rounds[-1]), flush=True)
+    print("RESULT " + json.dumps({"T": T, "products": PRODUCTS, "rounds": rounds}))
+
+
+if __name__ == "__main__":
+    main()
