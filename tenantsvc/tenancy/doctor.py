@@ -117,12 +117,32 @@ async def check_migrations(conn: AsyncConnection) -> list[Check]:
     return checks
 
 
+_INVALID_INDEXES = text(
+    "SELECT n.nspname || '.' || c.relname FROM pg_index i "
+    "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN tenantsvc.tenants t ON t.schema_name = n.nspname WHERE NOT i.indisvalid ORDER BY 1"
+)
+
+
+async def check_indexes(conn: AsyncConnection) -> Check:
+    """An invalid index (a concurrent build that failed or was killed) answers no query but
+    slows every write to its table."""
+    invalid = list((await conn.execute(_INVALID_INDEXES)).scalars())
+    if not invalid:
+        return Check("indexes", "ok", "no invalid index in any tenant")
+    shown = ", ".join(invalid[:5]) + (f" and {len(invalid) - 5} more" if len(invalid) > 5 else "")
+    return Check("indexes", "warn", f"{len(invalid)} invalid (a concurrent build failed, was "
+                 f"killed, or is running): {shown}; `tenantctl migrate-all` rebuilds those its "
+                 "revisions create, drop others with DROP INDEX CONCURRENTLY")  # fmt: skip
+
+
 async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
     checks = [await check_server(conn), await check_pool(conn, settings)]
     checks.append(tenant_cap_check(settings))
     checks.append(await check_search_path(conn))
     try:
         checks += await check_migrations(conn)
+        checks.append(await check_indexes(conn))
     except Exception as exc:  # no shared schema yet: say so rather than crash
         detail = f"{first_line(exc)}: run `tenantctl migrate-all`"
         checks.append(Check("shared track", "fail", detail))

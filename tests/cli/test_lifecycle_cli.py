@@ -198,6 +198,29 @@ def test_doctor_passes_then_catches_a_leaky_search_path(
     assert "FAIL  search_path" in result.stdout
 
 
+def test_doctor_warns_about_an_index_a_failed_concurrent_build_left(fresh_cli: str) -> None:
+    tenantctl("create", "built")
+    assert {c["check"]: c for c in tenantctl("doctor", "--json")}["indexes"]["status"] == "ok"
+
+    async def failed_build() -> None:
+        engine = create_async_engine(fresh_cli, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("INSERT INTO tenant_built.users (email, name) VALUES "
+                                        "('a@x.io', 'same'), ('b@x.io', 'same')"))  # fmt: skip
+                with pytest.raises(Exception, match="could not create unique index"):
+                    await conn.execute(text("CREATE UNIQUE INDEX CONCURRENTLY users_name_idx "
+                                            "ON tenant_built.users (name)"))  # fmt: skip
+        finally:
+            await engine.dispose()
+
+    asyncio.run(failed_build())
+    check = {c["check"]: c for c in tenantctl("doctor", "--json")}["indexes"]
+    assert check["status"] == "warn"
+    assert check["detail"].startswith("1 invalid (a concurrent build failed")
+    assert "tenant_built.users_name_idx;" in check["detail"]
+
+
 def test_tenant_cap_check_warns_when_one_tenant_can_take_the_pool() -> None:
     for cap in (0, 30, 40):
         check = tenant_cap_check(Settings(pool_size=20, max_overflow=10,
