@@ -207,11 +207,12 @@ async def _apply_in_steps(
     connection that holds the tenant's lock for the session and is closed afterwards, so
     neither the lock nor its session settings can outlive the migration."""
     started = time.perf_counter()
+    before = reached = None
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         try:
             await driver.execute(f"SELECT pg_advisory_lock({LOCK_CLASS}, {int(tenant.id)})")
-            before = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
+            before = reached = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
             steps = await tenant_steps(before, target) if before != target else ()
             for step in steps or (Step("", before),):  # at the target: its record only
                 if step.indexes:
@@ -220,11 +221,24 @@ async def _apply_in_steps(
                         await run_index(driver, tenant.schema, index)
                 async with driver.transaction():
                     await driver.execute(policy.settings_sql() + _step_sql(tenant, step))
+                reached = step.target
+        except Exception as exc:
+            if reached == before:
+                raise
+            raise PartlyMigrated(reached, exc) from exc
         finally:
             await conn.invalidate()
     elapsed = time.perf_counter() - started
     return TenantOutcome(tenant.slug, tenant.schema, before, target, elapsed,
                          skipped=before == target)  # fmt: skip
+
+
+class PartlyMigrated(MigrationError):
+    """The steps up to ``reached`` committed, then one failed: a re-run resumes from there."""
+
+    def __init__(self, reached: str | None, cause: Exception) -> None:
+        super().__init__(f"stopped at {reached} (the steps before committed): {first_line(cause)}")
+        self.reached = reached
 
 
 def _index_settings(schema: str, policy: LockPolicy) -> str:
@@ -258,8 +272,9 @@ async def migrate_tenant(
     except Exception as exc:
         conflict = is_lock_conflict(exc)
         error = policy.gave_up(attempts, first_line(exc)) if conflict else first_line(exc)
+        after = exc.reached if isinstance(exc, PartlyMigrated) else before
         elapsed = time.perf_counter() - started
-        return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, error,
+        return TenantOutcome(tenant.slug, tenant.schema, before, after, elapsed, error,
                              attempts=attempts)  # fmt: skip
     outcome.seconds, outcome.attempts = time.perf_counter() - started, attempts
     return outcome

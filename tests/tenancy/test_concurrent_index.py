@@ -21,14 +21,17 @@ from tests.tenancy.revisions import write_revision
 SKU, INDEX = "x9301", "x9302"
 
 
-def _revisions_with_index(directory: Path, monkeypatch: pytest.MonkeyPatch, unique: bool) -> str:
-    """``sku`` (a plain revision), then its index built concurrently (a revision of its own,
-    as Alembic recommends); returns the head they chain onto."""
+def _revisions_with_index(
+    directory: Path, monkeypatch: pytest.MonkeyPatch, unique: bool, column: str = "sku"
+) -> str:
+    """``sku`` (a plain revision), then an index on ``column`` built concurrently (a revision
+    of its own, as Alembic recommends); returns the head they chain onto."""
     old = head("tenant")
     write_revision(directory, SKU, old, "products.sku",
                    'op.add_column("products", sa.Column("sku", sa.Text))')  # fmt: skip
-    create = ('with op.get_context().autocommit_block():\n    op.create_index("products_sku_idx",'
-              f' "products", ["sku"], unique={unique}, postgresql_concurrently=True)')  # fmt: skip
+    create = ("with op.get_context().autocommit_block():\n"
+              f'    op.create_index("products_sku_idx", "products", ["{column}"], '
+              f"unique={unique}, postgresql_concurrently=True)")  # fmt: skip
     drop = ("with op.get_context().autocommit_block():\n    op.drop_index("
             '"products_sku_idx", table_name="products", postgresql_concurrently=True)')  # fmt: skip
     write_revision(directory, INDEX, SKU, "products.sku's index, concurrently", create, drop)
@@ -132,6 +135,24 @@ async def test_a_failed_build_is_cleaned_up_and_a_rerun_resumes(
     rerun = await fleet.migrate_all(fresh_engine)
     assert (rerun.migrated, rerun.failures) == (1, [])
     assert await _index(fresh_engine, dup) is True
+
+
+async def test_a_tenant_stopped_after_its_first_step_says_where_it_is(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [schema] = await _tenants(fresh_engine, 1)
+    old = _revisions_with_index(tmp_path, monkeypatch, unique=True, column="name")
+    async with fresh_engine.begin() as conn:
+        await _in(conn, schema)
+        await conn.execute(text("INSERT INTO products (name, price_cents, stock) "
+                                "VALUES ('same', 1, 1), ('same', 1, 1)"))  # fmt: skip
+    [failure] = (await fleet.migrate_all(fresh_engine)).failures
+    assert (failure.before, failure.after) == (old, SKU)  # sku committed, the index did not
+    assert (failure.error or "").startswith(f"stopped at {SKU} (the steps before committed): ")
+    assert await _revisions(fresh_engine, [schema]) == {schema: SKU}
+    async with fresh_engine.connect() as conn:
+        recorded = await conn.scalar(text("SELECT revision FROM tenantsvc.tenant_revisions"))
+    assert recorded == SKU  # what the next run plans from
 
 
 async def test_downgrade_drops_the_index_concurrently_and_new_tenants_get_it(
