@@ -11,18 +11,13 @@ migrate-all's wall time.
     python -m bench.index_build        # T=2 PRODUCTS=1000000 DURATION=12
 """
 
-import asyncio
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from bench import load
-from bench.fleet import provision, tenantctl
-from bench.live_migration import measure_round
-from bench.pgcluster import Cluster
-from bench.run import keys_for, seed_all, service, service_env
-from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
+from bench.live_migration import measure_round, serving
+from tenantsvc.tenancy.migrator import head
 from tests.tenancy.revisions import write_revision
 
 T = int(os.environ.get("T", 2))
@@ -47,24 +42,14 @@ def index_revisions(directory: Path) -> list[str]:
 
 
 def main() -> None:
-    with Cluster() as pg, tempfile.TemporaryDirectory() as versions:
-        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
-        env.pop(EXTRA_VERSIONS_ENV, None)
-        tenantctl(env, "migrate-all")
-        revisions = index_revisions(Path(versions))
-        slugs = [f"t{i:05d}" for i in range(T)]
-        asyncio.run(provision(pg.url, slugs))
-        asyncio.run(seed_all(pg.url, slugs, PRODUCTS))
-        keys = asyncio.run(keys_for(pg.url, slugs))
-        lua = load.script("write", keys, PRODUCTS, 20, seed=2)
-        migrating = {**env, EXTRA_VERSIONS_ENV: versions}
-        rounds = []
-        with service(service_env(env), 2) as url:
-            load.run(url, lua, 32, 5)  # warm-up
-            for revision, (kind, columns) in zip(revisions, ROUNDS, strict=True):
-                measured = measure_round(url, lua, migrating, revision)
-                rounds.append({"build": kind, "columns": columns, **measured})
-                print(json.dumps(rounds[-1]), flush=True)
+    rounds = []
+    with serving(T, PRODUCTS, index_revisions) as fleet:
+        lua = load.script("write", fleet.keys, PRODUCTS, 20, seed=2)
+        load.run(fleet.url, lua, 32, 5)  # warm-up
+        for revision, (kind, columns) in zip(fleet.revisions, ROUNDS, strict=True):
+            measured = measure_round(fleet.url, lua, fleet.migrating, revision)
+            rounds.append({"build": kind, "columns": columns, **measured})
+            print(json.dumps(rounds[-1]), flush=True)
     print("RESULT " + json.dumps({"T": T, "products": PRODUCTS, "rounds": rounds}))
 
 

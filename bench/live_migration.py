@@ -16,6 +16,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,27 +66,45 @@ def measure_round(url: str, lua: Path, env: dict[str, str], revision: str) -> di
                for name, r in (("before", before), ("during", during))}}  # fmt: skip
 
 
-def main() -> None:
+@dataclass
+class Serving:
+    url: str
+    keys: list[tuple[str, str]]
+    revisions: list[str]
+    migrating: dict[str, str]  # tenantctl's environment, the revisions found
+
+
+@contextmanager
+def serving(
+    tenants: int, products: int, revisions: Callable[[Path], list[str]]
+) -> Iterator[Serving]:
+    """A throwaway cluster of seeded tenants, the service on it (2 workers), and the revisions
+    written by ``revisions`` into a directory that only ``migrating`` sees."""
     with Cluster() as pg, tempfile.TemporaryDirectory() as versions:
         env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
         env.pop(EXTRA_VERSIONS_ENV, None)
         tenantctl(env, "migrate-all")
-        revisions = widening_revisions(Path(versions))
-        slugs = [f"t{i:05d}" for i in range(T)]
+        made = revisions(Path(versions))
+        slugs = [f"t{i:05d}" for i in range(tenants)]
         asyncio.run(provision(pg.url, slugs))
-        asyncio.run(seed_all(pg.url, slugs, PRODUCTS))
+        asyncio.run(seed_all(pg.url, slugs, products))
         keys = asyncio.run(keys_for(pg.url, slugs))
-        scripts = {m: load.script(m, keys, PRODUCTS, 20, seed=s)
-                   for m, s in (("read", 1), ("write", 2))}  # fmt: skip
-        migrating = {**env, EXTRA_VERSIONS_ENV: versions}
-        rounds = []
         with service(service_env(env), 2) as url:
-            for lua in scripts.values():
-                load.run(url, lua, 32, 5)  # warm-up
-            for revision, name in zip(revisions, ["read", "write"] * 2, strict=True):
-                measured = measure_round(url, scripts[name], migrating, revision)
-                rounds.append({"workload": name, **measured})
-                print(json.dumps(rounds[-1]), flush=True)
+            yield Serving(url, keys, made, {**env, EXTRA_VERSIONS_ENV: versions})
+
+
+def main() -> None:
+    rounds = []
+    with serving(T, PRODUCTS, widening_revisions) as fleet:
+        url, revisions, migrating = fleet.url, fleet.revisions, fleet.migrating
+        scripts = {m: load.script(m, fleet.keys, PRODUCTS, 20, seed=s)
+                   for m, s in (("read", 1), ("write", 2))}  # fmt: skip
+        for lua in scripts.values():
+            load.run(url, lua, 32, 5)  # warm-up
+        for revision, name in zip(revisions, ["read", "write"] * 2, strict=True):
+            measured = measure_round(url, scripts[name], migrating, revision)
+            rounds.append({"workload": name, **measured})
+            print(json.dumps(rounds[-1]), flush=True)
     print("RESULT " + json.dumps({"T": T, "products": PRODUCTS, "rounds": rounds}))
 
 

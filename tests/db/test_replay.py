@@ -16,6 +16,7 @@ from tenantsvc.db import stale
 from tenantsvc.db.stale import is_replayable, is_stale_statement
 from tenantsvc.testing.app import running_app
 from tests.conftest import Running, TenantHandle, make_settings
+from tests.polling import until_sql
 
 
 async def _post(client: httpx.AsyncClient, t: TenantHandle, path: str, body: Any) -> Any:
@@ -116,13 +117,8 @@ async def test_an_order_chosen_as_a_deadlock_victim_is_placed_once(
 
 
 async def _until_one_waits(engine: AsyncEngine) -> None:
-    waiting = text("SELECT count(*) FROM pg_locks WHERE NOT granted")
-    for _ in range(500):
-        async with engine.connect() as conn:
-            if await conn.scalar(waiting):
-                return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the order never waited for the buyer's lock")
+    waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+    await until_sql(engine, waiting, "the order never waited for the buyer's lock")
 
 
 def _replays(reason: str) -> float:

@@ -21,6 +21,7 @@ from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.testing.app import stop_app
 from tests.conftest import Running, TenantHandle, make_settings, start_app
+from tests.polling import until
 from tests.replica import ReplicaHandle, streaming_replica
 
 
@@ -144,10 +145,7 @@ async def test_replica_reads_serve_through_a_migration_that_changes_what_they_re
 
 
 async def _until_replica_has(replica: ReplicaHandle, sql: str) -> None:
-    deadline = time.monotonic() + 10
-    while not await _sql(replica.url, sql):
-        assert time.monotonic() < deadline, f"the replica never replayed: {sql}"
-        await asyncio.sleep(0.05)
+    await until(lambda: _sql(replica.url, sql), f"the replica never replayed: {sql}")
 
 
 def _socket_dir(server: PostgresServer) -> str:

@@ -16,6 +16,7 @@ from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.revisions import read_revisions
 from tenantsvc.tenancy.steps import fresh_build, split
+from tests.polling import until_sql
 from tests.tenancy.revisions import write_revision
 
 SKU, INDEX = "x9301", "x9302"
@@ -63,14 +64,9 @@ async def _revisions(engine: AsyncEngine, schemas: list[str]) -> dict[str, str |
 
 async def _waiting_build(engine: AsyncEngine) -> None:
     """Until a concurrent build waits for a transaction that writes its table."""
-    query = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                 "AND query LIKE 'CREATE INDEX CONCURRENTLY%'")  # fmt: skip
-    for _ in range(400):
-        async with engine.connect() as conn:
-            if await conn.scalar(query):
-                return
-        await asyncio.sleep(0.025)
-    raise AssertionError("the concurrent build never waited")
+    query = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+             "AND query LIKE 'CREATE INDEX CONCURRENTLY%'")  # fmt: skip
+    await until_sql(engine, query, "the concurrent build never waited")
 
 
 async def test_the_tenants_writes_go_on_while_its_index_builds(
