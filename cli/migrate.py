@@ -9,7 +9,8 @@ import typer
 from cli.common import engine_for_cli, fail, print_json, run
 
 if TYPE_CHECKING:
-    from tenantsvc.tenancy.fleet import Summary, TenantOutcome
+    from tenantsvc.tenancy.fleet import Summary
+    from tenantsvc.tenancy.tenant_migration import TenantOutcome
 
 app = typer.Typer()
 

@@ -6,20 +6,15 @@
 - Tenants migrate concurrently over ``concurrency`` connections, each in its own transaction:
   a tenant is either fully at the target or untouched. A failure is recorded and the others
   go on (unless ``fail_fast``); a re-run resumes with whoever is still behind.
-- A per-tenant advisory lock, then a re-read of the revision under it, means two runs never
-  apply the same migration twice: the second waits, sees the tenant at the target, skips.
-- A migration waits for a table's lock a bounded time, then rolls back and retries, so a long
-  transaction in a tenant delays its migration instead of stalling its requests
-  (``locking.py``).
-- A revision that builds an index concurrently is a step of its own, outside the transaction,
-  resumable (``steps.py``).
+- Each tenant migrates under its advisory lock from the revision re-read under it, so two
+  runs never apply the same migration twice; lock timeouts are retried, and a concurrent
+  index is a step of its own (``tenant_migration.py``).
 - Outcomes are streamed to ``on_done`` and only failures are kept, so memory stays flat as
   the fleet grows.
 """
 
 import asyncio
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +22,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantsvc.tenancy.ddl import identifier, record_revision_sql, search_path_sql
 from tenantsvc.tenancy.errors import (
     MigrationError,
     TenancyError,
@@ -35,38 +29,17 @@ from tenantsvc.tenancy.errors import (
     first_line,
 )
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
-from tenantsvc.tenancy.migrator import (
-    ALEMBIC_TURN,
-    migrate_tenant_online,
-    resolve,
-    tenant_steps,
-    upgrade_shared,
-)
+from tenantsvc.tenancy.migrator import ALEMBIC_TURN, resolve, upgrade_shared
 from tenantsvc.tenancy.models import TenantRevisionRow, TenantRow, TenantStatus
-from tenantsvc.tenancy.steps import Step, concurrent, run_index
+from tenantsvc.tenancy.tenant_migration import (
+    LOCK_CLASS,
+    FleetTenant,
+    TenantOutcome,
+    migrate_tenant,
+    steps_between,
+)
 
-_REVISION = "SELECT max(version_num) FROM {}.alembic_version"
-LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
 SHARED_LOCK_ID = 0  # tenant ids start at 1
-
-
-@dataclass(frozen=True, slots=True)
-class FleetTenant:
-    id: int
-    slug: str
-    schema: str
-
-
-@dataclass(slots=True)
-class TenantOutcome:
-    slug: str
-    schema: str
-    before: str | None
-    after: str | None
-    seconds: float
-    error: str | None = None
-    skipped: bool = False
-    attempts: int = 1
 
 
 @dataclass
@@ -144,18 +117,10 @@ async def plan(
             raise await _left_out(conn, missing)  # a typo must not pass for "nothing to do"
     behind = [(FleetTenant(i, slug, schema), rev) for i, slug, schema, rev in rows if rev != wanted]
     for before in {rev for _, rev in behind}:
-        await _steps(before, wanted)  # a revision steps.py refuses fails here, not per tenant
+        await steps_between(
+            before, wanted
+        )  # a revision steps.py refuses fails here, not per tenant
     return Plan(wanted, len(rows), behind)
-
-
-async def _steps(before: str | None, target: str | None) -> tuple[Step, ...] | None:
-    """None for a path Alembic cannot render offline: its online path runs it."""
-    try:
-        return await tenant_steps(before, target)
-    except MigrationError:
-        raise
-    except Exception:
-        return None
 
 
 async def _left_out(conn: AsyncConnection, slugs: list[str]) -> TenancyError:
@@ -167,117 +132,6 @@ async def _left_out(conn: AsyncConnection, slugs: list[str]) -> TenancyError:
     slug, status = next(iter(statuses.items()))
     hint = f": `tenantctl restore {slug}` first" if status == TenantStatus.ARCHIVED else ""
     return TenancyError(f"tenant {slug!r} is {status}, which this run leaves out{hint}")
-
-
-async def _apply(
-    engine: AsyncEngine, tenant: FleetTenant, target: str | None, policy: LockPolicy
-) -> TenantOutcome:
-    started = time.perf_counter()
-    async with engine.begin() as conn:
-        # Taken before the lock timeout is set: a second run waits here for the first.
-        await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, tenant.id)))
-        driver: Any = (await conn.get_raw_connection()).driver_connection
-        await driver.execute(policy.settings_sql())
-        # The truth, read under the lock: another run may have migrated this tenant already.
-        before = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
-        if before == target:
-            await driver.execute(record_revision_sql(tenant.id, before))
-            elapsed = time.perf_counter() - started
-            return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, skipped=True)
-        steps = await _steps(before, target)
-        if steps is None:
-            async with ALEMBIC_TURN:
-                await conn.run_sync(migrate_tenant_online, tenant.schema, target)
-        elif concurrent(steps):
-            raise MigrationError(f"moved to {before} since the run began: re-run to resume")
-        else:
-            for step in steps:  # one: ordinary revisions in a row share a transaction
-                await driver.execute(_step_sql(tenant, step))
-    return TenantOutcome(tenant.slug, tenant.schema, before, target, time.perf_counter() - started)
-
-
-def _step_sql(tenant: FleetTenant, step: Step) -> str:
-    return search_path_sql(tenant.schema) + step.sql + record_revision_sql(tenant.id, step.target)
-
-
-async def _apply_in_steps(
-    engine: AsyncEngine, tenant: FleetTenant, target: str | None, policy: LockPolicy
-) -> TenantOutcome:
-    """A path through a concurrent index: each step commits on its own (``steps.py``), on one
-    connection that holds the tenant's lock for the session and is closed afterwards, so
-    neither the lock nor its session settings can outlive the migration."""
-    started = time.perf_counter()
-    before = reached = None
-    async with engine.connect() as conn:
-        driver: Any = (await conn.get_raw_connection()).driver_connection
-        try:
-            await driver.execute(f"SELECT pg_advisory_lock({LOCK_CLASS}, {int(tenant.id)})")
-            before = reached = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
-            steps = await tenant_steps(before, target) if before != target else ()
-            for step in steps or (Step("", before),):  # at the target: its record only
-                if step.indexes:
-                    await driver.execute(_index_settings(tenant.schema, policy))
-                    for index in step.indexes:
-                        await run_index(driver, tenant.schema, index)
-                async with driver.transaction():
-                    await driver.execute(policy.settings_sql() + _step_sql(tenant, step))
-                reached = step.target
-        except Exception as exc:
-            if reached == before:
-                raise
-            raise PartlyMigrated(reached, exc) from exc
-        finally:
-            await conn.invalidate()
-    elapsed = time.perf_counter() - started
-    return TenantOutcome(tenant.slug, tenant.schema, before, target, elapsed,
-                         skipped=before == target)  # fmt: skip
-
-
-class PartlyMigrated(MigrationError):
-    """The steps up to ``reached`` committed, then one failed: a re-run resumes from there."""
-
-    def __init__(self, reached: str | None, cause: Exception) -> None:
-        super().__init__(f"stopped at {reached} (the steps before committed): {first_line(cause)}")
-        self.reached = reached
-
-
-def _index_settings(schema: str, policy: LockPolicy) -> str:
-    """For the session (closed after): a concurrent build waits for the transactions that use
-    its table without blocking any of them, so it waits as long as it takes."""
-    return (
-        f"SET search_path TO {identifier(schema)}; SET lock_timeout = 0; "
-        f"SET statement_timeout = {int(policy.statement_timeout_ms)}"
-    )
-
-
-async def migrate_tenant(
-    engine: AsyncEngine,
-    tenant: FleetTenant,
-    before: str | None,
-    target: str | None,
-    policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
-) -> TenantOutcome:
-    started = time.perf_counter()
-    attempts = 0
-
-    apply = _apply_in_steps if concurrent(await _steps(before, target)) else _apply
-
-    async def attempt() -> TenantOutcome:
-        nonlocal attempts
-        attempts += 1
-        return await apply(engine, tenant, target, policy)
-
-    try:
-        outcome = await policy.retrying(attempt)
-    except Exception as exc:
-        conflict = is_lock_conflict(exc)
-        error = policy.gave_up(attempts, first_line(exc)) if conflict else first_line(exc)
-        after = exc.reached if isinstance(exc, PartlyMigrated) else before
-        elapsed = time.perf_counter() - started
-        return TenantOutcome(tenant.slug, tenant.schema, before, after, elapsed, error,
-                             attempts=attempts)  # fmt: skip
-    outcome.seconds, outcome.attempts = time.perf_counter() - started, attempts
-    return outcome
 
 
 async def run_plan(

@@ -1,0 +1,165 @@
+"""Migrating one tenant, under its advisory lock, from the revision it is really at.
+
+- Ordinary revisions: one transaction and one round trip (the compiled script, the revision
+  record beside the registry); the tenant is either at the target or untouched.
+- A path through a concurrent index (``steps.py``): a step at a time on one connection that
+  holds the tenant's lock for the session and is closed afterwards.
+- A lock timeout or deadlock rolls the attempt back and tries again (``locking.py``); a tenant
+  given up, or stopped after a committed step, says where it is.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenantsvc.tenancy.ddl import identifier, record_revision_sql, search_path_sql
+from tenantsvc.tenancy.errors import MigrationError, first_line
+from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
+from tenantsvc.tenancy.migrator import ALEMBIC_TURN, migrate_tenant_online, tenant_steps
+from tenantsvc.tenancy.steps import Step, concurrent, run_index
+
+_REVISION = "SELECT max(version_num) FROM {}.alembic_version"
+LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTenant:
+    id: int
+    slug: str
+    schema: str
+
+
+@dataclass(slots=True)
+class TenantOutcome:
+    slug: str
+    schema: str
+    before: str | None
+    after: str | None
+    seconds: float
+    error: str | None = None
+    skipped: bool = False
+    attempts: int = 1
+
+
+async def steps_between(before: str | None, target: str | None) -> tuple[Step, ...] | None:
+    """None for a path Alembic cannot render offline: its online path runs it."""
+    try:
+        return await tenant_steps(before, target)
+    except MigrationError:
+        raise
+    except Exception:
+        return None
+
+
+async def _apply(
+    engine: AsyncEngine, tenant: FleetTenant, target: str | None, policy: LockPolicy
+) -> TenantOutcome:
+    started = time.perf_counter()
+    async with engine.begin() as conn:
+        # Taken before the lock timeout is set: a second run waits here for the first.
+        await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, tenant.id)))
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        await driver.execute(policy.settings_sql())
+        # The truth, read under the lock: another run may have migrated this tenant already.
+        before = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
+        if before == target:
+            await driver.execute(record_revision_sql(tenant.id, before))
+            elapsed = time.perf_counter() - started
+            return TenantOutcome(tenant.slug, tenant.schema, before, before, elapsed, skipped=True)
+        steps = await steps_between(before, target)
+        if steps is None:
+            async with ALEMBIC_TURN:
+                await conn.run_sync(migrate_tenant_online, tenant.schema, target)
+        elif concurrent(steps):
+            raise MigrationError(f"moved to {before} since the run began: re-run to resume")
+        else:
+            for step in steps:  # one: ordinary revisions in a row share a transaction
+                await driver.execute(_step_sql(tenant, step))
+    return TenantOutcome(tenant.slug, tenant.schema, before, target, time.perf_counter() - started)
+
+
+def _step_sql(tenant: FleetTenant, step: Step) -> str:
+    return search_path_sql(tenant.schema) + step.sql + record_revision_sql(tenant.id, step.target)
+
+
+async def _apply_in_steps(
+    engine: AsyncEngine, tenant: FleetTenant, target: str | None, policy: LockPolicy
+) -> TenantOutcome:
+    """A path through a concurrent index: each step commits on its own (``steps.py``), on one
+    connection that holds the tenant's lock for the session and is closed afterwards, so
+    neither the lock nor its session settings can outlive the migration."""
+    started = time.perf_counter()
+    before = reached = None
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            await driver.execute(f"SELECT pg_advisory_lock({LOCK_CLASS}, {int(tenant.id)})")
+            before = reached = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
+            steps = await tenant_steps(before, target) if before != target else ()
+            for step in steps or (Step("", before),):  # at the target: its record only
+                if step.indexes:
+                    await driver.execute(_index_settings(tenant.schema, policy))
+                    for index in step.indexes:
+                        await run_index(driver, tenant.schema, index)
+                async with driver.transaction():
+                    await driver.execute(policy.settings_sql() + _step_sql(tenant, step))
+                reached = step.target
+        except Exception as exc:
+            if reached == before:
+                raise
+            raise PartlyMigrated(reached, exc) from exc
+        finally:
+            await conn.invalidate()
+    elapsed = time.perf_counter() - started
+    return TenantOutcome(tenant.slug, tenant.schema, before, target, elapsed,
+                         skipped=before == target)  # fmt: skip
+
+
+class PartlyMigrated(MigrationError):
+    """The steps up to ``reached`` committed, then one failed: a re-run resumes from there."""
+
+    def __init__(self, reached: str | None, cause: Exception) -> None:
+        super().__init__(f"stopped at {reached} (the steps before committed): {first_line(cause)}")
+        self.reached = reached
+
+
+def _index_settings(schema: str, policy: LockPolicy) -> str:
+    """For the session (closed after): a concurrent build waits for the transactions that use
+    its table without blocking any of them, so it waits as long as it takes."""
+    return (
+        f"SET search_path TO {identifier(schema)}; SET lock_timeout = 0; "
+        f"SET statement_timeout = {int(policy.statement_timeout_ms)}"
+    )
+
+
+async def migrate_tenant(
+    engine: AsyncEngine,
+    tenant: FleetTenant,
+    before: str | None,
+    target: str | None,
+    policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
+) -> TenantOutcome:
+    started = time.perf_counter()
+    attempts = 0
+
+    apply = _apply_in_steps if concurrent(await steps_between(before, target)) else _apply
+
+    async def attempt() -> TenantOutcome:
+        nonlocal attempts
+        attempts += 1
+        return await apply(engine, tenant, target, policy)
+
+    try:
+        outcome = await policy.retrying(attempt)
+    except Exception as exc:
+        conflict = is_lock_conflict(exc)
+        error = policy.gave_up(attempts, first_line(exc)) if conflict else first_line(exc)
+        after = exc.reached if isinstance(exc, PartlyMigrated) else before
+        elapsed = time.perf_counter() - started
+        return TenantOutcome(tenant.slug, tenant.schema, before, after, elapsed, error,
+                             attempts=attempts)  # fmt: skip
+    outcome.seconds, outcome.attempts = time.perf_counter() - started, attempts
+    return outcome
