@@ -9,15 +9,25 @@ Reported per round: rps, non-2xx, p99 and the slowest request, before and during
 migrate-all's wall time.
 
     python -m bench.index_build        # T=2 PRODUCTS=1000000 DURATION=12
+
+With ``--fleet``: what a concurrent index costs migrate-all itself, over N empty tenants (no
+load): whole-command wall time of plain, concurrent, plain, concurrent revisions.
+
+    python -m bench.index_build --fleet        # N=1000
 """
 
+import asyncio
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 from bench import load
+from bench.fleet import provision, tenantctl
 from bench.live_migration import measure_round, serving
-from tenantsvc.tenancy.migrator import head
+from bench.pgcluster import Cluster
+from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tests.tenancy.revisions import write_revision
 
 T = int(os.environ.get("T", 2))
@@ -53,5 +63,22 @@ def main() -> None:
     print("RESULT " + json.dumps({"T": T, "products": PRODUCTS, "rounds": rounds}))
 
 
+def fleet() -> None:
+    n = int(os.environ.get("N", 1000))
+    with Cluster() as pg, tempfile.TemporaryDirectory() as versions:
+        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
+        env.pop(EXTRA_VERSIONS_ENV, None)
+        tenantctl(env, "migrate-all")
+        revisions = index_revisions(Path(versions))
+        asyncio.run(provision(pg.url, [f"t{i:05d}" for i in range(n)]))
+        migrating, runs = {**env, EXTRA_VERSIONS_ENV: versions}, []
+        for revision, (kind, _) in zip(revisions, ROUNDS, strict=True):
+            wall, _, out = tenantctl(migrating, "migrate-all", "--to", revision, "--json")
+            runs.append({"build": kind, "wall_s": round(wall, 2),
+                         "summary": json.loads(out)["summary"]})  # fmt: skip
+            print(json.dumps(runs[-1]), flush=True)
+    print("RESULT " + json.dumps({"tenants": n, "runs": runs}))
+
+
 if __name__ == "__main__":
-    main()
+    fleet() if "--fleet" in sys.argv else main()

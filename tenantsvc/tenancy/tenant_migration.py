@@ -23,6 +23,8 @@ from tenantsvc.tenancy.steps import Step, concurrent, run_index
 
 _REVISION = "SELECT max(version_num) FROM {}.alembic_version"
 LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
+# Back to the connection's own settings (its startup ones: statement_timeout...); no lock held.
+_SESSION_RESET = "RESET ALL; SELECT pg_advisory_unlock_all()"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +91,14 @@ async def _apply_in_steps(
     engine: AsyncEngine, tenant: FleetTenant, target: str | None, policy: LockPolicy
 ) -> TenantOutcome:
     """A path through a concurrent index: each step commits on its own (``steps.py``), on one
-    connection that holds the tenant's lock for the session and is closed afterwards, so
-    neither the lock nor its session settings can outlive the migration."""
+    connection that holds the tenant's lock for the session. Neither the lock nor the session
+    settings may outlive the migration: they are reset before the connection goes back to the
+    pool, and a connection whose migration failed is closed instead (its state unknown)."""
     started = time.perf_counter()
     before = reached = None
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
+        clean = False
         try:
             await driver.execute(f"SELECT pg_advisory_lock({LOCK_CLASS}, {int(tenant.id)})")
             before = reached = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
@@ -107,12 +111,15 @@ async def _apply_in_steps(
                 async with driver.transaction():
                     await driver.execute(policy.settings_sql() + _step_sql(tenant, step))
                 reached = step.target
+            await driver.execute(_SESSION_RESET)
+            clean = True
         except Exception as exc:
             if reached == before:
                 raise
             raise PartlyMigrated(reached, exc) from exc
         finally:
-            await conn.invalidate()
+            if not clean:
+                await conn.invalidate()
     elapsed = time.perf_counter() - started
     return TenantOutcome(tenant.slug, tenant.schema, before, target, elapsed,
                          skipped=before == target)  # fmt: skip

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tenantsvc.db.engine import create_engine
 from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.catalog import fingerprints, reference_fingerprint
 from tenantsvc.tenancy.errors import MigrationError
@@ -16,6 +17,7 @@ from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.revisions import read_revisions
 from tenantsvc.tenancy.steps import fresh_build, split
+from tenantsvc.testing.app import make_settings
 from tests.polling import until_sql
 from tests.tenancy.revisions import write_revision
 
@@ -193,3 +195,36 @@ async def test_a_script_is_cut_into_steps_at_its_concurrent_revisions() -> None:
     mixed = script.replace("DROP INDEX CONCURRENTLY old_idx;", "ALTER TABLE t ADD w int;")
     with pytest.raises(MigrationError, match="revision a3: 'ALTER TABLE t ADD w int'"):
         split(mixed)
+
+
+async def test_the_connection_goes_back_to_the_pool_without_the_tenant_or_its_lock(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pooled again after a clean run (its session reset), closed after a failed one."""
+    engine = create_engine(make_settings(empty_database_url, pool_size=1, max_overflow=0))
+    session = ("SELECT pg_backend_pid(), current_setting('search_path'), "
+               "current_setting('lock_timeout'), current_setting('statement_timeout'), "
+               "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')")  # fmt: skip
+    try:
+        await fleet.migrate_shared(engine)
+        [schema] = [(await create_tenant(engine, "pooled")).schema]
+        _revisions_with_index(tmp_path, monkeypatch, unique=True, column="name")
+        async with engine.connect() as conn:
+            pid, *fresh = (await conn.execute(text(session))).one()
+        summary = await fleet.migrate_all(engine, concurrency=1)
+        assert (summary.migrated, summary.failures) == (1, [])
+        async with engine.connect() as conn:
+            assert tuple((await conn.execute(text(session))).one()) == (pid, *fresh)
+        assert fresh[:2] == ['"$user", public', "0"]  # the defaults, not the tenant's
+        await fleet.migrate_all(engine, target=SKU)  # the index dropped concurrently: again
+        async with engine.begin() as conn:
+            await _in(conn, schema)
+            await conn.execute(text("INSERT INTO products (name, price_cents, stock) "
+                                    "VALUES ('same', 1, 1), ('same', 1, 1)"))  # fmt: skip
+        assert (await fleet.migrate_all(engine, concurrency=1)).failures  # the build refused
+        async with engine.connect() as conn:
+            after = (await conn.execute(text(session))).one()
+        assert after[0] != pid  # its connection was closed, not pooled
+        assert tuple(after[1:]) == tuple(fresh)
+    finally:
+        await engine.dispose()
