@@ -131,6 +131,13 @@ def _migrate(
         async with engine_for_cli(pool_size=workers) as engine:
             await fleet.migrate_shared(engine, policy)
             the_plan = await fleet.plan(engine, to, slugs, statuses)
+            if the_plan.concurrent and settings.pgbouncer:
+                raise fail(
+                    "a revision builds an index concurrently, which holds a session (its lock "
+                    "and search_path) that PgBouncer's transaction pooling would hand to other "
+                    "clients: run migrations against PostgreSQL directly, without "
+                    "TENANTSVC_PGBOUNCER"
+                )
             with _reporter(as_json, len(the_plan.behind)) as report:
                 summary = await fleet.run_plan(
                     engine, the_plan, workers, fail_fast=fail_fast, on_done=report, policy=policy

@@ -31,6 +31,7 @@ from tenantsvc.tenancy.errors import (
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import ALEMBIC_TURN, resolve, upgrade_shared
 from tenantsvc.tenancy.models import TenantRevisionRow, TenantRow, TenantStatus
+from tenantsvc.tenancy.steps import concurrent
 from tenantsvc.tenancy.tenant_migration import (
     LOCK_CLASS,
     FleetTenant,
@@ -47,6 +48,7 @@ class Plan:
     target: str | None
     total: int
     behind: list[tuple[FleetTenant, str | None]]  # (tenant, current revision)
+    concurrent: bool = False  # some path runs a step outside a transaction (steps.py)
 
 
 @dataclass
@@ -116,11 +118,9 @@ async def plan(
         if missing := [slug for slug in dict.fromkeys(slugs) if slug not in found]:
             raise await _left_out(conn, missing)  # a typo must not pass for "nothing to do"
     behind = [(FleetTenant(i, slug, schema), rev) for i, slug, schema, rev in rows if rev != wanted]
-    for before in {rev for _, rev in behind}:
-        await steps_between(
-            before, wanted
-        )  # a revision steps.py refuses fails here, not per tenant
-    return Plan(wanted, len(rows), behind)
+    # Rendered once per starting revision: what steps.py refuses fails here, not per tenant.
+    paths = [await steps_between(before, wanted) for before in {rev for _, rev in behind}]
+    return Plan(wanted, len(rows), behind, any(concurrent(steps) for steps in paths))
 
 
 async def _left_out(conn: AsyncConnection, slugs: list[str]) -> TenancyError:

@@ -20,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenantsvc.settings import Settings, get_settings
 from tenantsvc.tenancy.doctor import pool_check, tenant_cap_check
-from tenantsvc.tenancy.migrator import head
+from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.testing.app import stop_app
 from tests.cli.test_cli import tenantctl, use_database
 from tests.conftest import make_settings, start_app
-from tests.tenancy.revisions import add_sku_revision
+from tests.tenancy.revisions import add_sku_revision, write_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -178,6 +178,30 @@ def test_migrations_give_a_locked_tenant_up_after_the_retries_asked_for(
     assert single.stderr.count("\n") == 1
     assert single.stderr.startswith("failed: one: could not lock its tables in 1 attempt")
     assert tenantctl("migrate", "one", "--json")["tenants"][0]["after"] == new
+
+
+def test_a_concurrent_index_is_refused_through_pgbouncer(
+    fresh_cli: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its step holds a session, which transaction pooling would hand to other clients."""
+    tenantctl("create", "one")
+    old = head("tenant")
+    write_revision(tmp_path, "x9401", old, "an index, concurrently",
+                   "with op.get_context().autocommit_block():\n"
+                   '    op.create_index("products_name_idx", "products", ["name"], '
+                   "postgresql_concurrently=True)")  # fmt: skip
+    monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(tmp_path))
+    monkeypatch.setenv("TENANTSVC_PGBOUNCER", "true")
+    get_settings.cache_clear()
+    refused = tenantctl("migrate-all", code=1)
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith("error: a revision builds an index concurrently")
+    assert "run migrations against PostgreSQL directly" in refused.stderr
+    [one] = tenantctl("status", "--json")["tenants"]
+    assert one["revision"] == old
+    monkeypatch.delenv("TENANTSVC_PGBOUNCER")
+    get_settings.cache_clear()
+    assert tenantctl("migrate-all", "--json")["summary"]["migrated"] == 1
 
 
 def test_doctor_passes_then_catches_a_leaky_search_path(
