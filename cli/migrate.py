@@ -208,18 +208,24 @@ def _dry_run(to: str, slugs: list[str], statuses: list[str], as_json: bool) -> N
         rows = [{"slug": t.slug, "schema": t.schema, "before": rev, "after": the_plan.target}
                 for t, rev in the_plan.behind]  # fmt: skip
         if as_json:
-            print_json({"target": the_plan.target, "total": the_plan.total, "would_migrate": rows})
+            print_json({"target": the_plan.target, "total": the_plan.total,
+                        "concurrent": the_plan.concurrent, "would_migrate": rows})  # fmt: skip
             return
         for row in rows:
             typer.echo(f"{row['slug']}: {row['before']} -> {row['after']}")
         typer.echo(f"{len(rows)} of {the_plan.total} tenants would migrate to {the_plan.target}")
+        if the_plan.concurrent:
+            typer.echo("(an index is built concurrently: a step of its own, outside each "
+                       "tenant's transaction, which does not block its writes)")  # fmt: skip
 
     run(work)
 
 
 def _print_sql(to: str, slugs: list[str]) -> None:
+    """One tenant's SQL as migrate-all runs it, step by step, for psql."""
     from tenantsvc.tenancy.admin import get_tenant
-    from tenantsvc.tenancy.migrator import compiled_script, current_revision, resolve
+    from tenantsvc.tenancy.ddl import identifier, literal
+    from tenantsvc.tenancy.migrator import current_revision, resolve, tenant_steps
 
     if len(slugs) != 1:
         raise fail("--sql renders one tenant's SQL: give exactly one --tenant")
@@ -228,9 +234,14 @@ def _print_sql(to: str, slugs: list[str]) -> None:
         async with engine_for_cli() as engine, engine.connect() as conn:
             tenant = await get_tenant(conn, slugs[0])
             current = await conn.run_sync(current_revision, tenant.schema)
-        script = compiled_script(current, resolve("tenant", to))
-        typer.echo(f"BEGIN;\nSELECT set_config('search_path', '{tenant.schema}', true);\n")
-        typer.echo(script + "COMMIT;")
+        for step in await tenant_steps(current, resolve("tenant", to)):
+            if step.indexes:
+                typer.echo("-- outside a transaction, one statement at a time:")
+                typer.echo(f"SET search_path TO {identifier(tenant.schema)};")
+                typer.echo("".join(f"{index.sql};\n" for index in step.indexes))
+                typer.echo("RESET search_path;\n")
+            path = f"SELECT set_config('search_path', {literal(tenant.schema)}, true);"
+            typer.echo(f"BEGIN;\n{path}\n\n{step.sql}COMMIT;\n")
 
     run(work)
 

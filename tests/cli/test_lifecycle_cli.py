@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import text
+from pgserver._commands import POSTGRES_BIN_PATH
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenantsvc.settings import Settings, get_settings
@@ -180,17 +181,41 @@ def test_migrations_give_a_locked_tenant_up_after_the_retries_asked_for(
     assert tenantctl("migrate", "one", "--json")["tenants"][0]["after"] == new
 
 
+def _concurrent_index_revision(directory: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    old = head("tenant")
+    write_revision(directory, "x9401", old, "an index, concurrently",
+                   "with op.get_context().autocommit_block():\n"
+                   '    op.create_index("products_name_idx", "products", ["name"], '
+                   "postgresql_concurrently=True)")  # fmt: skip
+    monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(directory))
+    return old
+
+
+def test_dry_run_and_sql_show_the_concurrent_step(
+    fresh_cli: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenantctl("create", "one")
+    _concurrent_index_revision(tmp_path, monkeypatch)
+    assert tenantctl("migrate-all", "--dry-run", "--json")["concurrent"] is True
+    assert "built concurrently" in tenantctl("migrate-all", "--dry-run").stdout
+    sql = tenantctl("migrate-all", "--sql", "--tenant", "one").stdout
+    url = make_url(fresh_cli)
+    psql = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+            "-h", str(url.host or url.query["host"]), "-p", str(url.port or 5432),
+            "-U", str(url.username), "-d", str(url.database)]  # fmt: skip
+    env = {**os.environ, "PGPASSWORD": url.password or ""}
+    subprocess.run(psql, input=sql, text=True, check=True, capture_output=True, timeout=60, env=env)
+    index = ("SELECT indisvalid FROM pg_index "
+             "WHERE indexrelid = 'tenant_one.products_name_idx'::regclass")  # fmt: skip
+    assert _scalar(fresh_cli, index) is True  # the printed SQL runs as it stands
+
+
 def test_a_concurrent_index_is_refused_through_pgbouncer(
     fresh_cli: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its step holds a session, which transaction pooling would hand to other clients."""
     tenantctl("create", "one")
-    old = head("tenant")
-    write_revision(tmp_path, "x9401", old, "an index, concurrently",
-                   "with op.get_context().autocommit_block():\n"
-                   '    op.create_index("products_name_idx", "products", ["name"], '
-                   "postgresql_concurrently=True)")  # fmt: skip
-    monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(tmp_path))
+    old = _concurrent_index_revision(tmp_path, monkeypatch)
     monkeypatch.setenv("TENANTSVC_PGBOUNCER", "true")
     get_settings.cache_clear()
     refused = tenantctl("migrate-all", code=1)
