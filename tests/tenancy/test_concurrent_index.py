@@ -177,6 +177,7 @@ async def test_a_script_is_cut_into_steps_at_its_concurrent_revisions() -> None:
         "-- Running upgrade a2 -> a3\n\n"
         'CREATE UNIQUE INDEX CONCURRENTLY "Odd""Name" ON t (x);\n\n'
         "DROP INDEX CONCURRENTLY old_idx;\n\n"
+        "CREATE INDEX CONCURRENTLY live_idx ON t (x) WHERE y IS NULL;\n\n"
         "UPDATE alembic_version SET version_num='a3' WHERE alembic_version.version_num = 'a2';\n\n"
         "-- Running upgrade a3 -> a4\n\nALTER TABLE t ADD z int;\n\n"
         "UPDATE alembic_version SET version_num='a4' WHERE alembic_version.version_num = 'a3';\n\n"
@@ -186,7 +187,11 @@ async def test_a_script_is_cut_into_steps_at_its_concurrent_revisions() -> None:
     assert "CREATE TABLE alembic_version" in first.sql
     assert "ADD y" in first.sql
     assert index.target == "a3"
-    assert [(i.index, i.creates) for i in index.indexes] == [('Odd"Name', True), ("old_idx", False)]
+    assert [(i.index, i.creates) for i in index.indexes] == [
+        ('Odd"Name', True),
+        ("old_idx", False),
+        ("live_idx", True),
+    ]
     assert index.sql.startswith("UPDATE alembic_version")
     assert "INDEX" not in index.sql
     assert (last.target, last.indexes) == ("a4", ())
