@@ -7,7 +7,9 @@ once per process (see ``migrator``), sent in one round trip: the result is the s
 step-by-step migration gives (tested), at about the cost of the DDL itself.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
@@ -63,26 +65,43 @@ async def issue_key(conn: AsyncConnection, tenant_id: int) -> tuple[int, str]:
     return int(key_id), key
 
 
-async def _build(conn: AsyncConnection, slug: str, name: str, schema: str) -> NewTenant:
+# Fills a new tenant's tables inside its creating transaction: (asyncpg connection, schema).
+Fill = Callable[[Any, str], Awaitable[None]]
+
+
+async def _build(
+    conn: AsyncConnection, slug: str, name: str, schema: str, revision: str, fill: Fill | None
+) -> NewTenant:
     if await conn.scalar(select(TenantRow.id).where(TenantRow.slug == slug)) is not None:
         raise TenantExistsError(slug)
     await conn.execute(CreateSchema(schema))
-    revision = head("tenant")
     await run_script(conn, schema, await build_script(revision))
+    if fill is not None:
+        await fill((await conn.get_raw_connection()).driver_connection, schema)
+    # Behind head, it is not served until it has migrated (``dumps.import_tenant``).
+    status = TenantStatus.ACTIVE if revision == head("tenant") else TenantStatus.PROVISIONING
     key, key_params = _key_params()
-    params = {"slug": slug, "name": name, "schema": schema, "status": TenantStatus.ACTIVE,
+    params = {"slug": slug, "name": name, "schema": schema, "status": status,
               "revision": revision}  # fmt: skip
     key_id = await conn.scalar(_REGISTER, {**params, **key_params})
     assert key_id is not None
-    return NewTenant(slug, name, schema, TenantStatus.ACTIVE, key, int(key_id))
+    return NewTenant(slug, name, schema, status, key, int(key_id))
 
 
-async def create_tenant(engine: AsyncEngine, slug: str, name: str | None = None) -> NewTenant:
+async def create_tenant(
+    engine: AsyncEngine,
+    slug: str,
+    name: str | None = None,
+    *,
+    revision: str | None = None,
+    fill: Fill | None = None,
+) -> NewTenant:
+    """At head unless ``revision`` says otherwise; ``fill`` loads rows before the commit."""
     schema, display = schema_for(slug), name or slug
     check_display_name(display)
     try:
         async with engine.begin() as conn:
-            return await _build(conn, slug, display, schema)
+            return await _build(conn, slug, display, schema, revision or head("tenant"), fill)
     except (IntegrityError, ProgrammingError) as exc:
         # A concurrent create of the same slug, or a leftover schema of that name.
         if "already exists" in str(exc) or "duplicate key" in str(exc):

@@ -229,6 +229,30 @@ def test_a_concurrent_index_is_refused_through_pgbouncer(
     assert tenantctl("migrate-all", "--json")["summary"]["migrated"] == 1
 
 
+def test_export_and_import_a_tenant(fresh_cli: str, tmp_path: Path) -> None:
+    tenantctl("create", "shop", "--name", "Shop Ltd")
+    _scalar(fresh_cli, "INSERT INTO tenant_shop.users (email, name) VALUES ('a@x.io', 'Ann')")
+    file = tmp_path / "shop.tar"
+    exported = tenantctl("export", "shop", str(file), "--json")
+    assert exported["rows"] == {"order_items": 0, "orders": 0, "products": 0, "users": 1}
+    refused = tenantctl("export", "shop", str(file), code=1)  # never overwrites
+    assert (
+        refused.stderr == f"error: {file} exists: choose a new file (an export never overwrites)\n"
+    )
+    imported = tenantctl("import", str(file), "shop_copy", "--json")
+    assert (imported["name"], imported["rows"]["users"], imported["error"]) == ("Shop Ltd", 1, None)
+    assert imported["api_key"].startswith("tsk_")
+    assert _scalar(fresh_cli, "SELECT name FROM tenant_shop_copy.users") == "Ann"
+    (tmp_path / "junk").write_text("junk")
+    bad = tenantctl("import", str(tmp_path / "junk"), "other", code=1)
+    assert bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith(f"error: {tmp_path / 'junk'}: not a tenant export")
+    assert tenantctl("export", "nobody", str(tmp_path / "n.tar"), code=1).stderr == (
+        "error: unknown tenant 'nobody'\n"
+    )
+    assert not (tmp_path / "n.tar").exists()  # nothing half-written left behind
+
+
 def test_doctor_passes_then_catches_a_leaky_search_path(
     fresh_cli: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

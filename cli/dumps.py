@@ -1,0 +1,73 @@
+"""Moving a tenant's rows through a file: export one, import it as a new tenant."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import engine_for_cli, fail, print_json, run
+
+app = typer.Typer()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+@app.command("export")
+def export_(slug: str, file: Path, as_json: JsonOpt = False) -> None:
+    """Write a tenant's rows to FILE, from one consistent snapshot (API keys stay behind)."""
+    from tenantsvc.tenancy.dumps import export_tenant
+
+    if file.exists():
+        raise fail(f"{file} exists: choose a new file (an export never overwrites)")
+    if not file.parent.is_dir():
+        raise fail(f"{file.parent} is not a directory")
+
+    async def work() -> None:
+        async with engine_for_cli() as engine:
+            done = await export_tenant(engine, slug, file)
+        if as_json:
+            print_json({"slug": done.slug, "revision": done.revision, "rows": done.rows,
+                        "file": str(file)})  # fmt: skip
+        else:
+            counts = ", ".join(f"{table} {n}" for table, n in done.rows.items())
+            typer.echo(f"exported {done.slug} at {done.revision} to {file}: {counts}")
+
+    try:
+        run(work)
+    except BaseException:
+        file.unlink(missing_ok=True)  # no half-written export left to be mistaken for one
+        raise
+
+
+@app.command("import")
+def import_(
+    file: Path,
+    slug: str,
+    name: Annotated[str | None, typer.Option(help="Display name (default: the file's).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create tenant SLUG from an export: at the file's revision with its rows, atomically,
+    then migrated to head; prints its first API key."""
+    from tenantsvc.tenancy.dumps import import_tenant
+    from tenantsvc.tenancy.slugs import validate_slug
+
+    async def work() -> None:
+        validate_slug(slug)
+        async with engine_for_cli() as engine:
+            done = await import_tenant(engine, file, slug, name)
+        new = done.tenant
+        if as_json:
+            print_json({"slug": new.slug, "name": new.name, "schema": new.schema,
+                        "revision": done.revision, "rows": done.rows, "api_key": new.api_key,
+                        "key_id": new.key_id, "error": done.error})  # fmt: skip
+        else:
+            counts = ", ".join(f"{table} {n}" for table, n in done.rows.items())
+            typer.echo(f"imported tenant {new.slug} (schema {new.schema}) from {file}: {counts}")
+            typer.echo(f"API key (shown once): {new.api_key}")
+        if done.error:
+            typer.echo(f"error: imported at {done.revision}, but migrating it to head failed: "
+                       f"{done.error}; it is not served: `tenantctl migrate {slug}`, then "
+                       f"`tenantctl resume {slug}`", err=True)  # fmt: skip
+            raise typer.Exit(1)
+
+    run(work)

@@ -1,0 +1,168 @@
+"""Exporting a tenant to a file and importing it as a new one (tenancy/dumps.py): every row
+comes back, nothing of another tenant goes out, a bad file creates nothing."""
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tenantsvc.tenancy import fleet
+from tenantsvc.tenancy.admin import get_tenant
+from tenantsvc.tenancy.dumps import export_tenant, import_tenant
+from tenantsvc.tenancy.errors import TenancyError, TenantExistsError, TenantNotFoundError
+from tenantsvc.tenancy.lifecycle import archive
+from tenantsvc.tenancy.migrator import head
+from tenantsvc.tenancy.provisioning import create_tenant
+from tests.tenancy.revisions import add_sku_revision
+
+ROWS = {"users": 2, "products": 3, "orders": 2, "order_items": 3}
+SEED = """
+INSERT INTO users (email, name) VALUES ('a@x.io', 'Ann'), ('b@x.io', 'Bob');
+INSERT INTO products (name, price_cents, stock, deleted_at)
+VALUES ('pen', 150, 7, NULL), ('ink', 300, 0, NULL), ('old', 99, 1, now());
+INSERT INTO orders (user_id) VALUES (1), (2);
+INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+VALUES (1, 1, 2, 150), (1, 2, 1, 300), (2, 3, 1, 99);
+"""
+EVERYTHING = {
+    "users": "SELECT id, email, name, created_at FROM users ORDER BY id",
+    "products": "SELECT id, name, price_cents, stock, deleted_at, created_at FROM products "
+    "ORDER BY id",
+    "orders": "SELECT id, user_id, created_at FROM orders ORDER BY id",
+    "order_items": "SELECT * FROM order_items ORDER BY order_id, product_id",
+}
+
+
+async def _in(conn: AsyncConnection, schema: str) -> None:
+    await conn.execute(text("SELECT set_config('search_path', :s, true)"), {"s": schema})
+
+
+async def _seeded(engine: AsyncEngine, slug: str) -> str:
+    schema = (await create_tenant(engine, slug)).schema
+    async with engine.begin() as conn:
+        await _in(conn, schema)
+        driver = (await conn.get_raw_connection()).driver_connection
+        await driver.execute(SEED)  # type: ignore[union-attr]
+    return schema
+
+
+async def _rows(engine: AsyncEngine, schema: str) -> dict[str, list[tuple[object, ...]]]:
+    async with engine.begin() as conn:
+        await _in(conn, schema)
+        return {t: [tuple(r) for r in await conn.execute(text(q))] for t, q in EVERYTHING.items()}
+
+
+async def test_an_exported_tenant_comes_back_whole_as_a_new_one(
+    fresh_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    source = await _seeded(fresh_engine, "source")
+    await _seeded(fresh_engine, "other")  # the same ids: none of its rows may travel
+    async with fresh_engine.begin() as conn:
+        await _in(conn, "tenant_other")
+        await conn.execute(text("UPDATE users SET name = 'OTHER'"))
+    file = tmp_path / "source.tar"
+    exported = await export_tenant(fresh_engine, "source", file)
+    assert (exported.revision, exported.rows) == (head("tenant"), ROWS)
+    imported = await import_tenant(fresh_engine, file, "copy")
+    assert (imported.error, imported.rows, imported.tenant.status) == (None, ROWS, "active")
+    assert imported.tenant.name == "source"  # the file's, unless given
+    copy = imported.tenant.schema
+    assert await _rows(fresh_engine, copy) == await _rows(fresh_engine, source)
+    async with fresh_engine.begin() as conn:  # the identities go on past the loaded ids
+        await _in(conn, copy)
+        new_id = await conn.scalar(text("INSERT INTO products (name, price_cents, stock) "
+                                        "VALUES ('new', 1, 1) RETURNING id"))  # fmt: skip
+        assert new_id == 4
+        assert "OTHER" not in str(await conn.scalar(text("SELECT array_agg(name) FROM users")))
+    with pytest.raises(TenantExistsError):
+        await import_tenant(fresh_engine, file, "copy")
+
+
+async def test_an_export_from_an_older_revision_is_imported_then_migrated(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = await _seeded(fresh_engine, "before")
+    file = tmp_path / "before.tar"
+    await export_tenant(fresh_engine, "before", file)
+    old, new = add_sku_revision(tmp_path, monkeypatch)  # head moves on after the export
+    imported = await import_tenant(fresh_engine, file, "after", "After Co")
+    assert (imported.revision, imported.error, imported.tenant.name) == (old, None, "After Co")
+    async with fresh_engine.connect() as conn:
+        tenant = await get_tenant(conn, "after")
+        assert tenant.status == "active"  # served once it had migrated
+        at = await conn.scalar(text("SELECT max(version_num) FROM tenant_after.alembic_version"))
+    assert at == new
+    assert await _rows(fresh_engine, "tenant_after") == await _rows(fresh_engine, source)
+
+
+async def test_an_archived_tenant_can_be_exported(
+    fresh_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    source = await _seeded(fresh_engine, "gone")
+    before = await _rows(fresh_engine, source)
+    async with fresh_engine.begin() as conn:
+        await archive(conn, "gone")
+    await export_tenant(fresh_engine, "gone", tmp_path / "gone.tar")
+    back = await import_tenant(fresh_engine, tmp_path / "gone.tar", "back")
+    assert await _rows(fresh_engine, back.tenant.schema) == before
+
+
+def _tampered(file: Path, out: Path, change: "dict[str, object]", drop: str = "") -> Path:
+    """``file`` with its manifest changed, and a member left out."""
+    with tarfile.open(file) as src, tarfile.open(out, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member)
+            if member.name == drop:
+                continue
+            if member.name == "manifest.json":
+                manifest = {**json.load(data), **change}  # type: ignore[arg-type]
+                raw = json.dumps(manifest).encode()
+                member.size = len(raw)
+                dst.addfile(member, io.BytesIO(raw))
+            else:
+                dst.addfile(member, data)
+    return out
+
+
+async def test_a_bad_file_creates_nothing(fresh_engine: AsyncEngine, tmp_path: Path) -> None:
+    await _seeded(fresh_engine, "good")
+    file = tmp_path / "good.tar"
+    await export_tenant(fresh_engine, "good", file)
+    (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
+    with tarfile.open(file) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    wrong_rows = [{**t, "rows": t["rows"] + 1} if t["name"] == "users" else t
+                  for t in manifest["tables"]]  # fmt: skip
+    evil_table = [{**t, "name": "pg_authid"} if t["name"] == "users" else t
+                  for t in manifest["tables"]]  # fmt: skip
+    evil_column = [{**t, "columns": ["id", "email); DROP TABLE users; --"]}
+                   if t["name"] == "users" else t for t in manifest["tables"]]  # fmt: skip
+    cases = {
+        "not a tenant export": tmp_path / "junk.tar",
+        "no users.copy": _tampered(file, tmp_path / "a.tar", {}, drop="users.copy"),
+        "not a tenantsvc-tenant-export file": _tampered(file, tmp_path / "b.tar", {"version": 9}),
+        "no tenant revision 'nope'": _tampered(file, tmp_path / "c.tar", {"revision": "nope"}),
+        "users: COPY 2 where the manifest says 3":
+            _tampered(file, tmp_path / "d.tar", {"tables": wrong_rows}),
+        "are not its revision's": _tampered(file, tmp_path / "e.tar", {"tables": evil_table}),
+        "are not those of its revision":
+            _tampered(file, tmp_path / "f.tar", {"tables": evil_column}),
+        "does not have the shape": _tampered(file, tmp_path / "g.tar", {"tables": [{"name": 1}]}),
+    }  # fmt: skip
+    for i, (message, bad) in enumerate(cases.items()):
+        with pytest.raises(Exception, match=message) as refused:
+            await import_tenant(fresh_engine, bad, f"bad{i}")
+        assert isinstance(refused.value, TenancyError), message  # the CLI's one line
+        with pytest.raises(TenantNotFoundError):  # no registry row, and no schema
+            async with fresh_engine.connect() as conn:
+                await get_tenant(conn, f"bad{i}")
+    async with fresh_engine.connect() as conn:
+        schemas = await conn.scalar(text("SELECT count(*) FROM pg_namespace "
+                                         "WHERE nspname LIKE 'tenant_bad%'"))  # fmt: skip
+    assert schemas == 0
+    summary = await fleet.migrate_all(fresh_engine)  # the fleet is as it was
+    assert summary.failures == []
