@@ -90,23 +90,29 @@ async def export_tenant(engine: AsyncEngine, slug: str, path: Path) -> Exported:
             revision = await driver.fetchval(
                 f"SELECT max(version_num) FROM {identifier(schema)}.alembic_version"  # noqa: S608
             )
-            tables = dict(await driver.fetch(_TABLES, schema))
-            with tarfile.open(path, "w") as tar, tempfile.TemporaryDirectory() as work:
-                rows = {}
-                for table, columns in sorted(tables.items()):
-                    data = Path(work) / table
-                    status = await driver.copy_from_table(
-                        table, schema_name=schema, columns=columns, output=data, format="binary"
-                    )
-                    rows[table] = int(status.split()[-1])
-                    tar.add(data, arcname=f"{table}.copy")
+            with tarfile.open(path, "w") as tar:
+                tables = await _copy_out(driver, schema, tar)
                 manifest = {"format": FORMAT, "version": VERSION, "slug": tenant.slug,
-                            "name": tenant.name, "revision": revision,
-                            "exported_at": datetime.now(UTC).isoformat(),
-                            "tables": [{"name": t, "columns": list(tables[t]), "rows": rows[t]}
-                                       for t in sorted(tables)]}  # fmt: skip
+                            "name": tenant.name, "revision": revision, "tables": tables,
+                            "exported_at": datetime.now(UTC).isoformat()}  # fmt: skip
                 _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
-    return Exported(tenant.slug, revision, rows)
+    return Exported(tenant.slug, revision, {t["name"]: t["rows"] for t in tables})
+
+
+async def _copy_out(driver: Any, schema: str, tar: tarfile.TarFile) -> list[dict[str, Any]]:
+    """Each table's rows into the tar (through a file: a tar member needs its size first)."""
+    tables = []
+    with tempfile.TemporaryDirectory() as work:
+        for table, columns in sorted(await driver.fetch(_TABLES, schema)):
+            data = Path(work) / table
+            status = await driver.copy_from_table(
+                table, schema_name=schema, columns=columns, output=data, format="binary"
+            )
+            tar.add(data, arcname=f"{table}.copy")
+            tables.append(
+                {"name": table, "columns": list(columns), "rows": int(status.split()[-1])}
+            )
+    return tables
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
