@@ -1,6 +1,7 @@
 """Exporting a tenant to a file and importing it as a new one (tenancy/dumps.py): every row
 comes back, nothing of another tenant goes out, a bad file creates nothing."""
 
+import asyncio
 import io
 import json
 import tarfile
@@ -166,3 +167,49 @@ async def test_a_bad_file_creates_nothing(fresh_engine: AsyncEngine, tmp_path: P
     assert schemas == 0
     summary = await fleet.migrate_all(fresh_engine)  # the fleet is as it was
     assert summary.failures == []
+
+
+async def test_an_export_is_one_point_in_time_while_orders_are_placed(
+    fresh_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Orders (stock taken and an item written, one transaction each) go on while the export
+    copies the tables one after another: in the file, every product's stock and its units
+    sold still add up to what it started with."""
+    schema = (await create_tenant(fresh_engine, "busy")).schema
+    async with fresh_engine.begin() as conn:
+        await _in(conn, schema)
+        await conn.execute(text("INSERT INTO users (email, name) VALUES ('a@x.io', 'A')"))
+        await conn.execute(text("INSERT INTO products (name, price_cents, stock) SELECT "
+                                "'p' || i, 1, 100 FROM generate_series(1, 200000) i"))  # fmt: skip
+    stop = asyncio.Event()
+
+    async def orders() -> int:
+        placed = 0
+        while not stop.is_set():
+            async with fresh_engine.begin() as conn:
+                await _in(conn, schema)
+                product = placed % 50 + 1
+                await conn.execute(text("UPDATE products SET stock = stock - 1 WHERE id = :p"),
+                                   {"p": product})  # fmt: skip
+                order = await conn.scalar(text("INSERT INTO orders (user_id) VALUES (1) "
+                                               "RETURNING id"))  # fmt: skip
+                await conn.execute(text("INSERT INTO order_items VALUES (:o, :p, 1, 1)"),
+                                   {"o": order, "p": product})  # fmt: skip
+            placed += 1
+        return placed
+
+    placing = asyncio.create_task(orders())
+    await asyncio.sleep(0.2)
+    await export_tenant(fresh_engine, "busy", tmp_path / "busy.tar")
+    stop.set()
+    assert await placing > 0
+    copy = (await import_tenant(fresh_engine, tmp_path / "busy.tar", "busy_copy")).tenant.schema
+    async with fresh_engine.begin() as conn:
+        await _in(conn, copy)
+        broken = await conn.scalar(text(
+            "SELECT count(*) FROM products p WHERE p.stock + coalesce((SELECT sum(quantity) "
+            "FROM order_items i WHERE i.product_id = p.id), 0) <> 100"
+        ))  # fmt: skip
+        sold = await conn.scalar(text("SELECT count(*) FROM order_items"))
+    assert broken == 0
+    assert sold > 0  # orders were placed before the snapshot, and travelled with it
