@@ -150,23 +150,26 @@ async def migrate_tenant(
     policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
 ) -> TenantOutcome:
     started = time.perf_counter()
-    attempts = 0
-
+    attempts, reached = 0, before  # reached: what committed steps left, over all attempts
     apply = _apply_in_steps if concurrent(await steps_between(before, target)) else _apply
 
     async def attempt() -> TenantOutcome:
-        nonlocal attempts
+        nonlocal attempts, reached
         attempts += 1
-        return await apply(engine, tenant, target, policy)
+        try:
+            return await apply(engine, tenant, target, policy)
+        except PartlyMigrated as exc:
+            reached = exc.reached
+            raise
 
     try:
         outcome = await policy.retrying(attempt)
     except Exception as exc:
-        conflict = is_lock_conflict(exc)
-        error = policy.gave_up(attempts, first_line(exc)) if conflict else first_line(exc)
-        after = exc.reached if isinstance(exc, PartlyMigrated) else before
+        where = "this tenant" if reached == before else f"this tenant past {reached}"
+        last = first_line(exc)
+        error = policy.gave_up(attempts, last, where) if is_lock_conflict(exc) else last
         elapsed = time.perf_counter() - started
-        return TenantOutcome(tenant.slug, tenant.schema, before, after, elapsed, error,
+        return TenantOutcome(tenant.slug, tenant.schema, before, reached, elapsed, error,
                              attempts=attempts)  # fmt: skip
     outcome.seconds, outcome.attempts = time.perf_counter() - started, attempts
     return outcome

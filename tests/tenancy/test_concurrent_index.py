@@ -4,6 +4,7 @@ index in its one transaction."""
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -13,6 +14,7 @@ from tenantsvc.db.engine import create_engine
 from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.catalog import fingerprints, reference_fingerprint
 from tenantsvc.tenancy.errors import MigrationError
+from tenantsvc.tenancy.locking import LockPolicy
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.revisions import read_revisions
@@ -233,3 +235,28 @@ async def test_the_connection_goes_back_to_the_pool_without_the_tenant_or_its_lo
         assert tuple(after[1:]) == tuple(fresh)
     finally:
         await engine.dispose()
+
+
+async def test_a_tenant_given_up_after_its_index_says_how_far_it_got(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The revision after the index waits for a lock in vain: every attempt resumes from the
+    index, and the tenant is reported there, not where the run found it."""
+    [schema] = await _tenants(fresh_engine, 1)
+    old = _revisions_with_index(tmp_path, monkeypatch, unique=False)
+    write_revision(tmp_path, "x9303", INDEX, "users.note",
+                   'op.add_column("users", sa.Column("note", sa.Text))')  # fmt: skip
+    quick = LockPolicy(lock_timeout_ms=200, retries=2, pause_seconds=0.05)
+    async with fresh_engine.connect() as holder:
+        # Holds users without a snapshot: a concurrent build waits for every transaction with
+        # an older snapshot, whichever tables it reads, and this test is not about that.
+        driver: Any = (await holder.get_raw_connection()).driver_connection
+        await driver.execute(f"BEGIN; LOCK TABLE {schema}.users IN ACCESS SHARE MODE")
+        [failure] = (await fleet.migrate_all(fresh_engine, policy=quick)).failures
+        await driver.execute("ROLLBACK")
+    assert (failure.before, failure.after, failure.attempts) == (old, INDEX, 3)
+    assert "could not lock its tables in 3 attempts" in (failure.error or "")
+    assert "nothing changed in this tenant past x9302" in (failure.error or "")
+    assert await _revisions(fresh_engine, [schema]) == {schema: INDEX}
+    rerun = await fleet.migrate_all(fresh_engine, policy=quick)
+    assert (rerun.migrated, rerun.failures) == (1, [])
