@@ -134,7 +134,7 @@ class PartlyMigrated(MigrationError):
 
 
 def _index_settings(schema: str, policy: LockPolicy) -> str:
-    """For the session (closed after): a concurrent build waits for the transactions that use
+    """For the session (reset after): a concurrent build waits for the transactions that use
     its table without blocking any of them, so it waits as long as it takes."""
     return (
         f"SET search_path TO {identifier(schema)}; SET lock_timeout = 0; "
