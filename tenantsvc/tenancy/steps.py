@@ -4,9 +4,9 @@ A plain ``CREATE INDEX`` blocks the tenant's writes to that table while it build
 big tenant. ``CREATE INDEX CONCURRENTLY`` does not, but PostgreSQL refuses it inside a
 transaction, and every other tenant migration is one transaction (all or nothing). So a script
 is cut into steps at its revisions: runs of ordinary revisions stay one transaction each, and a
-revision made only of concurrent index statements (Alembic's ``autocommit_block()``, which the
-Alembic documentation recommends keeping in a revision of its own) runs statement by
-statement outside one, its revision recorded once every index is built.
+revision made only of concurrent index statements (in Alembic's ``autocommit_block()``, which
+commits whatever ran before it, as Alembic's documentation warns) runs statement by statement
+outside one, its revision recorded once every index is built.
 
 Such a step can stop half way (a failed unique build, a killed process) and must resume, so
 each statement is made safe to run again: an index already built is not built again, the

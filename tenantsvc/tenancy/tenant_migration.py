@@ -3,7 +3,7 @@
 - Ordinary revisions: one transaction and one round trip (the compiled script, the revision
   record beside the registry); the tenant is either at the target or untouched.
 - A path through a concurrent index (``steps.py``): a step at a time on one connection that
-  holds the tenant's lock for the session and is closed afterwards.
+  holds the tenant's lock for the session, reset afterwards (closed if it failed).
 - A lock timeout or deadlock rolls the attempt back and tries again (``locking.py``); a tenant
   given up, or stopped after a committed step, says where it is.
 """

@@ -30,7 +30,7 @@ def _revisions_with_index(
     directory: Path, monkeypatch: pytest.MonkeyPatch, unique: bool, column: str = "sku"
 ) -> str:
     """``sku`` (a plain revision), then an index on ``column`` built concurrently (a revision
-    of its own, as Alembic recommends); returns the head they chain onto."""
+    of its own); returns the head they chain onto."""
     old = head("tenant")
     write_revision(directory, SKU, old, "products.sku",
                    'op.add_column("products", sa.Column("sku", sa.Text))')  # fmt: skip
