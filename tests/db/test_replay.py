@@ -10,13 +10,14 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.db import stale
 from tenantsvc.db.stale import is_replayable, is_stale_statement
 from tenantsvc.testing.app import running_app
 from tests.conftest import Running, TenantHandle, make_settings
 from tests.polling import until_sql
+from tests.tenancy.fleet_tenants import enter
 
 
 async def _post(client: httpx.AsyncClient, t: TenantHandle, path: str, body: Any) -> Any:
@@ -33,10 +34,6 @@ async def _buyer_and_product(
     body = {"name": "p", "price_cents": 5, "stock": 9}
     product = (await _post(client, t, "/products", body))["id"]
     return user, product, {"user_id": user, "items": [{"product_id": product, "quantity": 1}]}
-
-
-async def _in(conn: AsyncConnection, t: TenantHandle) -> None:
-    await conn.execute(text("SELECT set_config('search_path', :s, true)"), {"s": t.schema})
 
 
 @pytest.fixture
@@ -67,7 +64,7 @@ async def test_every_route_serves_through_a_migration_that_changes_what_it_retur
     for migration, reads in ((widen, orm + hot), (bigger, hot + orm)):
         replays = _replays("stale_statement")
         async with engine.begin() as conn:
-            await _in(conn, tenant_a)
+            await enter(conn, tenant_a.schema)
             for statement in migration:
                 await conn.execute(text(statement))
         assert await serve_all(reads) == [200, 200, 200, 200, 201]
@@ -85,7 +82,7 @@ async def test_the_hot_read_survives_widened_names_without_a_replay(
     assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
     replays = _replays("stale_statement")
     async with engine.begin() as conn:
-        await _in(conn, tenant_a)
+        await enter(conn, tenant_a.schema)
         await conn.execute(text("ALTER TABLE products ALTER name TYPE varchar(300)"))
     page = await client.get("/products", headers=tenant_a.headers)
     assert page.status_code == 200
@@ -102,7 +99,7 @@ async def test_an_order_chosen_as_a_deadlock_victim_is_placed_once(
         # Another transaction locks the buyer, then (below) wants the product: the order locks
         # the product first, then waits for the buyer (its foreign-key check). PostgreSQL ends
         # the cycle by rolling back whoever waited first: the order.
-        await _in(other, tenant_a)
+        await enter(other, tenant_a.schema)
         await other.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user})
         placing = asyncio.create_task(client.post("/orders", json=order, headers=tenant_a.headers))
         await _until_one_waits(engine)

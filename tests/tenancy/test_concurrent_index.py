@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.db.engine import create_engine
 from tenantsvc.tenancy import fleet
@@ -17,10 +17,10 @@ from tenantsvc.tenancy.errors import MigrationError
 from tenantsvc.tenancy.locking import LockPolicy
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
-from tenantsvc.tenancy.revisions import read_revisions
 from tenantsvc.tenancy.steps import fresh_build, split
 from tenantsvc.testing.app import make_settings
 from tests.polling import until_sql
+from tests.tenancy.fleet_tenants import enter, make_tenants, revisions_of
 from tests.tenancy.revisions import write_revision
 
 SKU, INDEX = "x9301", "x9302"
@@ -44,14 +44,6 @@ def _revisions_with_index(
     return old
 
 
-async def _tenants(engine: AsyncEngine, count: int) -> list[str]:
-    return [(await create_tenant(engine, f"ci{i:03d}")).schema for i in range(count)]
-
-
-async def _in(conn: AsyncConnection, schema: str) -> None:
-    await conn.execute(text("SELECT set_config('search_path', :s, true)"), {"s": schema})
-
-
 async def _index(engine: AsyncEngine, schema: str) -> bool | None:
     """products_sku_idx: None if absent, else whether it is valid."""
     query = text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
@@ -59,11 +51,6 @@ async def _index(engine: AsyncEngine, schema: str) -> bool | None:
                  "AND c.relname = 'products_sku_idx'")  # fmt: skip
     async with engine.connect() as conn:
         return await conn.scalar(query, {"s": schema})  # type: ignore[no-any-return]
-
-
-async def _revisions(engine: AsyncEngine, schemas: list[str]) -> dict[str, str | None]:
-    async with engine.connect() as conn:
-        return await conn.run_sync(read_revisions, schemas)
 
 
 async def _waiting_build(engine: AsyncEngine) -> None:
@@ -76,23 +63,23 @@ async def _waiting_build(engine: AsyncEngine) -> None:
 async def test_the_tenants_writes_go_on_while_its_index_builds(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schemas = await _tenants(fresh_engine, 3)
+    schemas = await make_tenants(fresh_engine, 3, "ci")
     busy = schemas[0]
     _revisions_with_index(tmp_path, monkeypatch, unique=False)
     insert = text("INSERT INTO products (name, price_cents, stock) VALUES ('w', 1, 1)")
     async with fresh_engine.connect() as writer, writer.begin():
-        await _in(writer, busy)
+        await enter(writer, busy)
         await writer.execute(insert)  # a write in progress: the build must wait for it
         migration = asyncio.create_task(fleet.migrate_all(fresh_engine, concurrency=2))
         await _waiting_build(fresh_engine)
         # With a plain CREATE INDEX waiting for that writer, this write would queue behind it.
         async with fresh_engine.begin() as other:
-            await _in(other, busy)
+            await enter(other, busy)
             await asyncio.wait_for(other.execute(insert), 5)
         assert not migration.done()
     summary = await asyncio.wait_for(migration, 30)
     assert (summary.migrated, summary.failures) == (3, [])
-    assert await _revisions(fresh_engine, schemas) == dict.fromkeys(schemas, INDEX)
+    assert await revisions_of(fresh_engine, schemas) == dict.fromkeys(schemas, INDEX)
     assert [await _index(fresh_engine, s) for s in schemas] == [True, True, True]
     async with fresh_engine.connect() as conn:  # the same schema as a fresh build, no drift
         reference = await reference_fingerprint(conn, INDEX)
@@ -104,12 +91,12 @@ async def test_the_tenants_writes_go_on_while_its_index_builds(
 async def test_a_failed_build_is_cleaned_up_and_a_rerun_resumes(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schemas = await _tenants(fresh_engine, 2)
+    schemas = await make_tenants(fresh_engine, 2, "ci")
     dup = schemas[1]
     _revisions_with_index(tmp_path, monkeypatch, unique=True)
     await fleet.migrate_all(fresh_engine, target=SKU)
     async with fresh_engine.begin() as conn:  # a tenant whose data the unique index refuses
-        await _in(conn, dup)
+        await enter(conn, dup)
         await conn.execute(text("INSERT INTO products (name, price_cents, stock, sku) "
                                 "VALUES ('a', 1, 1, 'same'), ('b', 1, 1, 'same')"))  # fmt: skip
     summary = await fleet.migrate_all(fresh_engine)
@@ -117,9 +104,9 @@ async def test_a_failed_build_is_cleaned_up_and_a_rerun_resumes(
     assert failure.slug == "ci001"
     assert "could not create unique index" in (failure.error or "")
     assert await _index(fresh_engine, dup) is None  # the invalid index was dropped
-    assert await _revisions(fresh_engine, schemas) == {schemas[0]: INDEX, dup: SKU}
+    assert await revisions_of(fresh_engine, schemas) == {schemas[0]: INDEX, dup: SKU}
     async with fresh_engine.begin() as conn:  # a build killed half way leaves an invalid index
-        await _in(conn, dup)
+        await enter(conn, dup)
         await conn.execute(text("UPDATE products SET sku = NULL WHERE name = 'b'"))
     async with fresh_engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -140,16 +127,16 @@ async def test_a_failed_build_is_cleaned_up_and_a_rerun_resumes(
 async def test_a_tenant_stopped_after_its_first_step_says_where_it_is(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    [schema] = await _tenants(fresh_engine, 1)
+    [schema] = await make_tenants(fresh_engine, 1, "ci")
     old = _revisions_with_index(tmp_path, monkeypatch, unique=True, column="name")
     async with fresh_engine.begin() as conn:
-        await _in(conn, schema)
+        await enter(conn, schema)
         await conn.execute(text("INSERT INTO products (name, price_cents, stock) "
                                 "VALUES ('same', 1, 1), ('same', 1, 1)"))  # fmt: skip
     [failure] = (await fleet.migrate_all(fresh_engine)).failures
     assert (failure.before, failure.after) == (old, SKU)  # sku committed, the index did not
     assert (failure.error or "").startswith(f"stopped at {SKU} (the steps before committed): ")
-    assert await _revisions(fresh_engine, [schema]) == {schema: SKU}
+    assert await revisions_of(fresh_engine, [schema]) == {schema: SKU}
     async with fresh_engine.connect() as conn:
         recorded = await conn.scalar(text("SELECT revision FROM tenantsvc.tenant_revisions"))
     assert recorded == SKU  # what the next run plans from
@@ -158,7 +145,7 @@ async def test_a_tenant_stopped_after_its_first_step_says_where_it_is(
 async def test_downgrade_drops_the_index_concurrently_and_new_tenants_get_it(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    [old_tenant] = await _tenants(fresh_engine, 1)
+    [old_tenant] = await make_tenants(fresh_engine, 1, "ci")
     _revisions_with_index(tmp_path, monkeypatch, unique=False)
     await fleet.migrate_all(fresh_engine)
     down = await fleet.migrate_all(fresh_engine, target=SKU)
@@ -166,7 +153,7 @@ async def test_downgrade_drops_the_index_concurrently_and_new_tenants_get_it(
     assert await _index(fresh_engine, old_tenant) is None
     new = (await create_tenant(fresh_engine, "ci_new")).schema  # built at head in one go
     assert await _index(fresh_engine, new) is True
-    assert await _revisions(fresh_engine, [new]) == {new: INDEX}
+    assert await revisions_of(fresh_engine, [new]) == {new: INDEX}
 
 
 async def test_a_script_is_cut_into_steps_at_its_concurrent_revisions() -> None:
@@ -225,7 +212,7 @@ async def test_the_connection_goes_back_to_the_pool_without_the_tenant_or_its_lo
         assert fresh[:2] == ['"$user", public', "0"]  # the defaults, not the tenant's
         await fleet.migrate_all(engine, target=SKU)  # the index dropped concurrently: again
         async with engine.begin() as conn:
-            await _in(conn, schema)
+            await enter(conn, schema)
             await conn.execute(text("INSERT INTO products (name, price_cents, stock) "
                                     "VALUES ('same', 1, 1), ('same', 1, 1)"))  # fmt: skip
         assert (await fleet.migrate_all(engine, concurrency=1)).failures  # the build refused
@@ -242,7 +229,7 @@ async def test_a_tenant_given_up_after_its_index_says_how_far_it_got(
 ) -> None:
     """The revision after the index waits for a lock in vain: every attempt resumes from the
     index, and the tenant is reported there, not where the run found it."""
-    [schema] = await _tenants(fresh_engine, 1)
+    [schema] = await make_tenants(fresh_engine, 1, "ci")
     old = _revisions_with_index(tmp_path, monkeypatch, unique=False)
     write_revision(tmp_path, "x9303", INDEX, "users.note",
                    'op.add_column("users", sa.Column("note", sa.Text))')  # fmt: skip
@@ -257,6 +244,6 @@ async def test_a_tenant_given_up_after_its_index_says_how_far_it_got(
     assert (failure.before, failure.after, failure.attempts) == (old, INDEX, 3)
     assert "could not lock its tables in 3 attempts" in (failure.error or "")
     assert "nothing changed in this tenant past x9302" in (failure.error or "")
-    assert await _revisions(fresh_engine, [schema]) == {schema: INDEX}
+    assert await revisions_of(fresh_engine, [schema]) == {schema: INDEX}
     rerun = await fleet.migrate_all(fresh_engine, policy=quick)
     assert (rerun.migrated, rerun.failures) == (1, [])

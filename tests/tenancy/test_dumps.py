@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.admin import get_tenant
@@ -18,6 +18,7 @@ from tenantsvc.tenancy.errors import TenancyError, TenantExistsError, TenantNotF
 from tenantsvc.tenancy.lifecycle import archive
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.provisioning import create_tenant
+from tests.tenancy.fleet_tenants import enter
 from tests.tenancy.revisions import add_sku_revision
 
 ROWS = {"users": 2, "products": 3, "orders": 2, "order_items": 3}
@@ -38,14 +39,10 @@ EVERYTHING = {
 }
 
 
-async def _in(conn: AsyncConnection, schema: str) -> None:
-    await conn.execute(text("SELECT set_config('search_path', :s, true)"), {"s": schema})
-
-
 async def _seeded(engine: AsyncEngine, slug: str) -> str:
     schema = (await create_tenant(engine, slug)).schema
     async with engine.begin() as conn:
-        await _in(conn, schema)
+        await enter(conn, schema)
         driver = (await conn.get_raw_connection()).driver_connection
         await driver.execute(SEED)  # type: ignore[union-attr]
     return schema
@@ -53,7 +50,7 @@ async def _seeded(engine: AsyncEngine, slug: str) -> str:
 
 async def _rows(engine: AsyncEngine, schema: str) -> dict[str, list[tuple[object, ...]]]:
     async with engine.begin() as conn:
-        await _in(conn, schema)
+        await enter(conn, schema)
         return {t: [tuple(r) for r in await conn.execute(text(q))] for t, q in EVERYTHING.items()}
 
 
@@ -63,7 +60,7 @@ async def test_an_exported_tenant_comes_back_whole_as_a_new_one(
     source = await _seeded(fresh_engine, "source")
     await _seeded(fresh_engine, "other")  # the same ids: none of its rows may travel
     async with fresh_engine.begin() as conn:
-        await _in(conn, "tenant_other")
+        await enter(conn, "tenant_other")
         await conn.execute(text("UPDATE users SET name = 'OTHER'"))
     file = tmp_path / "source.tar"
     exported = await export_tenant(fresh_engine, "source", file)
@@ -74,7 +71,7 @@ async def test_an_exported_tenant_comes_back_whole_as_a_new_one(
     copy = imported.tenant.schema
     assert await _rows(fresh_engine, copy) == await _rows(fresh_engine, source)
     async with fresh_engine.begin() as conn:  # the identities go on past the loaded ids
-        await _in(conn, copy)
+        await enter(conn, copy)
         new_id = await conn.scalar(text("INSERT INTO products (name, price_cents, stock) "
                                         "VALUES ('new', 1, 1) RETURNING id"))  # fmt: skip
         assert new_id == 4
@@ -177,7 +174,7 @@ async def test_an_export_is_one_point_in_time_while_orders_are_placed(
     sold still add up to what it started with."""
     schema = (await create_tenant(fresh_engine, "busy")).schema
     async with fresh_engine.begin() as conn:
-        await _in(conn, schema)
+        await enter(conn, schema)
         await conn.execute(text("INSERT INTO users (email, name) VALUES ('a@x.io', 'A')"))
         await conn.execute(text("INSERT INTO products (name, price_cents, stock) SELECT "
                                 "'p' || i, 1, 100 FROM generate_series(1, 200000) i"))  # fmt: skip
@@ -187,7 +184,7 @@ async def test_an_export_is_one_point_in_time_while_orders_are_placed(
         placed = 0
         while not stop.is_set():
             async with fresh_engine.begin() as conn:
-                await _in(conn, schema)
+                await enter(conn, schema)
                 product = placed % 50 + 1
                 await conn.execute(text("UPDATE products SET stock = stock - 1 WHERE id = :p"),
                                    {"p": product})  # fmt: skip
@@ -205,7 +202,7 @@ async def test_an_export_is_one_point_in_time_while_orders_are_placed(
     assert await placing > 0
     copy = (await import_tenant(fresh_engine, tmp_path / "busy.tar", "busy_copy")).tenant.schema
     async with fresh_engine.begin() as conn:
-        await _in(conn, copy)
+        await enter(conn, copy)
         broken = await conn.scalar(text(
             "SELECT count(*) FROM products p WHERE p.stock + coalesce((SELECT sum(quantity) "
             "FROM order_items i WHERE i.product_id = p.id), 0) <> 100"

@@ -11,18 +11,9 @@ from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.catalog import describe
 from tenantsvc.tenancy.migrator import head, migrate_tenant_online
 from tenantsvc.tenancy.provisioning import create_tenant
-from tenantsvc.tenancy.revisions import read_revisions
 from tenantsvc.tenancy.status import fleet_status
+from tests.tenancy.fleet_tenants import make_tenants, revisions_of
 from tests.tenancy.revisions import add_sku_revision
-
-
-async def _tenants(engine: AsyncEngine, count: int, prefix: str = "f") -> list[str]:
-    return [(await create_tenant(engine, f"{prefix}{i:03d}")).schema for i in range(count)]
-
-
-async def _revisions(engine: AsyncEngine, schemas: list[str]) -> dict[str, str | None]:
-    async with engine.connect() as conn:
-        return await conn.run_sync(read_revisions, schemas)
 
 
 async def _catalog(engine: AsyncEngine, schema: str) -> list[tuple[str, str, str]]:
@@ -44,7 +35,7 @@ async def test_provisioned_catalog_equals_step_by_step_migration(fresh_engine: A
     assert ("index", "products_live_id_idx", "CREATE INDEX products_live_id_idx ON products "
             "USING btree (id) WHERE (deleted_at IS NULL)") in fast  # fmt: skip
     assert fast == slow
-    assert await _revisions(fresh_engine, [provisioned, "tenant_stepwise"]) == {
+    assert await revisions_of(fresh_engine, [provisioned, "tenant_stepwise"]) == {
         provisioned: head("tenant"),
         "tenant_stepwise": head("tenant"),
     }
@@ -53,11 +44,11 @@ async def test_provisioned_catalog_equals_step_by_step_migration(fresh_engine: A
 async def test_upgrade_noop_and_downgrade(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schemas = await _tenants(fresh_engine, 6)
+    schemas = await make_tenants(fresh_engine, 6, "f")
     old, new = add_sku_revision(tmp_path, monkeypatch)
     summary = await fleet.migrate_all(fresh_engine, concurrency=3)
     assert (summary.migrated, summary.skipped, summary.failures) == (6, 0, [])
-    assert set((await _revisions(fresh_engine, schemas)).values()) == {new}
+    assert set((await revisions_of(fresh_engine, schemas)).values()) == {new}
     catalog = await _catalog(fresh_engine, schemas[0])
     assert ("column", "products.sku", "character varying(64)") in catalog
     assert any(obj == "products_sku_idx" for kind, obj, _ in catalog if kind == "index")
@@ -70,14 +61,14 @@ async def test_upgrade_noop_and_downgrade(
     assert await _catalog(fresh_engine, "tenant_online") == catalog
     down = await fleet.migrate_all(fresh_engine, old, concurrency=2)
     assert (down.migrated, down.failures) == (6, [])
-    assert set((await _revisions(fresh_engine, schemas)).values()) == {old}
+    assert set((await revisions_of(fresh_engine, schemas)).values()) == {old}
     assert not any(obj == "products.sku" for _, obj, _ in await _catalog(fresh_engine, schemas[0]))
 
 
 async def test_failing_tenant_stays_at_old_revision_and_rerun_finishes(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schemas = await _tenants(fresh_engine, 5)
+    schemas = await make_tenants(fresh_engine, 5, "f")
     broken = schemas[2]
     async with fresh_engine.begin() as conn:  # a hand-made column the migration will trip on
         await conn.execute(text(f"ALTER TABLE {broken}.products ADD COLUMN sku text"))
@@ -86,7 +77,7 @@ async def test_failing_tenant_stays_at_old_revision_and_rerun_finishes(
     assert summary.migrated == 4
     assert [f.slug for f in summary.failures] == ["f002"]
     assert "already exists" in (summary.failures[0].error or "")
-    revisions = await _revisions(fresh_engine, schemas)
+    revisions = await revisions_of(fresh_engine, schemas)
     assert revisions[broken] == old
     assert all(revisions[s] == new for s in schemas if s != broken)
     # Untouched: no index was half-created next to the failing statement.
@@ -100,7 +91,7 @@ async def test_failing_tenant_stays_at_old_revision_and_rerun_finishes(
 async def test_fail_fast_stops_scheduling(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schemas = await _tenants(fresh_engine, 6)
+    schemas = await make_tenants(fresh_engine, 6, "f")
     async with fresh_engine.begin() as conn:
         await conn.execute(text(f"ALTER TABLE {schemas[0]}.products ADD COLUMN sku text"))
     add_sku_revision(tmp_path, monkeypatch)
@@ -115,7 +106,7 @@ async def test_two_concurrent_runs_never_apply_a_migration_twice(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    schemas = await _tenants(fresh_engine, 12)
+    schemas = await make_tenants(fresh_engine, 12, "f")
     _, new = add_sku_revision(tmp_path, monkeypatch)
     # Two engines: two independent runs, as two deploy jobs would be.
     other = create_async_engine(empty_database_url)
@@ -128,11 +119,11 @@ async def test_two_concurrent_runs_never_apply_a_migration_twice(
         await other.dispose()
     assert first.failures == [] and second.failures == []  # noqa: PT018
     assert first.migrated + second.migrated == 12
-    assert set((await _revisions(fresh_engine, schemas)).values()) == {new}
+    assert set((await revisions_of(fresh_engine, schemas)).values()) == {new}
 
 
 async def test_status_reports_revision_and_drift(fresh_engine: AsyncEngine) -> None:
-    schemas = await _tenants(fresh_engine, 3)
+    schemas = await make_tenants(fresh_engine, 3, "f")
     async with fresh_engine.begin() as conn:
         await conn.execute(text(f"CREATE INDEX hand_made ON {schemas[1]}.users (name)"))
     async with fresh_engine.connect() as conn:

@@ -16,20 +16,15 @@ from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.errors import MigrationError
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
-from tenantsvc.tenancy.provisioning import create_tenant
-from tenantsvc.tenancy.revisions import read_revisions
 from tenantsvc.testing.app import make_settings
+from tests.tenancy.fleet_tenants import enter, make_tenants, revisions_of
 from tests.tenancy.revisions import add_sku_revision, write_revision
 
 QUICK = LockPolicy(lock_timeout_ms=200, retries=2, pause_seconds=0.05)
 
 
-async def _tenants(engine: AsyncEngine, count: int) -> list[str]:
-    return [(await create_tenant(engine, f"lk{i:03d}")).schema for i in range(count)]
-
-
 async def _in_tenant(conn: AsyncConnection, schema: str, sql: str) -> object:
-    await conn.execute(text("SELECT set_config('search_path', :s, true)"), {"s": schema})
+    await enter(conn, schema)
     return await conn.scalar(text(sql))
 
 
@@ -56,7 +51,7 @@ async def _read_while(engine: AsyncEngine, schema: str, running: asyncio.Task[ob
 async def test_a_long_transaction_delays_its_tenants_migration_not_its_reads(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    schemas = await _tenants(fresh_engine, 4)
+    schemas = await make_tenants(fresh_engine, 4, "lk")
     old, new = add_sku_revision(tmp_path, monkeypatch)
     busy = schemas[1]
     async with _long_transaction(fresh_engine, busy):
@@ -73,7 +68,7 @@ async def test_a_long_transaction_delays_its_tenants_migration_not_its_reads(
     assert "could not lock its tables in 3 attempts" in (failure.error or "")
     assert "last: canceling statement due to lock timeout" in (failure.error or "")
     assert "re-run" in (failure.error or "")
-    revisions = await _as_revisions(fresh_engine, schemas)
+    revisions = await revisions_of(fresh_engine, schemas)
     assert revisions == {s: old if s == busy else new for s in schemas}
     rerun = await fleet.migrate_all(fresh_engine, policy=QUICK)  # the transaction has ended
     assert (rerun.migrated, rerun.failures) == (1, [])
@@ -82,7 +77,7 @@ async def test_a_long_transaction_delays_its_tenants_migration_not_its_reads(
 async def test_a_lock_released_between_attempts_is_taken_on_retry(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    [schema] = await _tenants(fresh_engine, 1)
+    [schema] = await make_tenants(fresh_engine, 1, "lk")
     _, new = add_sku_revision(tmp_path, monkeypatch)
     patient = LockPolicy(lock_timeout_ms=100, retries=50, pause_seconds=0.05)
     async with _long_transaction(fresh_engine, schema):
@@ -91,7 +86,7 @@ async def test_a_lock_released_between_attempts_is_taken_on_retry(
         assert not migration.done()
     summary = await asyncio.wait_for(migration, 30)
     assert (summary.migrated, summary.failures) == (1, [])
-    assert (await _as_revisions(fresh_engine, [schema]))[schema] == new
+    assert (await revisions_of(fresh_engine, [schema]))[schema] == new
 
 
 async def test_the_shared_track_waits_for_its_locks_like_a_tenant(empty_database_url: str) -> None:
@@ -133,7 +128,7 @@ async def test_the_requests_statement_timeout_does_not_cut_a_migration_short(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    [schema] = await _tenants(fresh_engine, 1)
+    [schema] = await make_tenants(fresh_engine, 1, "lk")
     new = _sleeping_revision(tmp_path, 0.5)
     monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(tmp_path))
     # Connections made as the service and tenantctl make them: statement_timeout 200 ms.
@@ -147,7 +142,7 @@ async def test_the_requests_statement_timeout_does_not_cut_a_migration_short(
     finally:
         await timed.dispose()
     assert (summary.migrated, summary.failures) == (1, [])
-    assert (await _as_revisions(fresh_engine, [schema]))[schema] == new
+    assert (await revisions_of(fresh_engine, [schema]))[schema] == new
 
 
 def test_lock_timeouts_and_deadlocks_are_recognised_bare_or_wrapped() -> None:
@@ -166,15 +161,10 @@ def test_lock_timeouts_and_deadlocks_are_recognised_bare_or_wrapped() -> None:
     assert not is_lock_conflict(other)
 
 
-async def _as_revisions(engine: AsyncEngine, schemas: list[str]) -> dict[str, str | None]:
-    async with engine.connect() as conn:
-        return await conn.run_sync(read_revisions, schemas)
-
-
 async def test_a_concurrent_index_beside_other_statements_is_refused_before_any_tenant(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    [schema] = await _tenants(fresh_engine, 1)
+    [schema] = await make_tenants(fresh_engine, 1, "lk")
     old = head("tenant")
     upgrade = ('op.add_column("products", sa.Column("sku", sa.Text))\n'
                "with op.get_context().autocommit_block():\n"
@@ -187,4 +177,4 @@ async def test_a_concurrent_index_beside_other_statements_is_refused_before_any_
     assert "into a revision of their own" in str(refused.value)  # steps.py says why
     with pytest.raises(MigrationError):
         await fleet.migrate_all(fresh_engine)
-    assert (await _as_revisions(fresh_engine, [schema]))[schema] == old  # untouched
+    assert (await revisions_of(fresh_engine, [schema]))[schema] == old  # untouched
