@@ -224,7 +224,7 @@ def _dry_run(to: str, slugs: list[str], statuses: list[str], as_json: bool) -> N
 def _print_sql(to: str, slugs: list[str]) -> None:
     """One tenant's SQL as migrate-all runs it, step by step, for psql."""
     from tenantsvc.tenancy.admin import get_tenant
-    from tenantsvc.tenancy.ddl import identifier, literal
+    from tenantsvc.tenancy.ddl import search_path_sql, session_search_path_sql
     from tenantsvc.tenancy.migrator import current_revision, resolve, tenant_steps
 
     if len(slugs) != 1:
@@ -237,11 +237,10 @@ def _print_sql(to: str, slugs: list[str]) -> None:
         for step in await tenant_steps(current, resolve("tenant", to)):
             if step.indexes:
                 typer.echo("-- outside a transaction, one statement at a time:")
-                typer.echo(f"SET search_path TO {identifier(tenant.schema)};")
+                typer.echo(session_search_path_sql(tenant.schema), nl=False)
                 typer.echo("".join(f"{index.sql};\n" for index in step.indexes))
                 typer.echo("RESET search_path;\n")
-            path = f"SELECT set_config('search_path', {literal(tenant.schema)}, true);"
-            typer.echo(f"BEGIN;\n{path}\n\n{step.sql}COMMIT;\n")
+            typer.echo(f"BEGIN;\n{search_path_sql(tenant.schema)}\n{step.sql}COMMIT;\n")
 
     run(work)
 

@@ -17,6 +17,17 @@ def search_path_sql(schema: str) -> str:
     return f"SELECT set_config('search_path', {literal(schema)}, true);\n"
 
 
+def session_search_path_sql(schema: str) -> str:
+    """For the session: only for statements PostgreSQL refuses inside a transaction, on a
+    connection reset or closed afterwards (``tenant_migration.py``)."""
+    return f"SET search_path TO {identifier(schema)};\n"
+
+
+def revision_sql(schema: str) -> str:
+    """The revision the tenant's own version table holds: the truth."""
+    return f"SELECT max(version_num) FROM {identifier(schema)}.alembic_version"  # noqa: S608
+
+
 def record_revision_sql(tenant_id: int, revision: str | None) -> str:
     value = "NULL" if revision is None else literal(revision)
     return (

@@ -30,7 +30,7 @@ from typing import IO, Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.tenancy.admin import get_tenant, set_status
-from tenantsvc.tenancy.ddl import identifier
+from tenantsvc.tenancy.ddl import identifier, revision_sql
 from tenantsvc.tenancy.errors import TenancyError, first_line
 from tenantsvc.tenancy.migrator import head, resolve
 from tenantsvc.tenancy.models import TenantStatus
@@ -87,9 +87,7 @@ async def export_tenant(engine: AsyncEngine, slug: str, path: Path) -> Exported:
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         async with driver.transaction(isolation="repeatable_read", readonly=True):
-            revision = await driver.fetchval(
-                f"SELECT max(version_num) FROM {identifier(schema)}.alembic_version"  # noqa: S608
-            )
+            revision = await driver.fetchval(revision_sql(schema))
             with tarfile.open(path, "w") as tar:
                 tables = await _copy_out(driver, schema, tar)
                 manifest = {"format": FORMAT, "version": VERSION, "slug": tenant.slug,

@@ -15,13 +15,17 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.tenancy.ddl import identifier, record_revision_sql, search_path_sql
+from tenantsvc.tenancy.ddl import (
+    record_revision_sql,
+    revision_sql,
+    search_path_sql,
+    session_search_path_sql,
+)
 from tenantsvc.tenancy.errors import MigrationError, first_line
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import ALEMBIC_TURN, migrate_tenant_online, tenant_steps
 from tenantsvc.tenancy.steps import Step, concurrent, run_index
 
-_REVISION = "SELECT max(version_num) FROM {}.alembic_version"
 LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
 # Back to the connection's own settings (its startup ones: statement_timeout...); no lock held.
 _SESSION_RESET = "RESET ALL; SELECT pg_advisory_unlock_all()"
@@ -66,7 +70,7 @@ async def _apply(
         driver: Any = (await conn.get_raw_connection()).driver_connection
         await driver.execute(policy.settings_sql())
         # The truth, read under the lock: another run may have migrated this tenant already.
-        before = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
+        before = await driver.fetchval(revision_sql(tenant.schema))
         if before == target:
             await driver.execute(record_revision_sql(tenant.id, before))
             elapsed = time.perf_counter() - started
@@ -101,7 +105,7 @@ async def _apply_in_steps(
         clean = False
         try:
             await driver.execute(f"SELECT pg_advisory_lock({LOCK_CLASS}, {int(tenant.id)})")
-            before = reached = await driver.fetchval(_REVISION.format(identifier(tenant.schema)))
+            before = reached = await driver.fetchval(revision_sql(tenant.schema))
             steps = await tenant_steps(before, target) if before != target else ()
             for step in steps or (Step("", before),):  # at the target: its record only
                 if step.indexes:
@@ -137,8 +141,8 @@ def _index_settings(schema: str, policy: LockPolicy) -> str:
     """For the session (reset after): a concurrent build waits for the transactions that use
     its table without blocking any of them, so it waits as long as it takes."""
     return (
-        f"SET search_path TO {identifier(schema)}; SET lock_timeout = 0; "
-        f"SET statement_timeout = {int(policy.statement_timeout_ms)}"
+        session_search_path_sql(schema)
+        + f"SET lock_timeout = 0; SET statement_timeout = {int(policy.statement_timeout_ms)};"
     )
 
 
