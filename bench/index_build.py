@@ -28,7 +28,7 @@ from bench.fleet import provision, tenantctl
 from bench.live_migration import measure_round, serving
 from bench.pgcluster import Cluster
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
-from tests.tenancy.revisions import write_revision
+from tests.tenancy.revisions import concurrently, write_revision
 
 T = int(os.environ.get("T", 2))
 PRODUCTS = int(os.environ.get("PRODUCTS", 1_000_000))
@@ -41,11 +41,7 @@ def index_revisions(directory: Path) -> list[str]:
     for i, (kind, columns) in enumerate(ROUNDS):
         names = ", ".join(f'"{c}"' for c in columns.split(", "))
         create = f'op.create_index("bench_idx_{i}", "products", [{names}]'
-        if kind == "plain":
-            upgrade = create + ")"
-        else:
-            upgrade = ("with op.get_context().autocommit_block():\n"
-                       f"    {create}, postgresql_concurrently=True)")  # fmt: skip
+        upgrade = create + ")" if kind == "plain" else concurrently(create)
         write_revision(directory, f"ib{i}", down, f"an index, {kind}", upgrade)
         made.append(down := f"ib{i}")
     return made

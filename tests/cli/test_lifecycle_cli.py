@@ -25,7 +25,7 @@ from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.testing.app import stop_app
 from tests.cli.test_cli import tenantctl, use_database
 from tests.conftest import make_settings, start_app
-from tests.tenancy.revisions import add_sku_revision, write_revision
+from tests.tenancy.revisions import add_sku_revision, concurrently, write_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -183,10 +183,8 @@ def test_migrations_give_a_locked_tenant_up_after_the_retries_asked_for(
 
 def _concurrent_index_revision(directory: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     old = head("tenant")
-    write_revision(directory, "x9401", old, "an index, concurrently",
-                   "with op.get_context().autocommit_block():\n"
-                   '    op.create_index("products_name_idx", "products", ["name"], '
-                   "postgresql_concurrently=True)")  # fmt: skip
+    upgrade = concurrently('op.create_index("products_name_idx", "products", ["name"]')
+    write_revision(directory, "x9401", old, "an index, concurrently", upgrade)
     monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(directory))
     return old
 

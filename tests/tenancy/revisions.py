@@ -35,6 +35,14 @@ def write_revision(
     (directory / f"{revision}.py").write_text(body)
 
 
+def concurrently(statement: str) -> str:
+    """``statement`` (an ``op.create_index``/``op.drop_index`` call, its closing parenthesis
+    left off) built concurrently, in Alembic's ``autocommit_block()`` (tenancy/steps.py)."""
+    return (
+        f"with op.get_context().autocommit_block():\n    {statement}, postgresql_concurrently=True)"
+    )
+
+
 def _indented(lines: str) -> str:
     return "\n".join(f"    {line}" for line in lines.splitlines())
 

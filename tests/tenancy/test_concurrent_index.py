@@ -21,7 +21,7 @@ from tenantsvc.tenancy.steps import fresh_build, split
 from tenantsvc.testing.app import make_settings
 from tests.polling import until_sql
 from tests.tenancy.fleet_tenants import enter, make_tenants, revisions_of
-from tests.tenancy.revisions import write_revision
+from tests.tenancy.revisions import concurrently, write_revision
 
 SKU, INDEX = "x9301", "x9302"
 
@@ -34,11 +34,10 @@ def _revisions_with_index(
     old = head("tenant")
     write_revision(directory, SKU, old, "products.sku",
                    'op.add_column("products", sa.Column("sku", sa.Text))')  # fmt: skip
-    create = ("with op.get_context().autocommit_block():\n"
-              f'    op.create_index("products_sku_idx", "products", ["{column}"], '
-              f"unique={unique}, postgresql_concurrently=True)")  # fmt: skip
-    drop = ("with op.get_context().autocommit_block():\n    op.drop_index("
-            '"products_sku_idx", table_name="products", postgresql_concurrently=True)')  # fmt: skip
+    create = concurrently(
+        f'op.create_index("products_sku_idx", "products", ["{column}"], unique={unique}'
+    )
+    drop = concurrently('op.drop_index("products_sku_idx", table_name="products"')
     write_revision(directory, INDEX, SKU, "products.sku's index, concurrently", create, drop)
     monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(directory))
     return old

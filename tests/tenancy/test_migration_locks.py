@@ -18,7 +18,7 @@ from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.testing.app import make_settings
 from tests.tenancy.fleet_tenants import enter, make_tenants, revisions_of
-from tests.tenancy.revisions import add_sku_revision, write_revision
+from tests.tenancy.revisions import add_sku_revision, concurrently, write_revision
 
 QUICK = LockPolicy(lock_timeout_ms=200, retries=2, pause_seconds=0.05)
 
@@ -166,10 +166,8 @@ async def test_a_concurrent_index_beside_other_statements_is_refused_before_any_
 ) -> None:
     [schema] = await make_tenants(fresh_engine, 1, "lk")
     old = head("tenant")
-    upgrade = ('op.add_column("products", sa.Column("sku", sa.Text))\n'
-               "with op.get_context().autocommit_block():\n"
-               '    op.create_index("products_sku_idx", "products", ["sku"], '
-               "postgresql_concurrently=True)")  # fmt: skip
+    index = concurrently('op.create_index("products_sku_idx", "products", ["sku"]')
+    upgrade = 'op.add_column("products", sa.Column("sku", sa.Text))\n' + index
     write_revision(tmp_path, "x9200", old, "an index built concurrently", upgrade)
     monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(tmp_path))
     with pytest.raises(MigrationError, match="revision x9200: 'ALTER TABLE products") as refused:
