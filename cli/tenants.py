@@ -94,6 +94,34 @@ def show(slug: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def usage(
+    top: Annotated[int | None, typer.Option(min=1, help="Only the N biggest.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only tenants with this status.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each tenant's rows and disk (tables, indexes), biggest first."""
+    from tenantsvc.tenancy.usage import tenant_usage
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.connect() as conn:
+            found = await tenant_usage(conn, status, top)
+        if as_json:
+            print_json([u.as_json() for u in found])
+            return
+        from rich.console import Console
+        from rich.filesize import decimal
+        from rich.table import Table
+
+        table = Table("slug", "status", "rows", "tables", "indexes", "total")
+        for u in found:
+            sizes = (decimal(u.table_bytes), decimal(u.index_bytes), decimal(u.total_bytes))
+            table.add_row(u.slug, u.status, f"{u.rows:,}", *sizes)
+        Console().print(table)
+
+    run(work)
+
+
+@app.command()
 def suspend(slug: str, as_json: JsonOpt = False) -> None:
     """Stop serving a tenant (403) without touching its data."""
     _set_status(slug, "suspended", as_json)

@@ -66,6 +66,22 @@ def test_create_list_show_suspend_resume() -> None:
 
 
 @pytest.mark.usefixtures("cli_env")
+def test_usage_lists_tenants_biggest_first() -> None:
+    name = slug()
+    tenantctl("create", name)
+    measured = {u["slug"]: u for u in tenantctl("usage", "--json")}
+    assert measured[name]["rows"] == 0
+    assert measured[name]["total_bytes"] == (
+        measured[name]["table_bytes"] + measured[name]["index_bytes"]
+    )
+    sizes = [u["total_bytes"] for u in measured.values()]
+    assert sizes == sorted(sizes, reverse=True)
+    assert len(tenantctl("usage", "--top", "1", "--json")) == 1
+    assert name in tenantctl("usage").stdout
+    tenantctl("usage", "--top", "0", code=2)
+
+
+@pytest.mark.usefixtures("cli_env")
 def test_errors_are_one_line_and_nonzero() -> None:
     name = slug()
     tenantctl("create", name)
@@ -73,6 +89,7 @@ def test_errors_are_one_line_and_nonzero() -> None:
                  ("suspend", "nobody_here"), ("keys", "revoke", name, "999999"),
                  ("create", slug(), "--name", "x" * 201), ("migrate", name, "--to", "nosuchrev"),
                  ("migrate-all", "--to", "nosuchrev"), ("list", "--status", "bogus"),
+                 ("usage", "--status", "bogus"),
                  ("migrate-all", "--status", "bogus"),
                  ("migrate-all", "--dry-run", "--tenant", "nobody_here"),
                  ("migrate-all", "--tenant", name, "--tenant", "nobody_here")):  # fmt: skip
