@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from cli import doctor, dumps, keys, migrate, serve, tenants
+from cli import doctor, dumps, keys, migrate, psql, serve, tenants
 
 app = typer.Typer(
     name="tenantctl",
@@ -13,7 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for sub in (tenants.app, dumps.app, migrate.app, doctor.app, serve.app):
+for sub in (tenants.app, dumps.app, psql.app, migrate.app, doctor.app, serve.app):
     app.registered_commands.extend(sub.registered_commands)
 app.add_typer(keys.app, name="keys")
 

@@ -112,7 +112,9 @@ def usage(
         from rich.filesize import decimal
         from rich.table import Table
 
-        table = Table("slug", "status", "rows", "tables", "indexes", "total")
+        table = Table("slug", "status")
+        for heading in ("rows", "tables", "indexes", "total"):
+            table.add_column(heading, justify="right")
         for u in found:
             sizes = (decimal(u.table_bytes), decimal(u.index_bytes), decimal(u.total_bytes))
             table.add_row(u.slug, u.status, f"{u.rows:,}", *sizes)
