@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from pgserver._commands import POSTGRES_BIN_PATH
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from cli.psql import libpq_env
 from tenantsvc.settings import Settings, get_settings
 from tenantsvc.tenancy.doctor import pool_check, tenant_cap_check
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
@@ -197,11 +198,8 @@ def test_dry_run_and_sql_show_the_concurrent_step(
     assert tenantctl("migrate-all", "--dry-run", "--json")["concurrent"] is True
     assert "built concurrently" in tenantctl("migrate-all", "--dry-run").stdout
     sql = tenantctl("migrate-all", "--sql", "--tenant", "one").stdout
-    url = make_url(fresh_cli)
-    psql = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-            "-h", str(url.host or url.query["host"]), "-p", str(url.port or 5432),
-            "-U", str(url.username), "-d", str(url.database)]  # fmt: skip
-    env = {**os.environ, "PGPASSWORD": url.password or ""}
+    psql = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    env = {**os.environ, **libpq_env(fresh_cli)}
     subprocess.run(psql, input=sql, text=True, check=True, capture_output=True, timeout=60, env=env)
     index = ("SELECT indisvalid FROM pg_index "
              "WHERE indexrelid = 'tenant_one.products_name_idx'::regclass")  # fmt: skip
