@@ -42,8 +42,8 @@ def _bootstrap_embedded(host: str, port: int) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
     app: Annotated[str, typer.Option(hidden=True, help="ASGI app (the bench's baseline).")] = (
         "tenantsvc.main:app"
     ),
