@@ -124,7 +124,9 @@ async def import_tenant(
 ) -> Imported:
     try:
         tar = tarfile.open(path, "r")  # noqa: SIM115 (closed below, after the load)
-    except (tarfile.TarError, OSError) as exc:
+    except tarfile.TarError as exc:  # its message lists every compression it tried
+        raise DumpError(f"{path}: not a tenant export (not a tar file)") from exc
+    except OSError as exc:
         raise DumpError(f"{path}: not a tenant export ({first_line(exc)})") from exc
     with tar:
         manifest = _manifest(tar)

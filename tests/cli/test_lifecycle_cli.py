@@ -242,7 +242,7 @@ def test_export_and_import_a_tenant(fresh_cli: str, tmp_path: Path) -> None:
     (tmp_path / "junk").write_text("junk")
     bad = tenantctl("import", str(tmp_path / "junk"), "other", code=1)
     assert bad.stderr.count("\n") == 1
-    assert bad.stderr.startswith(f"error: {tmp_path / 'junk'}: not a tenant export")
+    assert bad.stderr == f"error: {tmp_path / 'junk'}: not a tenant export (not a tar file)\n"
     assert tenantctl("export", "nobody", str(tmp_path / "n.tar"), code=1).stderr == (
         "error: unknown tenant 'nobody'\n"
     )
