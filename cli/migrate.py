@@ -45,7 +45,7 @@ def _outcome_json(o: "TenantOutcome") -> dict[str, Any]:
 def _summary_json(s: "Summary") -> dict[str, Any]:
     return {"target": s.target, "total": s.total, "migrated": s.migrated,
             "skipped": s.skipped, "failed": len(s.failures),
-            "lock_retries": s.lock_retries}  # fmt: skip
+            "lock_retries": s.lock_retries, "later": s.later}  # fmt: skip
 
 
 class JsonStream:
@@ -89,6 +89,10 @@ def migrate_all(
     tenant: Annotated[list[str], typer.Option("--tenant", help="Only these tenants.")] = [],  # noqa: B006
     status: Annotated[list[str], typer.Option("--status", help="Only these statuses.")] = [],  # noqa: B006
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failing tenant.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Only the first N tenants behind (slug order); rerun for more."),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="List what would run; change nothing.")] = False,
     sql: Annotated[bool, typer.Option("--sql", help="Print one tenant's SQL instead.")] = False,
     metrics_file: Annotated[
@@ -103,10 +107,10 @@ def migrate_all(
     if sql:
         _print_sql(to, tenant)
     elif dry_run:
-        _dry_run(to, tenant, status, as_json)
+        _dry_run(to, tenant, status, limit, as_json)
     else:
         lock = (lock_timeout_ms, lock_retries)
-        _migrate(to, tenant, status, concurrency, fail_fast, as_json, metrics_file, lock)
+        _migrate(to, tenant, status, concurrency, fail_fast, as_json, metrics_file, lock, limit)
 
 
 def _migrate(
@@ -118,6 +122,7 @@ def _migrate(
     as_json: bool,
     metrics_file: str | None = None,
     lock: tuple[int | None, int | None] = (None, None),
+    limit: int | None = None,
 ) -> None:
     from tenantsvc.settings import get_settings
     from tenantsvc.tenancy import fleet
@@ -130,7 +135,7 @@ def _migrate(
     async def work() -> "Summary":
         async with engine_for_cli(pool_size=workers) as engine:
             await fleet.migrate_shared(engine, policy)
-            the_plan = await fleet.plan(engine, to, slugs, statuses)
+            the_plan = await fleet.plan(engine, to, slugs, statuses, limit)
             if the_plan.concurrent and settings.pgbouncer:
                 raise fail(
                     "a revision builds an index concurrently, which holds a session (its lock "
@@ -158,6 +163,8 @@ def _migrate(
             f"{summary.skipped} already there, {len(summary.failures)} failed"
             + (f" ({summary.lock_retries} retried after waiting for locks)"
                if summary.lock_retries else "")
+            + (f"; {summary.later} more behind, left for the next run (--limit)"
+               if summary.later else "")
         )  # fmt: skip
     for failure in summary.failures:
         typer.echo(f"failed: {failure.slug}: {failure.error}", err=True)
@@ -199,21 +206,26 @@ def _reporter(as_json: bool, total: int) -> _Reporter:
     return _Reporter(as_json, total)
 
 
-def _dry_run(to: str, slugs: list[str], statuses: list[str], as_json: bool) -> None:
+def _dry_run(
+    to: str, slugs: list[str], statuses: list[str], limit: int | None, as_json: bool
+) -> None:
     from tenantsvc.tenancy import fleet
 
     async def work() -> None:
         async with engine_for_cli() as engine:
-            the_plan = await fleet.plan(engine, to, slugs, statuses)
+            the_plan = await fleet.plan(engine, to, slugs, statuses, limit)
         rows = [{"slug": t.slug, "schema": t.schema, "before": rev, "after": the_plan.target}
                 for t, rev in the_plan.behind]  # fmt: skip
         if as_json:
             print_json({"target": the_plan.target, "total": the_plan.total,
-                        "concurrent": the_plan.concurrent, "would_migrate": rows})  # fmt: skip
+                        "concurrent": the_plan.concurrent, "later": the_plan.later,
+                        "would_migrate": rows})  # fmt: skip
             return
         for row in rows:
             typer.echo(f"{row['slug']}: {row['before']} -> {row['after']}")
-        typer.echo(f"{len(rows)} of {the_plan.total} tenants would migrate to {the_plan.target}")
+        typer.echo(f"{len(rows)} of {the_plan.total} tenants would migrate to {the_plan.target}"
+                   + (f"; {the_plan.later} more behind, left by --limit" if the_plan.later
+                      else ""))  # fmt: skip
         if the_plan.concurrent:
             typer.echo("(an index is built concurrently: a step of its own, outside each "
                        "tenant's transaction, which does not block its writes)")  # fmt: skip

@@ -126,7 +126,7 @@ def write_migration_outcomes(path: str, summary: "Summary", seconds: float) -> N
                     ["outcome"], registry=registry)  # fmt: skip
     failed = len(summary.failures)
     for outcome, count in (("migrated", summary.migrated), ("skipped", summary.skipped),
-                           ("failed", failed)):  # fmt: skip
+                           ("failed", failed), ("later", summary.later)):  # fmt: skip
         tenants.labels(outcome).set(count)
     retried = "Tenant migrations run again after a lock timeout or a deadlock in the last run"
     Gauge("tenantsvc_migrate_all_lock_retries", retried,

@@ -49,6 +49,7 @@ class Plan:
     total: int
     behind: list[tuple[FleetTenant, str | None]]  # (tenant, current revision)
     concurrent: bool = False  # some path runs a step outside a transaction (steps.py)
+    later: int = 0  # tenants behind the target that ``limit`` leaves for a later run
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Summary:
     migrated: int = 0
     skipped: int = 0
     lock_retries: int = 0  # tenants' migrations run again after a lock timeout or deadlock
+    later: int = 0  # behind the target, left for a later run (``limit``)
     failures: list[TenantOutcome] = field(default_factory=list)
 
 
@@ -99,7 +101,11 @@ async def plan(
     target: str = "head",
     slugs: Sequence[str] = (),
     statuses: Sequence[str] = (),
+    limit: int | None = None,
 ) -> Plan:
+    """The tenants to migrate to ``target``, in slug order. ``limit`` keeps the first few of
+    those behind it, for a rollout in stages: a canary batch, then the rest in a later run,
+    which finds them still behind."""
     wanted = resolve("tenant", target)
     query = (
         select(TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRevisionRow.revision)
@@ -118,9 +124,11 @@ async def plan(
         if missing := [slug for slug in dict.fromkeys(slugs) if slug not in found]:
             raise await _left_out(conn, missing)  # a typo must not pass for "nothing to do"
     behind = [(FleetTenant(i, slug, schema), rev) for i, slug, schema, rev in rows if rev != wanted]
+    now = behind[:limit] if limit is not None else behind
     # Rendered once per starting revision: what steps.py refuses fails here, not per tenant.
-    paths = [await steps_between(before, wanted) for before in {rev for _, rev in behind}]
-    return Plan(wanted, len(rows), behind, any(concurrent(steps) for steps in paths))
+    paths = [await steps_between(before, wanted) for before in {rev for _, rev in now}]
+    is_concurrent = any(concurrent(steps) for steps in paths)
+    return Plan(wanted, len(rows), now, is_concurrent, later=len(behind) - len(now))
 
 
 async def _left_out(conn: AsyncConnection, slugs: list[str]) -> TenancyError:
@@ -143,8 +151,9 @@ async def run_plan(
     on_done: Callable[[TenantOutcome], None] | None = None,
     policy: LockPolicy = LockPolicy(),  # noqa: B008 (frozen)
 ) -> Summary:
+    waiting = len(the_plan.behind) + the_plan.later
     summary = Summary(
-        the_plan.target, the_plan.total, skipped=the_plan.total - len(the_plan.behind)
+        the_plan.target, the_plan.total, skipped=the_plan.total - waiting, later=the_plan.later
     )
     pending = iter(the_plan.behind)
 

@@ -168,6 +168,7 @@ def test_migrate_one_and_all() -> None:
         "skipped": 1,
         "failed": 0,
         "lock_retries": 0,
+        "later": 0,
     }
     everyone = tenantctl("migrate-all", "--json")
     assert everyone["summary"]["failed"] == 0

@@ -117,17 +117,24 @@ def test_dry_run_sql_and_downgrade(
     assert "set_config('search_path', 'tenant_one', true)" in sql
     assert "ALTER TABLE products ADD COLUMN sku VARCHAR(64)" in sql
     assert tenantctl("migrate-all", "--dry-run", "--json")["would_migrate"]  # nothing ran
-    done = tenantctl("migrate-all", "--json", "--tenant", "one")
-    assert done["summary"]["migrated"] == 1
+    staged = tenantctl("migrate-all", "--dry-run", "--limit", "1", "--json")
+    assert ([t["slug"] for t in staged["would_migrate"]], staged["later"]) == (["one"], 1)
+    assert (
+        "1 more behind, left by --limit"
+        in tenantctl("migrate-all", "--dry-run", "--limit", "1").stdout
+    )
+    done = tenantctl("migrate-all", "--json", "--limit", "1")
+    assert (done["summary"]["migrated"], done["summary"]["later"]) == (1, 1)
     assert [t["after"] for t in done["tenants"]] == [new]
     metrics = tmp_path / "migrate.prom"
     tenantctl("migrate-all", "--metrics-file", str(metrics))
     text_metrics = metrics.read_text()
     assert 'tenantsvc_migrate_all_tenants{outcome="migrated"} 1.0' in text_metrics
     assert 'tenantsvc_migrate_all_tenants{outcome="skipped"} 1.0' in text_metrics
+    assert 'tenantsvc_migrate_all_tenants{outcome="later"} 0.0' in text_metrics
     down = tenantctl("migrate-all", "--to", old, "--json")
     assert down["summary"] == {"target": old, "total": 2, "migrated": 2, "skipped": 0, "failed": 0,
-                               "lock_retries": 0}  # fmt: skip
+                               "lock_retries": 0, "later": 0}  # fmt: skip
     status = tenantctl("status", "--json")
     assert status["head"] == new
     assert [s["at_head"] for s in status["tenants"]] == [False, False]

@@ -65,6 +65,26 @@ async def test_upgrade_noop_and_downgrade(
     assert not any(obj == "products.sku" for _, obj, _ in await _catalog(fresh_engine, schemas[0]))
 
 
+async def test_a_limited_run_migrates_the_first_tenants_and_the_next_run_the_rest(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schemas = await make_tenants(fresh_engine, 5, "stage")
+    _, new = add_sku_revision(tmp_path, monkeypatch)
+    rounds = []
+    for _ in range(4):
+        the_plan = await fleet.plan(fresh_engine, limit=2)
+        summary = await fleet.run_plan(fresh_engine, the_plan, 2)
+        revisions = await revisions_of(fresh_engine, schemas)
+        rounds.append((summary.migrated, summary.skipped, summary.later,
+                       [revisions[s] == new for s in schemas]))  # fmt: skip
+    assert rounds == [
+        (2, 0, 3, [True, True, False, False, False]),  # a canary batch, in slug order
+        (2, 2, 1, [True, True, True, True, False]),
+        (1, 4, 0, [True] * 5),
+        (0, 5, 0, [True] * 5),
+    ]
+
+
 async def test_failing_tenant_stays_at_old_revision_and_rerun_finishes(
     fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
