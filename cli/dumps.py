@@ -13,9 +13,23 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines."
 
 
 @app.command("export")
-def export_(slug: str, file: Path, as_json: JsonOpt = False) -> None:
+def export_(
+    slug: str,
+    file: Path,
+    hold_writes: Annotated[
+        bool,
+        typer.Option(
+            "--hold-writes",
+            help="Wait for the tenant's writes in progress and hold new ones until the file is "
+            "written: after `suspend`, nothing committed is missing (moving a tenant).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Write a tenant's rows to FILE, from one consistent snapshot (API keys stay behind)."""
+    from tenantsvc.settings import get_settings
     from tenantsvc.tenancy.dumps import export_tenant
+    from tenantsvc.tenancy.locking import LockPolicy
 
     if file.exists():
         raise fail(f"{file} exists: choose a new file (an export never overwrites)")
@@ -24,7 +38,8 @@ def export_(slug: str, file: Path, as_json: JsonOpt = False) -> None:
 
     async def work() -> None:
         async with engine_for_cli() as engine:
-            done = await export_tenant(engine, slug, file)
+            hold = LockPolicy.from_settings(get_settings()) if hold_writes else None
+            done = await export_tenant(engine, slug, file, hold)
         if as_json:
             print_json({"slug": done.slug, "revision": done.revision, "rows": done.rows,
                         "file": str(file)})  # fmt: skip

@@ -12,6 +12,11 @@ restoring the whole database.
   loads the rows in the same transaction (foreign keys checked, identity sequences moved past
   the loaded ids): a bad file leaves nothing behind. Then, if the file is from an older
   revision, the tenant migrates to head like any other.
+- With ``hold`` (``export --hold-writes``) the export first takes a SHARE lock on every table
+  of the tenant: it waits for the write transactions in progress to commit, new ones wait
+  until the file is written, and only then is the snapshot taken. After ``suspend``, that is
+  how a tenant is moved without losing a write: a request that got past the registry before
+  the suspension may still be committing, and a plain export's snapshot could miss it.
 - API keys are not exported (secrets of the source); the new tenant gets its own first key.
 - Every name the file holds is checked against the freshly built schema before it is used,
   and the rows only ever reach that schema.
@@ -21,23 +26,29 @@ import io
 import json
 import tarfile
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from graphlib import TopologicalSorter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.tenancy.admin import get_tenant, set_status
 from tenantsvc.tenancy.ddl import identifier, revision_sql
 from tenantsvc.tenancy.errors import TenancyError, first_line
+from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import head, resolve
 from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.provisioning import NewTenant, create_tenant
 from tenantsvc.tenancy.tenant_migration import FleetTenant, migrate_tenant
 
+T = TypeVar("T")
 FORMAT, VERSION = "tenantsvc-tenant-export", 1
+# Exports and imports are an operator's jobs, like migrations: a big tenant's COPY may take
+# minutes, which the requests' statement_timeout (the connections' own) would cut short.
+NO_STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = 0;"
 MANIFEST = "manifest.json"
 
 _TABLES = """
@@ -79,29 +90,77 @@ class Imported:
     error: str | None = None
 
 
-async def export_tenant(engine: AsyncEngine, slug: str, path: Path) -> Exported:
+async def export_tenant(
+    engine: AsyncEngine, slug: str, path: Path, hold: LockPolicy | None = None
+) -> Exported:
+    """``hold``: hold the tenant's writes off while exporting (see above), waiting for them
+    as a migration waits for its locks."""
     async with engine.connect() as conn:
         tenant = await get_tenant(conn, slug)
     archived = tenant.status == TenantStatus.ARCHIVED
     schema = tenant.archived_schema if archived and tenant.archived_schema else tenant.schema
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
-        async with driver.transaction(isolation="repeatable_read", readonly=True):
-            revision = await driver.fetchval(revision_sql(schema))
-            with tarfile.open(path, "w") as tar:
-                tables = await _copy_out(driver, schema, tar)
-                manifest = {"format": FORMAT, "version": VERSION, "slug": tenant.slug,
-                            "name": tenant.name, "revision": revision, "tables": tables,
-                            "exported_at": datetime.now(UTC).isoformat()}  # fmt: skip
-                _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
+        async with driver.transaction():
+            await driver.execute(NO_STATEMENT_TIMEOUT)
+            listed = sorted(await driver.fetch(_TABLES, schema))
+
+        async def attempt() -> tuple[str | None, list[dict[str, Any]]]:
+            async with driver.transaction(isolation="repeatable_read", readonly=True):
+                # Before any query: the snapshot is taken at the first one, after the lock.
+                if hold is None:
+                    await driver.execute(NO_STATEMENT_TIMEOUT)
+                else:
+                    await driver.execute(hold.settings_sql() + _share_lock(schema, listed))
+                revision = await driver.fetchval(revision_sql(schema))
+                with tarfile.open(path, "w") as tar:
+                    tables = await _copy_out(driver, schema, listed, tar)
+                    manifest = {"format": FORMAT, "version": VERSION, "slug": tenant.slug,
+                                "name": tenant.name, "revision": revision, "tables": tables,
+                                "exported_at": datetime.now(UTC).isoformat()}  # fmt: skip
+                    _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
+            return revision, tables
+
+        revision, tables = await _held(hold, attempt, slug)
     return Exported(tenant.slug, revision, {t["name"]: t["rows"] for t in tables})
 
 
-async def _copy_out(driver: Any, schema: str, tar: tarfile.TarFile) -> list[dict[str, Any]]:
+def _share_lock(schema: str, tables: list[Any]) -> str:
+    """Writers hold ROW EXCLUSIVE until they commit, which SHARE waits for and then keeps out;
+    readers (and ``SELECT ... FOR UPDATE``) go on."""
+    names = ", ".join(f"{identifier(schema)}.{identifier(table)}" for table, _ in tables)
+    return f"LOCK TABLE {names} IN SHARE MODE;" if names else ""
+
+
+async def _held(hold: LockPolicy | None, attempt: Callable[[], Awaitable[T]], slug: str) -> T:
+    if hold is None:
+        return await attempt()
+    attempts = 0
+
+    async def counted() -> T:
+        nonlocal attempts
+        attempts += 1
+        return await attempt()
+
+    try:
+        return await hold.retrying(counted)
+    except Exception as exc:
+        if not is_lock_conflict(exc):
+            raise
+        raise DumpError(
+            f"tenant {slug!r}: its writes did not stop in {attempts} waits of "
+            f"{hold.lock_timeout_ms} ms for its tables (last: {first_line(exc)}); "
+            "nothing written: try again once its write transactions end"
+        ) from exc
+
+
+async def _copy_out(
+    driver: Any, schema: str, listed: list[Any], tar: tarfile.TarFile
+) -> list[dict[str, Any]]:
     """Each table's rows into the tar (through a file: a tar member needs its size first)."""
     tables = []
     with tempfile.TemporaryDirectory() as work:
-        for table, columns in sorted(await driver.fetch(_TABLES, schema)):
+        for table, columns in listed:
             data = Path(work) / table
             status = await driver.copy_from_table(
                 table, schema_name=schema, columns=columns, output=data, format="binary"
@@ -181,6 +240,7 @@ def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
 
 async def _load(driver: Any, schema: str, tar: tarfile.TarFile, manifest: dict[str, Any]) -> None:
     """Inside the new tenant's transaction: every table of the file, parents first."""
+    await driver.execute(NO_STATEMENT_TIMEOUT)
     built = dict(await driver.fetch(_TABLES, schema))
     tables = {t["name"]: t for t in manifest["tables"]}
     if set(tables) != set(built):

@@ -238,6 +238,9 @@ def test_export_and_import_a_tenant(fresh_cli: str, tmp_path: Path) -> None:
     file = tmp_path / "shop.tar"
     exported = tenantctl("export", "shop", str(file), "--json")
     assert exported["rows"] == {"order_items": 0, "orders": 0, "products": 0, "users": 1}
+    tenantctl("suspend", "shop")  # moving it: no new requests, then the writes in progress
+    held = tenantctl("export", "shop", str(tmp_path / "held.tar"), "--hold-writes", "--json")
+    assert held["rows"] == exported["rows"]
     refused = tenantctl("export", "shop", str(file), code=1)  # never overwrites
     assert (
         refused.stderr == f"error: {file} exists: choose a new file (an export never overwrites)\n"

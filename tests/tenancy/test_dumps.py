@@ -2,22 +2,28 @@
 comes back, nothing of another tenant goes out, a bad file creates nothing."""
 
 import asyncio
+import contextlib
 import io
 import json
 import tarfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.db.engine import create_engine
 from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.admin import get_tenant
-from tenantsvc.tenancy.dumps import export_tenant, import_tenant
+from tenantsvc.tenancy.dumps import DumpError, export_tenant, import_tenant
 from tenantsvc.tenancy.errors import TenancyError, TenantExistsError, TenantNotFoundError
 from tenantsvc.tenancy.lifecycle import archive
+from tenantsvc.tenancy.locking import LockPolicy
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.testing.app import make_settings
+from tests.polling import until_sql
 from tests.tenancy.fleet_tenants import enter
 from tests.tenancy.revisions import add_sku_revision
 
@@ -30,6 +36,7 @@ INSERT INTO orders (user_id) VALUES (1), (2);
 INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
 VALUES (1, 1, 2, 150), (1, 2, 1, 300), (2, 3, 1, 99);
 """
+ONE_PRODUCT = "INSERT INTO products (name, price_cents, stock) VALUES ('late', 1, 1)"
 EVERYTHING = {
     "users": "SELECT id, email, name, created_at FROM users ORDER BY id",
     "products": "SELECT id, name, price_cents, stock, deleted_at, created_at FROM products "
@@ -210,3 +217,82 @@ async def test_an_export_is_one_point_in_time_while_orders_are_placed(
         sold = await conn.scalar(text("SELECT count(*) FROM order_items"))
     assert broken == 0
     assert sold > 0  # orders were placed before the snapshot, and travelled with it
+
+
+@contextlib.asynccontextmanager
+async def _open_write(engine: AsyncEngine, schema: str) -> AsyncIterator[asyncio.Event]:
+    """A product inserted in a transaction left open until the event is set (a request still
+    committing when its tenant was suspended), then committed."""
+    done, inserted = asyncio.Event(), asyncio.Event()
+
+    async def write() -> None:
+        async with engine.begin() as conn:
+            await enter(conn, schema)
+            await conn.execute(text(ONE_PRODUCT))
+            inserted.set()
+            await done.wait()
+
+    writing = asyncio.create_task(write())
+    await inserted.wait()
+    try:
+        yield done
+    finally:
+        done.set()
+        await writing
+
+
+def _waiting_for_a_lock(schema: str) -> str:
+    return ("SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' "
+            "AND NOT l.granted")  # fmt: skip
+
+
+async def test_holding_writes_waits_for_a_write_in_progress_and_keeps_it(
+    fresh_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    schema = await _seeded(fresh_engine, "moving")
+    async with _open_write(fresh_engine, schema) as commit:
+        await export_tenant(fresh_engine, "moving", tmp_path / "plain.tar")
+        held = asyncio.create_task(export_tenant(fresh_engine, "moving", tmp_path / "held.tar",
+                                                 LockPolicy(lock_timeout_ms=10_000)))  # fmt: skip
+        await until_sql(fresh_engine, _waiting_for_a_lock(schema), "the export never waited")
+        assert not held.done()
+        commit.set()
+    assert (await held).rows["products"] == ROWS["products"] + 1  # the committed write is in
+    plain = await import_tenant(fresh_engine, tmp_path / "plain.tar", "plain")
+    assert plain.rows["products"] == ROWS["products"]  # a plain snapshot misses it
+
+
+async def test_holding_writes_gives_up_on_writes_that_do_not_stop(
+    fresh_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    schema = await _seeded(fresh_engine, "stuck")
+    policy = LockPolicy(lock_timeout_ms=50, retries=1, pause_seconds=0.01)
+    async with _open_write(fresh_engine, schema):
+        with pytest.raises(DumpError, match="its writes did not stop in 2 waits of 50 ms"):
+            await export_tenant(fresh_engine, "stuck", tmp_path / "stuck.tar", policy)
+    assert not (tmp_path / "stuck.tar").exists()
+
+
+async def test_exports_and_imports_outlast_the_requests_statement_timeout(
+    fresh_engine: AsyncEngine, empty_database_url: str, tmp_path: Path
+) -> None:
+    """The connections' own statement_timeout is the requests'; a big tenant's COPY, or one
+    waiting behind a migration's lock, takes longer."""
+    schema = await _seeded(fresh_engine, "large")
+    async with fresh_engine.begin() as conn:
+        await enter(conn, schema)
+        await conn.execute(text("INSERT INTO products (name, price_cents, stock) SELECT "
+                                "'p' || i, 1, 1 FROM generate_series(1, 300000) i"))  # fmt: skip
+    short = create_engine(make_settings(empty_database_url, statement_timeout_ms=100))
+    try:
+        async with fresh_engine.begin() as conn:  # a migration's lock, for longer than that
+            await conn.execute(text(f"LOCK TABLE {schema}.products IN ACCESS EXCLUSIVE MODE"))
+            exporting = asyncio.create_task(export_tenant(short, "large", tmp_path / "l.tar"))
+            await until_sql(fresh_engine, _waiting_for_a_lock(schema), "no export waited")
+            await asyncio.sleep(0.3)
+        await exporting
+        imported = await import_tenant(short, tmp_path / "l.tar", "large_copy")
+    finally:
+        await short.dispose()
+    assert imported.rows["products"] == ROWS["products"] + 300_000
