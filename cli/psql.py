@@ -6,7 +6,8 @@ That is the session-level setting requests must never get, and it is safe here: 
 is psql's own and ends with it, where a pooled connection would carry it to another tenant's
 request. The connection details travel in libpq's ``PG*`` variables, so the password is not
 on a command line for ``ps`` to show. psql comes from PATH, else from the embedded
-PostgreSQL's own binaries, so it works wherever ``make run`` does.
+PostgreSQL's own binaries, so it works wherever ``make run`` does. Behind PgBouncer in
+transaction mode it refuses: the session's settings would not stay with the session.
 """
 
 import os
@@ -77,7 +78,15 @@ def psql(
     ] = False,
 ) -> None:
     """Open psql in a tenant's schema (its search_path); other arguments go to psql."""
+    from tenantsvc.settings import get_settings
     from tenantsvc.tenancy.admin import get_tenant
+
+    if get_settings().pgbouncer:
+        raise fail(
+            "behind PgBouncer (TENANTSVC_PGBOUNCER) a session's search_path cannot be set: "
+            "transaction pooling refuses it at connect, and a SET would reach other clients' "
+            "transactions; point TENANTSVC_DATABASE_URL at PostgreSQL itself for psql"
+        )
 
     async def work() -> tuple[str, str, str]:
         async with engine_for_cli() as engine, engine.connect() as conn:

@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ONE_PRODUCT = "INSERT INTO products (name, price_cents, stock) VALUES ('pen', 1, 1)"
 
 
-def tenantctl(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def tenantctl(database_url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """The installed command in a process of its own: psql takes over its terminal."""
     env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
+    env.update({f"TENANTSVC_{name.upper()}": value for name, value in settings.items()})
     env.pop("PGOPTIONS", None)
     command = [sys.executable, "-m", "cli.main", *args]
     return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -110,6 +111,13 @@ async def test_ctrl_c_cancels_the_query_not_the_command(
     assert "canceling statement due to user request" in stderr
     assert "Traceback" not in stderr
     assert process.returncode == 1
+
+
+def test_it_refuses_behind_pgbouncer(database_url: str) -> None:
+    done = tenantctl(database_url, "psql", "anyone", pgbouncer="true")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: behind PgBouncer")
+    assert done.stderr.count("\n") == 1
 
 
 def test_the_connection_travels_in_libpq_variables() -> None:
