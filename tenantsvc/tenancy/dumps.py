@@ -35,7 +35,7 @@ from typing import IO, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.tenancy.admin import get_tenant, set_status
+from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
 from tenantsvc.tenancy.ddl import identifier, revision_sql
 from tenantsvc.tenancy.errors import TenancyError, first_line
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
@@ -108,21 +108,26 @@ async def export_tenant(
         async def attempt() -> tuple[str | None, list[dict[str, Any]]]:
             async with driver.transaction(isolation="repeatable_read", readonly=True):
                 # Before any query: the snapshot is taken at the first one, after the lock.
-                if hold is None:
-                    await driver.execute(NO_STATEMENT_TIMEOUT)
-                else:
-                    await driver.execute(hold.settings_sql() + _share_lock(schema, listed))
-                revision = await driver.fetchval(revision_sql(schema))
-                with tarfile.open(path, "w") as tar:
-                    tables = await _copy_out(driver, schema, listed, tar)
-                    manifest = {"format": FORMAT, "version": VERSION, "slug": tenant.slug,
-                                "name": tenant.name, "revision": revision, "tables": tables,
-                                "exported_at": datetime.now(UTC).isoformat()}  # fmt: skip
-                    _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
-            return revision, tables
+                setup = hold.settings_sql() + _share_lock(schema, listed) if hold else None
+                await driver.execute(setup or NO_STATEMENT_TIMEOUT)
+                return await _write(driver, tenant, schema, listed, path)
 
         revision, tables = await _held(hold, attempt, slug)
     return Exported(tenant.slug, revision, {t["name"]: t["rows"] for t in tables})
+
+
+async def _write(
+    driver: Any, tenant: TenantInfo, schema: str, listed: list[Any], path: Path
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """The file, inside the export's transaction: the tables, then the manifest."""
+    revision = await driver.fetchval(revision_sql(schema))
+    with tarfile.open(path, "w") as tar:
+        tables = await _copy_out(driver, schema, listed, tar)
+        manifest = {"format": FORMAT, "version": VERSION, "slug": tenant.slug,
+                    "name": tenant.name, "revision": revision, "tables": tables,
+                    "exported_at": datetime.now(UTC).isoformat()}  # fmt: skip
+        _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
+    return revision, tables
 
 
 def _share_lock(schema: str, tables: list[Any]) -> str:
