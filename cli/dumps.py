@@ -21,7 +21,7 @@ def export_(
         typer.Option(
             "--hold-writes",
             help="Wait for the tenant's writes in progress and hold new ones until the file is "
-            "written: after `suspend`, nothing committed is missing (moving a tenant).",
+            "written: after `read-only` or `suspend`, nothing committed is missing (a move).",
         ),
     ] = False,
     as_json: JsonOpt = False,

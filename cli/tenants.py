@@ -1,4 +1,5 @@
-"""Tenant lifecycle commands: create, list, show, suspend, resume."""
+"""Tenant lifecycle commands: create, list, show, usage, suspend, read-only, resume, drop,
+restore, rename."""
 
 from typing import Annotated
 
@@ -129,9 +130,15 @@ def suspend(slug: str, as_json: JsonOpt = False) -> None:
     _set_status(slug, "suspended", as_json)
 
 
+@app.command("read-only")
+def read_only(slug: str, as_json: JsonOpt = False) -> None:
+    """Serve a tenant's reads and refuse its writes (503): maintenance, a move."""
+    _set_status(slug, "read_only", as_json)
+
+
 @app.command()
 def resume(slug: str, as_json: JsonOpt = False) -> None:
-    """Serve a suspended tenant again."""
+    """Serve a suspended or read-only tenant fully again."""
     _set_status(slug, "active", as_json)
 
 

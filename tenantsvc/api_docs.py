@@ -40,7 +40,8 @@ _MEANINGS = {
     413: "The body is larger than the service accepts",
     422: "The request failed validation: `errors` says where",
     429: "Too many of this tenant's requests in progress at once: retry after Retry-After seconds",
-    503: "The database is unavailable: retry after Retry-After seconds",
+    503: "The database is unavailable, or (a write) the tenant is read-only for maintenance: "
+    "retry after Retry-After seconds",
 }
 
 

@@ -27,6 +27,7 @@ from tenantsvc.db.replicas import (
 )
 from tenantsvc.db.session import Database, tenant_connection, tenant_session
 from tenantsvc.problems import Problem
+from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.registry import Tenant
 from tenantsvc.uow import UnitOfWork
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONSISTENCY_HEADER = "X-Consistency-Token"
+READ_ONLY_RETRY = "30"  # seconds: a maintenance window is minutes, not milliseconds
 
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
@@ -67,10 +69,18 @@ async def _take_slot(request: Request) -> TenantSlots:
     return slots
 
 
+def _writable(tenant: Tenant) -> None:
+    """A read-only tenant (maintenance, a move) is refused before any connection is taken."""
+    if tenant.status == TenantStatus.READ_ONLY:
+        detail = f"tenant {tenant.slug!r} is read-only for maintenance: reads are served"
+        raise Problem(503, "Tenant is read-only", detail, {"Retry-After": READ_ONLY_RETRY})
+
+
 @asynccontextmanager
 async def _on_primary(request: Request, opened: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
     """A write transaction on the primary; once committed, the read-your-writes token."""
     request.state.served_by = "primary"
+    _writable(request.state.tenant)
     slots = await _take_slot(request)
     try:
         async with opened as handle:

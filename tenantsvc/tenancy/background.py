@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from typing import TypeVar
 
 from fastapi import BackgroundTasks
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantsvc.db.session import tenant_session
@@ -22,6 +23,8 @@ from tenantsvc.tenancy.registry import Tenant
 T = TypeVar("T")
 Job = Callable[[AsyncSession], Awaitable[T]]
 
+# Allowed at any point of a transaction (only going back to read-write is not).
+READ_ONLY_TRANSACTION = text("SET LOCAL transaction_read_only = on")
 current_tenant: ContextVar[Tenant | None] = ContextVar("current_tenant", default=None)
 
 
@@ -33,6 +36,8 @@ async def run_in_tenant(
     tenant_token, slug_token = current_tenant.set(tenant), tenant_slug.set(tenant.slug)
     try:
         async with tenant_session(sessionmaker, tenant.schema) as session:
+            if tenant.status == TenantStatus.READ_ONLY:  # its writes fail in the database
+                await session.execute(READ_ONLY_TRANSACTION)
             return await job(session)
     finally:
         current_tenant.reset(tenant_token)
@@ -43,7 +48,7 @@ async def run_for_slug(engine: AsyncEngine, slug: str, job: Job[T]) -> T:
     """For scripts and workers: look the tenant up in the registry, then ``run_in_tenant``."""
     async with engine.connect() as conn:
         info = await get_tenant(conn, slug)
-    if info.status not in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
+    if info.status not in (TenantStatus.ACTIVE, TenantStatus.READ_ONLY, TenantStatus.SUSPENDED):
         raise TenancyError(f"tenant {slug!r} is {info.status}")
     tenant = Tenant(info.id, info.slug, info.schema, info.status)
     return await run_in_tenant(async_sessionmaker(engine, expire_on_commit=False), tenant, job)

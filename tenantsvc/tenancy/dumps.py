@@ -14,9 +14,10 @@ restoring the whole database.
   revision, the tenant migrates to head like any other.
 - With ``hold`` (``export --hold-writes``) the export first takes a SHARE lock on every table
   of the tenant: it waits for the write transactions in progress to commit, new ones wait
-  until the file is written, and only then is the snapshot taken. After ``suspend``, that is
-  how a tenant is moved without losing a write: a request that got past the registry before
-  the suspension may still be committing, and a plain export's snapshot could miss it.
+  until the file is written, and only then is the snapshot taken. After ``read-only`` (or
+  ``suspend``), that is how a tenant is moved without losing a write: a request that got past
+  the registry before the status changed may still be committing, and a plain export's
+  snapshot could miss it.
 - API keys are not exported (secrets of the source); the new tenant gets its own first key.
 - Every name the file holds is checked against the freshly built schema before it is used,
   and the rows only ever reach that schema.

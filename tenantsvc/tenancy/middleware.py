@@ -20,7 +20,7 @@ PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )  # /metrics carries no tenant data; restrict it at the network edge like any scrape target
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_\-]{16,128})")
-_SERVED = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED)
+_SERVED = (TenantStatus.ACTIVE, TenantStatus.READ_ONLY, TenantStatus.SUSPENDED)
 
 
 class TenantRejected(Problem):

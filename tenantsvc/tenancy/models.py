@@ -13,6 +13,7 @@ from tenantsvc.tenancy.errors import TenancyError
 class TenantStatus(StrEnum):
     PROVISIONING = "provisioning"
     ACTIVE = "active"
+    READ_ONLY = "read_only"  # reads served, writes refused (503): maintenance, a move
     SUSPENDED = "suspended"
     ARCHIVED = "archived"
 

@@ -62,6 +62,9 @@ def test_create_list_show_suspend_resume() -> None:
     assert tenantctl("suspend", name, "--json")["status"] == "suspended"
     assert name in {t["slug"] for t in tenantctl("list", "--status", "suspended", "--json")}
     assert tenantctl("resume", name, "--json")["status"] == "active"
+    assert tenantctl("read-only", name, "--json")["status"] == "read_only"
+    assert name in {t["slug"] for t in tenantctl("list", "--status", "read_only", "--json")}
+    assert tenantctl("resume", name, "--json")["status"] == "active"
     assert tenantctl("show", name, "--json")["schema"] == f"tenant_{name}"
 
 
