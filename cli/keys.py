@@ -1,28 +1,51 @@
 """API key commands: create, list, revoke. Keys are shown once and stored as digests."""
 
-from typing import Annotated
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.common import engine_for_cli, print_json, run
 
+if TYPE_CHECKING:
+    from tenantsvc.tenancy.admin import KeyInfo
+
 app = typer.Typer(help="Manage a tenant's API keys.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration(value: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``2w``: how long a key lives."""
+    found = _DURATION.fullmatch(value)
+    if found is None:
+        raise typer.BadParameter(f"{value!r}: use a number and m, h, d or w (90d, 12h)")
+    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
 
 
 @app.command()
-def create(slug: str, as_json: JsonOpt = False) -> None:
-    """Issue a new API key for a tenant."""
+def create(
+    slug: str,
+    expires_in: Annotated[
+        timedelta | None,
+        typer.Option(parser=duration, metavar="90d", help="Stop working after this long."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a new API key for a tenant. To rotate one: create, move clients, revoke the old."""
     from tenantsvc.tenancy.admin import create_key
 
     async def work() -> None:
         async with engine_for_cli() as engine, engine.begin() as conn:
-            key_id, key = await create_key(conn, slug)
+            key_id, key = await create_key(conn, slug, expires_in)
         if as_json:
             print_json({"slug": slug, "key_id": key_id, "api_key": key})
         else:
-            typer.echo(f"API key {key_id} for {slug} (shown once): {key}")
+            lasting = f", expires in {expires_in}" if expires_in else ""
+            typer.echo(f"API key {key_id} for {slug}{lasting} (shown once): {key}")
 
     run(work)
 
@@ -39,10 +62,20 @@ def list_(slug: str, as_json: JsonOpt = False) -> None:
             print_json([k.as_json() for k in found])
             return
         for k in found:
-            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-            typer.echo(f"{k.id}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
+            typer.echo(f"{k.id}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{_state(k)}")
 
     run(work)
+
+
+def _state(key: "KeyInfo") -> str:
+    from datetime import UTC, datetime
+
+    if key.revoked_at:
+        return f"revoked {key.revoked_at:%Y-%m-%d %H:%M}"
+    if key.expires_at is None:
+        return "active"
+    verb = "expired" if key.expires_at <= datetime.now(UTC) else "active, expires"
+    return f"{verb} {key.expires_at:%Y-%m-%d %H:%M}"
 
 
 @app.command()

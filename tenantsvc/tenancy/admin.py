@@ -1,7 +1,7 @@
 """Registry administration shared by the CLI and tests: list, show, status and keys."""
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -35,6 +35,7 @@ class KeyInfo:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class KeyInfo:
             "prefix": self.prefix,
             "created_at": self.created_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
         }
 
 
@@ -53,6 +55,15 @@ _TENANT_COLUMNS = (
     TenantRow.status,
     TenantRow.created_at,
     TenantRow.archived_schema,
+)
+
+
+_KEY_COLUMNS = (
+    ApiKeyRow.id,
+    ApiKeyRow.prefix,
+    ApiKeyRow.created_at,
+    ApiKeyRow.revoked_at,
+    ApiKeyRow.expires_at,
 )
 
 
@@ -79,18 +90,16 @@ async def set_status(conn: AsyncConnection, slug: str, status: TenantStatus) -> 
     return await get_tenant(conn, slug)
 
 
-async def create_key(conn: AsyncConnection, slug: str) -> tuple[int, str]:
+async def create_key(
+    conn: AsyncConnection, slug: str, expires_in: timedelta | None = None
+) -> tuple[int, str]:
     tenant = await get_tenant(conn, slug)
-    return await issue_key(conn, tenant.id)
+    return await issue_key(conn, tenant.id, expires_in)
 
 
 async def list_keys(conn: AsyncConnection, slug: str) -> list[KeyInfo]:
     tenant = await get_tenant(conn, slug)
-    query = (
-        select(ApiKeyRow.id, ApiKeyRow.prefix, ApiKeyRow.created_at, ApiKeyRow.revoked_at)
-        .where(ApiKeyRow.tenant_id == tenant.id)
-        .order_by(ApiKeyRow.id)
-    )
+    query = select(*_KEY_COLUMNS).where(ApiKeyRow.tenant_id == tenant.id).order_by(ApiKeyRow.id)
     return [KeyInfo(*row) for row in await conn.execute(query)]
 
 

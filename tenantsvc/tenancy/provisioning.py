@@ -9,6 +9,7 @@ step-by-step migration gives (tested), at about the cost of the DDL itself.
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, text
@@ -36,9 +37,11 @@ _REGISTER = text(
     SELECT id, :key_hash, :prefix FROM tenant RETURNING id
     """
 )
+# The expiry in the database's clock, which the registry compares keys against.
 _ISSUE_KEY = text(
-    "INSERT INTO tenantsvc.api_keys (tenant_id, key_hash, prefix) "
-    "VALUES (:tenant_id, :key_hash, :prefix) RETURNING id"
+    "INSERT INTO tenantsvc.api_keys (tenant_id, key_hash, prefix, expires_at) "
+    "VALUES (:tenant_id, :key_hash, :prefix, "
+    "now() + make_interval(secs => CAST(:expires_in AS double precision))) RETURNING id"
 )
 
 
@@ -57,10 +60,16 @@ def _key_params() -> tuple[str, dict[str, str]]:
     return key, {"key_hash": keys.hash_key(key), "prefix": keys.display_prefix(key)}
 
 
-async def issue_key(conn: AsyncConnection, tenant_id: int) -> tuple[int, str]:
-    """A new API key for the tenant: (key id, the key itself, shown once)."""
+async def issue_key(
+    conn: AsyncConnection, tenant_id: int, expires_in: timedelta | None = None
+) -> tuple[int, str]:
+    """A new API key for the tenant: (key id, the key itself, shown once). With
+    ``expires_in`` it stops working that long from now."""
     key, params = _key_params()
-    key_id = await conn.scalar(_ISSUE_KEY, {"tenant_id": tenant_id, **params})
+    seconds = None if expires_in is None else expires_in.total_seconds()
+    key_id = await conn.scalar(
+        _ISSUE_KEY, {"tenant_id": tenant_id, "expires_in": seconds, **params}
+    )
     assert key_id is not None
     return int(key_id), key
 

@@ -5,14 +5,20 @@ registry change) every ``registry_poll_seconds``; only when it moved is the snap
 Request routing therefore costs no database round trip, unknown slugs never reach the
 database, and a suspension or key revocation stops being served within one poll interval on
 every worker. Polling works behind PgBouncer in transaction mode, where LISTEN does not.
+
+A key's expiry changes no row, so no counter: the snapshot remembers when its first key
+expires, and the first poll past that instant reloads it (the expired key left out by the
+database's clock). An expired key is refused within one poll interval too, and the requests'
+path checks no clock.
 """
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.tenancy.models import ApiKeyRow, RegistryStateRow, TenantRow
@@ -22,9 +28,10 @@ log = logging.getLogger(__name__)
 _VERSION_SQL = select(RegistryStateRow.version).where(RegistryStateRow.id == 1)
 _TENANTS_SQL = select(TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRow.status)
 _KEYS_SQL = (
-    select(ApiKeyRow.key_hash, TenantRow.slug)
+    select(ApiKeyRow.key_hash, TenantRow.slug, func.extract("epoch", ApiKeyRow.expires_at))
     .join(TenantRow, TenantRow.id == ApiKeyRow.tenant_id)
     .where(ApiKeyRow.revoked_at.is_(None))
+    .where(or_(ApiKeyRow.expires_at.is_(None), ApiKeyRow.expires_at > func.now()))
 )
 
 
@@ -46,6 +53,11 @@ class Snapshot:
     # only, so its size is bounded by the live keys (each in at most the 64 spellings of
     # "Bearer" the pattern accepts), whatever clients send.
     verified: dict[tuple[str, str], Tenant] = field(default_factory=dict)
+    first_expiry: float = math.inf  # epoch seconds: past it, a key here has expired
+
+    @property
+    def outlived(self) -> bool:
+        return time.time() >= self.first_expiry
 
 
 class TenantRegistry:
@@ -88,14 +100,19 @@ class TenantRegistry:
             # One repeatable-read transaction: version, tenants and keys of one instant.
             await conn.execution_options(isolation_level="REPEATABLE READ")
             version = (await conn.execute(_VERSION_SQL)).scalar_one()
-            if version == self._snapshot.version and not force:
+            unchanged = version == self._snapshot.version and not self._snapshot.outlived
+            if unchanged and not force:
                 return
             tenants = {
                 r.slug: Tenant(r.id, r.slug, r.schema_name, r.status)
                 for r in await conn.execute(_TENANTS_SQL)
             }
-            keys = {r.key_hash: r.slug for r in await conn.execute(_KEYS_SQL)}
-        self._snapshot = Snapshot(version, tenants, keys)
+            keys, expiries = {}, [math.inf]
+            for digest, slug, expires in await conn.execute(_KEYS_SQL):
+                keys[digest] = slug
+                if expires is not None:
+                    expiries.append(float(expires))
+        self._snapshot = Snapshot(version, tenants, keys, first_expiry=min(expiries))
 
     async def _poll(self) -> None:
         while True:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,10 @@ def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     "args",
     [("create",), ("create", "--bogus", "x"), ("keys", "revoke", "acme", "abc"),
      ("keys", "revoke", "acme", "0"), ("migrate-all", "--concurrency", "0"), ("nosuchcmd",),
-     ("keys",), ("serve", "--port", "99999"), ("serve", "--port", "0"),
-     ("serve", "--workers", "0"), ("usage", "--top", "0"), ("psql",)],
+     ("keys",), ("keys", "create", "acme", "--expires-in", "0d"),
+     ("keys", "create", "acme", "--expires-in", "1y"), ("serve", "--port", "99999"),
+     ("serve", "--port", "0"), ("serve", "--workers", "0"), ("usage", "--top", "0"),
+     ("psql",)],
     ids=" ".join,
 )  # fmt: skip
 def test_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...]) -> None:
@@ -156,6 +159,11 @@ def test_keys_create_list_revoke() -> None:
     tenantctl("keys", "revoke", name, str(new["key_id"]))
     revoked = {k["id"]: k for k in tenantctl("keys", "list", name, "--json")}
     assert revoked[new["key_id"]]["revoked_at"] is not None
+    lasting = tenantctl("keys", "create", name, "--expires-in", "90d", "--json")
+    listed = {k["id"]: k for k in tenantctl("keys", "list", name, "--json")}
+    expires = datetime.fromisoformat(listed[lasting["key_id"]]["expires_at"])
+    assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
+    assert "active, expires" in tenantctl("keys", "list", name).stdout
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -1,11 +1,13 @@
 """A tenant-track revision made on the fly, chained onto the repository's head: the
-repository's own migrations stay untouched."""
+repository's own migrations stay untouched. And the shared track taken back a revision."""
 
 from pathlib import Path
 
 import pytest
+from alembic import command
+from sqlalchemy import Connection
 
-from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
+from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, alembic_config, head
 
 REVISION = '''"""{doc}"""
 import sqlalchemy as sa
@@ -66,3 +68,10 @@ def add_sku_revision(directory: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
     monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(directory))
     assert head("tenant") == new
     return old, new
+
+
+def shared_down_to(connection: Connection, target: str) -> None:
+    """For ``run_sync``: the shared track downgraded to ``target`` on this connection."""
+    config = alembic_config("shared")
+    config.attributes["connection"] = connection
+    command.downgrade(config, target)

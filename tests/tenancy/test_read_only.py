@@ -3,18 +3,17 @@ they reach the database, and its background jobs cannot write either."""
 
 import httpx
 import pytest
-from alembic import command
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.admin import get_tenant, set_status
 from tenantsvc.tenancy.background import run_for_slug
-from tenantsvc.tenancy.migrator import alembic_config
 from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.provisioning import create_tenant
 from tests.conftest import Running, TenantHandle
+from tests.tenancy.revisions import shared_down_to
 from tests.tenancy.test_middleware import assert_problem
 
 PRODUCT = {"name": "pen", "price_cents": 150, "stock": 5}
@@ -90,19 +89,13 @@ async def test_background_jobs_of_a_read_only_tenant_cannot_write(
     assert await run_for_slug(engine, tenant_a.slug, _count) == 1
 
 
-def _shared_down_to(connection: Connection, target: str) -> None:
-    config = alembic_config("shared")
-    config.attributes["connection"] = connection
-    command.downgrade(config, target)
-
-
 async def test_a_shared_downgrade_never_lets_a_read_only_tenant_write(
     fresh_engine: AsyncEngine,
 ) -> None:
     await create_tenant(fresh_engine, "frozen")
     async with fresh_engine.begin() as conn:
         await set_status(conn, "frozen", TenantStatus.READ_ONLY)
-        await conn.run_sync(_shared_down_to, "s0003")  # before the read_only status
+        await conn.run_sync(shared_down_to, "s0003")  # before the read_only status
         assert (await get_tenant(conn, "frozen")).status == "suspended"
     await fleet.migrate_shared(fresh_engine)
     async with fresh_engine.begin() as conn:
