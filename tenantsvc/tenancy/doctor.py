@@ -136,6 +136,26 @@ async def check_indexes(conn: AsyncConnection) -> Check:
                  "revisions create, drop others with DROP INDEX CONCURRENTLY")  # fmt: skip
 
 
+KEY_WARNING_DAYS = 14
+_EXPIRING_KEYS = text(
+    "SELECT t.slug, k.id, ceil(extract(epoch FROM k.expires_at - now()) / 86400)::int "
+    "FROM tenantsvc.api_keys k JOIN tenantsvc.tenants t ON t.id = k.tenant_id "
+    "WHERE k.revoked_at IS NULL AND k.expires_at > now() "
+    "AND k.expires_at <= now() + make_interval(days => :days) ORDER BY k.expires_at"
+)
+
+
+async def check_keys(conn: AsyncConnection) -> Check:
+    """Keys about to expire, while there is time to hand their clients new ones."""
+    soon = (await conn.execute(_EXPIRING_KEYS, {"days": KEY_WARNING_DAYS})).all()
+    if not soon:
+        return Check("api keys", "ok", f"none expires within {KEY_WARNING_DAYS} days")
+    shown = ", ".join(f"{slug} key {key_id} in {days} d" for slug, key_id, days in soon[:5])
+    more = f" and {len(soon) - 5} more" if len(soon) > 5 else ""
+    return Check("api keys", "warn", f"{len(soon)} expire within {KEY_WARNING_DAYS} days: "
+                 f"{shown}{more}; `tenantctl keys create` a successor")  # fmt: skip
+
+
 async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
     checks = [await check_server(conn), await check_pool(conn, settings)]
     checks.append(tenant_cap_check(settings))
@@ -143,6 +163,7 @@ async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
     try:
         checks += await check_migrations(conn)
         checks.append(await check_indexes(conn))
+        checks.append(await check_keys(conn))
     except Exception as exc:  # no shared schema yet: say so rather than crash
         detail = f"{first_line(exc)}: run `tenantctl migrate-all`"
         checks.append(Check("shared track", "fail", detail))

@@ -300,6 +300,18 @@ def test_doctor_warns_about_an_index_a_failed_concurrent_build_left(fresh_cli: s
     assert "tenant_built.users_name_idx;" in check["detail"]
 
 
+def test_doctor_warns_about_keys_about_to_expire(fresh_cli: str) -> None:
+    tenantctl("create", "keyed")
+    tenantctl("keys", "create", "keyed", "--expires-in", "30d")  # past the warning's horizon
+    assert {c["check"]: c for c in tenantctl("doctor", "--json")}["api keys"]["status"] == "ok"
+    soon = tenantctl("keys", "create", "keyed", "--expires-in", "3d", "--json")
+    check = {c["check"]: c for c in tenantctl("doctor", "--json")}["api keys"]
+    assert check["status"] == "warn"
+    assert f"keyed key {soon['key_id']} in 3 d;" in check["detail"]
+    tenantctl("keys", "revoke", "keyed", str(soon["key_id"]))  # revoked: nothing to hand over
+    assert {c["check"]: c for c in tenantctl("doctor", "--json")}["api keys"]["status"] == "ok"
+
+
 def test_tenant_cap_check_warns_when_one_tenant_can_take_the_pool() -> None:
     for cap in (0, 30, 40):
         check = tenant_cap_check(Settings(pool_size=20, max_overflow=10,
