@@ -8,8 +8,9 @@ every worker. Polling works behind PgBouncer in transaction mode, where LISTEN d
 
 A key's expiry changes no row, so no counter: the snapshot remembers when its first key
 expires, and the first poll past that instant reloads it (the expired key left out by the
-database's clock). An expired key is refused within one poll interval too, and the requests'
-path checks no clock.
+database's clock; the worker's decides when to reload, so clocks apart delay it by as much).
+An expired key is refused within one poll interval too, and the requests' path checks no
+clock.
 """
 
 import asyncio
