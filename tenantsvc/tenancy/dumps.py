@@ -27,25 +27,23 @@ import io
 import json
 import tarfile
 import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from graphlib import TopologicalSorter
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
 from tenantsvc.tenancy.ddl import identifier, revision_sql
 from tenantsvc.tenancy.errors import TenancyError, first_line
-from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
+from tenantsvc.tenancy.locking import LockPolicy, LocksNotGranted
 from tenantsvc.tenancy.migrator import head, resolve
 from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.provisioning import NewTenant, create_tenant
 from tenantsvc.tenancy.tenant_migration import FleetTenant, migrate_tenant
 
-T = TypeVar("T")
 FORMAT, VERSION = "tenantsvc-tenant-export", 1
 # Exports and imports are an operator's jobs, like migrations: a big tenant's COPY may take
 # minutes, which the requests' statement_timeout (the connections' own) would cut short.
@@ -113,7 +111,17 @@ async def export_tenant(
                 await driver.execute(setup or NO_STATEMENT_TIMEOUT)
                 return await _write(driver, tenant, schema, listed, path)
 
-        revision, tables = await _held(hold, attempt, slug)
+        if hold is None:
+            revision, tables = await attempt()
+        else:
+            try:
+                revision, tables = await hold.retrying(attempt)
+            except LocksNotGranted as exc:
+                raise DumpError(
+                    f"tenant {slug!r}: its writes did not stop in {exc.attempts} waits of "
+                    f"{hold.lock_timeout_ms} ms for its tables (last: {exc.last}); "
+                    "nothing written: try again once its write transactions end"
+                ) from exc
     return Exported(tenant.slug, revision, {t["name"]: t["rows"] for t in tables})
 
 
@@ -136,28 +144,6 @@ def _share_lock(schema: str, tables: list[Any]) -> str:
     readers (and ``SELECT ... FOR UPDATE``) go on."""
     names = ", ".join(f"{identifier(schema)}.{identifier(table)}" for table, _ in tables)
     return f"LOCK TABLE {names} IN SHARE MODE;" if names else ""
-
-
-async def _held(hold: LockPolicy | None, attempt: Callable[[], Awaitable[T]], slug: str) -> T:
-    if hold is None:
-        return await attempt()
-    attempts = 0
-
-    async def counted() -> T:
-        nonlocal attempts
-        attempts += 1
-        return await attempt()
-
-    try:
-        return await hold.retrying(counted)
-    except Exception as exc:
-        if not is_lock_conflict(exc):
-            raise
-        raise DumpError(
-            f"tenant {slug!r}: its writes did not stop in {attempts} waits of "
-            f"{hold.lock_timeout_ms} ms for its tables (last: {first_line(exc)}); "
-            "nothing written: try again once its write transactions end"
-        ) from exc
 
 
 async def _copy_out(

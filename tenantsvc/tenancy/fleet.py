@@ -26,9 +26,8 @@ from tenantsvc.tenancy.errors import (
     MigrationError,
     TenancyError,
     TenantNotFoundError,
-    first_line,
 )
-from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
+from tenantsvc.tenancy.locking import LockPolicy, LocksNotGranted
 from tenantsvc.tenancy.migrator import ALEMBIC_TURN, resolve, upgrade_shared
 from tenantsvc.tenancy.models import TenantRevisionRow, TenantRow, TenantStatus
 from tenantsvc.tenancy.steps import concurrent
@@ -76,11 +75,8 @@ async def migrate_shared(
     """The shared track, under an advisory lock so concurrent runs apply it once, and waiting
     for its tables' locks the way a tenant's migration does: the registry it alters is what
     every worker's poll and every provisioning reads."""
-    attempts = 0
 
     async def attempt() -> None:
-        nonlocal attempts
-        attempts += 1
         async with ALEMBIC_TURN, engine.begin() as conn:
             await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, SHARED_LOCK_ID)))
             driver: Any = (await conn.get_raw_connection()).driver_connection
@@ -89,10 +85,8 @@ async def migrate_shared(
 
     try:
         await policy.retrying(attempt)
-    except Exception as exc:
-        if not is_lock_conflict(exc):
-            raise
-        reason = policy.gave_up(attempts, first_line(exc), where="the shared track")
+    except LocksNotGranted as exc:
+        reason = policy.gave_up(exc, where="the shared track")
         raise MigrationError(f"the shared track {reason}") from exc
 
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from tenantsvc.db.errors import DEADLOCK, sqlstate
 from tenantsvc.settings import Settings
+from tenantsvc.tenancy.errors import first_line
 
 T = TypeVar("T")
 
@@ -56,24 +57,37 @@ class LockPolicy:
         return ceiling * random.uniform(0.5, 1.0)
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """``attempt()`` again after each lock conflict, ``retries`` times; then its last error
-        is raised. ``attempt`` must be one transaction, so that a conflict undoes all of it."""
-        for conflicts in range(self.retries):
+        """``attempt()`` again after each lock conflict, ``retries`` times; a conflict after
+        that raises ``LocksNotGranted`` (any other error goes up as it is). ``attempt`` must be
+        one transaction, so that a conflict undoes all of it."""
+        conflicts = 0
+        while True:
             try:
                 return await attempt()
             except Exception as exc:
                 if not is_lock_conflict(exc):
                     raise
-            await asyncio.sleep(self.pause(conflicts))
-        return await attempt()
+                conflicts += 1
+                if conflicts > self.retries:
+                    raise LocksNotGranted(conflicts, exc) from exc
+            await asyncio.sleep(self.pause(conflicts - 1))
 
-    def gave_up(self, attempts: int, last: str, where: str = "this tenant") -> str:
-        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+    def gave_up(self, exc: "LocksNotGranted", where: str = "this tenant") -> str:
+        tries = f"{exc.attempts} attempt{'s' if exc.attempts > 1 else ''}"
         return (
             f"could not lock its tables in {tries} (lock timeout {self.lock_timeout_ms} ms; "
-            f"last: {last}); nothing changed in {where}: re-run "
+            f"last: {exc.last}); nothing changed in {where}: re-run "
             "to resume once the transaction holding them ends"
         )
+
+
+class LocksNotGranted(Exception):
+    """Every attempt of ``LockPolicy.retrying`` ended on a lock conflict: how many there were,
+    and the last one's message."""
+
+    def __init__(self, attempts: int, last: BaseException) -> None:
+        self.attempts, self.last = attempts, first_line(last)
+        super().__init__(self.last)
 
 
 def is_lock_conflict(exc: BaseException) -> bool:

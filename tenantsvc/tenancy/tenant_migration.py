@@ -22,7 +22,7 @@ from tenantsvc.tenancy.ddl import (
     session_search_path_sql,
 )
 from tenantsvc.tenancy.errors import MigrationError, first_line
-from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
+from tenantsvc.tenancy.locking import LockPolicy, LocksNotGranted
 from tenantsvc.tenancy.migrator import ALEMBIC_TURN, migrate_tenant_online, tenant_steps
 from tenantsvc.tenancy.steps import Step, concurrent, run_index
 
@@ -168,12 +168,14 @@ async def migrate_tenant(
 
     try:
         outcome = await policy.retrying(attempt)
-    except Exception as exc:
+    except LocksNotGranted as exc:
         where = "this tenant" if reached == before else f"this tenant past {reached}"
-        last = first_line(exc)
-        error = policy.gave_up(attempts, last, where) if is_lock_conflict(exc) else last
-        elapsed = time.perf_counter() - started
-        return TenantOutcome(tenant.slug, tenant.schema, before, reached, elapsed, error,
-                             attempts=attempts)  # fmt: skip
-    outcome.seconds, outcome.attempts = time.perf_counter() - started, attempts
-    return outcome
+        error = policy.gave_up(exc, where)
+    except Exception as exc:
+        error = first_line(exc)
+    else:
+        outcome.seconds, outcome.attempts = time.perf_counter() - started, attempts
+        return outcome
+    elapsed = time.perf_counter() - started
+    return TenantOutcome(tenant.slug, tenant.schema, before, reached, elapsed, error,
+                         attempts=attempts)  # fmt: skip
