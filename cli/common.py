@@ -5,11 +5,12 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 T = TypeVar("T")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 
 @asynccontextmanager

@@ -1,16 +1,15 @@
-"""``tenantctl doctor``: server version, pool sizing, search_path and migration heads."""
-
-from typing import Annotated
+"""``tenantctl doctor``: server version, pool sizing, tenant cap, search_path, migration heads,
+invalid indexes, keys about to expire."""
 
 import typer
 
-from cli.common import engine_for_cli, print_json, run
+from cli.common import JsonOpt, engine_for_cli, print_json, run
 
 app = typer.Typer()
 
 
 @app.command()
-def doctor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def doctor(as_json: JsonOpt = False) -> None:
     """Check the deployment; exits non-zero when a check fails."""
     from tenantsvc.settings import get_settings
     from tenantsvc.tenancy.doctor import run_checks

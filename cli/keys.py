@@ -6,14 +6,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import engine_for_cli, print_json, run
+from cli.common import JsonOpt, engine_for_cli, print_json, run
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.admin import KeyInfo
 
 app = typer.Typer(help="Manage a tenant's API keys.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.common import engine_for_cli, fail, print_json, run
+from cli.common import JsonOpt, engine_for_cli, fail, print_json, run
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.fleet import Summary
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 ToOpt = Annotated[str, typer.Option("--to", help="Target revision (head, base, an id).")]
 LockTimeoutOpt = Annotated[
     int | None,

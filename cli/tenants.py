@@ -5,11 +5,9 @@ from typing import Annotated
 
 import typer
 
-from cli.common import engine_for_cli, fail, print_json, run
+from cli.common import JsonOpt, engine_for_cli, fail, print_json, run
 
 app = typer.Typer()
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 
 @app.command()
