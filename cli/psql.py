@@ -92,7 +92,7 @@ def psql(
         async with engine_for_cli() as engine, engine.connect() as conn:
             tenant = await get_tenant(conn, slug)
             url = engine.url.render_as_string(hide_password=False)
-        return tenant.archived_schema or tenant.schema, tenant.status, url
+        return tenant.location, tenant.status, url
 
     schema, status, url = run(work)
     if status != "active":

@@ -23,6 +23,11 @@ class TenantInfo:
     created_at: datetime
     archived_schema: str | None = None
 
+    @property
+    def location(self) -> str:
+        """Where its tables are now: the archived schema while archived."""
+        return self.archived_schema or self.schema
+
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["created_at"] = self.created_at.isoformat()

@@ -96,8 +96,7 @@ async def export_tenant(
     as a migration waits for its locks."""
     async with engine.connect() as conn:
         tenant = await get_tenant(conn, slug)
-    archived = tenant.status == TenantStatus.ARCHIVED
-    schema = tenant.archived_schema if archived and tenant.archived_schema else tenant.schema
+    schema = tenant.location
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         async with driver.transaction():

@@ -52,8 +52,7 @@ async def restore(conn: AsyncConnection, slug: str) -> TenantInfo:
 
 async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
     tenant = await get_tenant(conn, slug)
-    location = tenant.archived_schema or tenant.schema
-    await conn.execute(text(f"DROP SCHEMA IF EXISTS {_quote(conn, location)} CASCADE"))
+    await conn.execute(text(f"DROP SCHEMA IF EXISTS {_quote(conn, tenant.location)} CASCADE"))
     await conn.execute(delete(TenantRow).where(TenantRow.id == tenant.id))
     return tenant
 
