@@ -10,6 +10,10 @@ from cli.common import JsonOpt, engine_for_cli, fail, print_json, run
 app = typer.Typer()
 
 
+def _counts(rows: dict[str, int]) -> str:
+    return ", ".join(f"{table} {n}" for table, n in rows.items())
+
+
 @app.command("export")
 def export_(
     slug: str,
@@ -42,8 +46,7 @@ def export_(
             print_json({"slug": done.slug, "revision": done.revision, "rows": done.rows,
                         "file": str(file)})  # fmt: skip
         else:
-            counts = ", ".join(f"{table} {n}" for table, n in done.rows.items())
-            typer.echo(f"exported {done.slug} at {done.revision} to {file}: {counts}")
+            typer.echo(f"exported {done.slug} at {done.revision} to {file}: {_counts(done.rows)}")
 
     try:
         run(work)
@@ -74,8 +77,8 @@ def import_(
                         "revision": done.revision, "rows": done.rows, "api_key": new.api_key,
                         "key_id": new.key_id, "error": done.error})  # fmt: skip
         else:
-            counts = ", ".join(f"{table} {n}" for table, n in done.rows.items())
-            typer.echo(f"imported tenant {new.slug} (schema {new.schema}) from {file}: {counts}")
+            typer.echo(f"imported tenant {new.slug} (schema {new.schema}) from {file}: "
+                       f"{_counts(done.rows)}")  # fmt: skip
             typer.echo(f"API key (shown once): {new.api_key}")
         if done.error:
             typer.echo(f"error: imported at {done.revision}, but migrating it to head failed: "

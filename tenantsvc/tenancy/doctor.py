@@ -130,10 +130,10 @@ async def check_indexes(conn: AsyncConnection) -> Check:
     invalid = list((await conn.execute(_INVALID_INDEXES)).scalars())
     if not invalid:
         return Check("indexes", "ok", "no invalid index in any tenant")
-    shown = ", ".join(invalid[:5]) + (f" and {len(invalid) - 5} more" if len(invalid) > 5 else "")
     return Check("indexes", "warn", f"{len(invalid)} invalid (a concurrent build failed, was "
-                 f"killed, or is running): {shown}; `tenantctl migrate-all` rebuilds those its "
-                 "revisions create, drop others with DROP INDEX CONCURRENTLY")  # fmt: skip
+                 f"killed, or is running): {_first_few(invalid)}; `tenantctl migrate-all` "
+                 "rebuilds those its revisions create, drop others with DROP INDEX "
+                 "CONCURRENTLY")  # fmt: skip
 
 
 KEY_WARNING_DAYS = 14
@@ -150,10 +150,15 @@ async def check_keys(conn: AsyncConnection) -> Check:
     soon = (await conn.execute(_EXPIRING_KEYS, {"days": KEY_WARNING_DAYS})).all()
     if not soon:
         return Check("api keys", "ok", f"none expires within {KEY_WARNING_DAYS} days")
-    shown = ", ".join(f"{slug} key {key_id} in {days} d" for slug, key_id, days in soon[:5])
-    more = f" and {len(soon) - 5} more" if len(soon) > 5 else ""
+    named = [f"{slug} key {key_id} in {days} d" for slug, key_id, days in soon]
     return Check("api keys", "warn", f"{len(soon)} expire within {KEY_WARNING_DAYS} days: "
-                 f"{shown}{more}; `tenantctl keys create` a successor")  # fmt: skip
+                 f"{_first_few(named)}; `tenantctl keys create` a successor")  # fmt: skip
+
+
+def _first_few(items: list[str], shown: int = 5) -> str:
+    """A warning names a few and counts the rest: a fleet may have thousands."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
