@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from tenantsvc.testing.app import wait_for_http
 from tenantsvc.testing.postgres import free_port
+from tests.command import tenantctl_process
 from tests.pgbouncer import pgbouncer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +77,7 @@ def test_dockerfile_is_slim_non_root_and_without_dev_dependencies() -> None:
 
 
 def _tenantctl(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    done = tenantctl_process(*args, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +15,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from tenantsvc.settings import get_settings
 from tenantsvc.tenancy.migrator import head
+from tests.command import tenantctl_process
 
 runner = CliRunner()
 
@@ -125,8 +124,7 @@ def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 )  # fmt: skip
 def test_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...]) -> None:
     """The installed command (not CliRunner): Typer would frame these in a multi-line panel."""
-    result = subprocess.run([sys.executable, "-m", "cli.main", *args],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = tenantctl_process(*args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -140,8 +138,7 @@ def test_embedded_default_error_is_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TENANTSVC_") and k != "XDG_RUNTIME_DIR"}  # fmt: skip
     env["TENANTSVC_EMBEDDED_DATA_DIR"] = str(tmp_path / "pgdata")
-    result = subprocess.run([sys.executable, "-m", "cli.main", "show", "nobody_here"],
-                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = tenantctl_process("show", "nobody_here", env=env, timeout=120)
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("error: database"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -5,7 +5,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cli.psql import libpq_env, psql_binary
 from tenantsvc.tenancy.lifecycle import archive
 from tenantsvc.tenancy.provisioning import create_tenant
+from tests.command import ROOT, TENANTCTL, tenantctl_process
 from tests.polling import until_sql
 from tests.tenancy.fleet_tenants import enter
 
-ROOT = Path(__file__).resolve().parents[2]
 ONE_PRODUCT = "INSERT INTO products (name, price_cents, stock) VALUES ('pen', 1, 1)"
 
 
@@ -29,8 +28,7 @@ def tenantctl(database_url: str, *args: str, **settings: str) -> subprocess.Comp
     env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
     env.update({f"TENANTSVC_{name.upper()}": value for name, value in settings.items()})
     env.pop("PGOPTIONS", None)
-    command = [sys.executable, "-m", "cli.main", *args]
-    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return tenantctl_process(*args, env=env)
 
 
 def answer(database_url: str, slug: str, sql: str, *extra: str) -> str:
@@ -94,7 +92,7 @@ async def test_ctrl_c_cancels_the_query_not_the_command(
     """A terminal's Ctrl-C reaches the whole foreground group: psql cancels its query, and
     tenantctl waits for psql's exit instead of dying of the signal first."""
     env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
-    command = [sys.executable, "-m", "cli.main", "psql", pair[0], "-X", "-c", "SELECT pg_sleep(30)"]
+    command = [*TENANTCTL, "psql", pair[0], "-X", "-c", "SELECT pg_sleep(30)"]
     process = await asyncio.create_subprocess_exec(
         *command, env=env, cwd=ROOT, stderr=subprocess.PIPE, start_new_session=True
     )
