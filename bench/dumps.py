@@ -11,8 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.fleet import provision, tenantctl
-from bench.pgcluster import Cluster
+from bench.fleet import migrated_cluster, provision, tenantctl
 from bench.run import seed_all
 
 PRODUCTS = int(os.environ.get("PRODUCTS", 1_000_000))
@@ -20,9 +19,7 @@ PRODUCTS = int(os.environ.get("PRODUCTS", 1_000_000))
 
 def main() -> None:
     runs = []
-    with Cluster() as pg, tempfile.TemporaryDirectory() as work:
-        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
-        tenantctl(env, "migrate-all")
+    with migrated_cluster() as (pg, env), tempfile.TemporaryDirectory() as work:
         asyncio.run(provision(pg.url, ["big"]))
         asyncio.run(seed_all(pg.url, ["big"], PRODUCTS))
         for i in range(2):

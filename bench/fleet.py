@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,17 @@ def tenantctl(env: dict[str, str], *args: str) -> tuple[float, int, str]:
         if proc.returncode != 0:
             raise RuntimeError(f"tenantctl {' '.join(args)} failed: {err.read().strip()[-500:]}")
         return wall, usage.ru_maxrss, out.read()
+
+
+@contextmanager
+def migrated_cluster() -> Iterator[tuple[Cluster, dict[str, str]]]:
+    """A throwaway cluster with the shared track migrated, and tenantctl's environment for it
+    (the repository's revisions only: a benchmark's own come in through EXTRA_VERSIONS_ENV)."""
+    with Cluster() as pg:
+        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
+        env.pop(EXTRA_VERSIONS_ENV, None)
+        tenantctl(env, "migrate-all")
+        yield pg, env
 
 
 def pct(values: list[float], q: float) -> float:
@@ -119,10 +132,7 @@ def main() -> None:
     rev_dir = write_sku_revision()
     result: dict[str, Any] = {"load_start": os.getloadavg(), "nproc": os.cpu_count(),
                               "rows_per_tenant": rows, "sizes": {}}  # fmt: skip
-    with Cluster() as pg:
-        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
-        env.pop(EXTRA_VERSIONS_ENV, None)
-        tenantctl(env, "migrate-all")
+    with migrated_cluster() as (pg, env):
         base = head("tenant")
         existing = 0
         for size in sizes:

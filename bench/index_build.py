@@ -24,9 +24,8 @@ import tempfile
 from pathlib import Path
 
 from bench import load
-from bench.fleet import provision, tenantctl
+from bench.fleet import migrated_cluster, provision, tenantctl
 from bench.live_migration import measure_round, serving
-from bench.pgcluster import Cluster
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tests.tenancy.revisions import concurrently, write_revision
 
@@ -61,10 +60,7 @@ def main() -> None:
 
 def fleet() -> None:
     n = int(os.environ.get("N", 1000))
-    with Cluster() as pg, tempfile.TemporaryDirectory() as versions:
-        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
-        env.pop(EXTRA_VERSIONS_ENV, None)
-        tenantctl(env, "migrate-all")
+    with migrated_cluster() as (pg, env), tempfile.TemporaryDirectory() as versions:
         revisions = index_revisions(Path(versions))
         asyncio.run(provision(pg.url, [f"t{i:05d}" for i in range(n)]))
         migrating, runs = {**env, EXTRA_VERSIONS_ENV: versions}, []

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
-from bench.fleet import provision, tenantctl
-from bench.pgcluster import Cluster
+from bench.fleet import migrated_cluster, provision, tenantctl
 from bench.run import keys_for, seed_all, service, service_env
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tests.tenancy.revisions import write_revision
@@ -80,10 +79,7 @@ def serving(
 ) -> Iterator[Serving]:
     """A throwaway cluster of seeded tenants, the service on it (2 workers), and the revisions
     written by ``revisions`` into a directory that only ``migrating`` sees."""
-    with Cluster() as pg, tempfile.TemporaryDirectory() as versions:
-        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
-        env.pop(EXTRA_VERSIONS_ENV, None)
-        tenantctl(env, "migrate-all")
+    with migrated_cluster() as (pg, env), tempfile.TemporaryDirectory() as versions:
         made = revisions(Path(versions))
         slugs = [f"t{i:05d}" for i in range(tenants)]
         asyncio.run(provision(pg.url, slugs))

@@ -27,7 +27,15 @@ import psutil
 from sqlalchemy import text
 
 from bench import ceiling, load
-from bench.fleet import ROOT, migrate_all_figures, ms, provision, tenantctl, write_sku_revision
+from bench.fleet import (
+    ROOT,
+    migrate_all_figures,
+    migrated_cluster,
+    ms,
+    provision,
+    tenantctl,
+    write_sku_revision,
+)
 from bench.pgcluster import Cluster
 from bench.seed import check_invariants, seed
 from tenantsvc.db.engine import create_engine
@@ -460,10 +468,7 @@ def main() -> None:
             "platform": platform.platform(), "python": platform.python_version()},
         "config": CFG,
     }  # fmt: skip
-    with Cluster() as pg:
-        env = {**os.environ, "TENANTSVC_DATABASE_URL": pg.url}
-        env.pop(EXTRA_VERSIONS_ENV, None)
-        tenantctl(env, "migrate-all")
+    with migrated_cluster() as (pg, env):
         base = head("tenant")
         slugs = [f"t{i:05d}" for i in range(CFG["T"])]
         log("W1 provision")
