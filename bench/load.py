@@ -1,15 +1,20 @@
-"""HTTP load with wrk (one thread, CONNS connections), tenants taken round-robin per request."""
+"""HTTP load with wrk (one thread, CONNS connections), tenants taken round-robin per request.
+
+Modes: ``read`` (W3), ``write`` (W4), and W4 with an Idempotency-Key, new for every order
+(``keyed``) or one of 100 per tenant (``replay``, bench/idempotency.py). Keys carry a tag new
+to each script, so a script written later never replays an earlier one's orders."""
 
 import re
 import subprocess
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 LUA = r"""
 local tenants = { %(tenants)s }
 local n = #tenants
-local i = 0
+local i, sent = 0, 0
 local products, users, deleted_every = %(products)d, %(users)d, 10
 local mode = "%(mode)s"
 math.randomseed(%(seed)d)
@@ -29,8 +34,18 @@ request = function()
     local after = math.random(0, products - 20)
     return wrk.format("GET", "/products?limit=20&after_id=" .. after, headers)
   end
+  local user, product = math.random(1, users), live_product()
+  if mode == "keyed" then  -- every order its own Idempotency-Key: all are placed
+    sent = sent + 1
+    headers["Idempotency-Key"] = "%(tag)s-" .. sent
+  elseif mode == "replay" then  -- 100 keys, each with one body: all but the first replay
+    local k = math.random(1, 100)
+    user, product = k %% users + 1, k * 7 %% products + 1
+    if product %% deleted_every == 0 then product = product - 1 end
+    headers["Idempotency-Key"] = "%(tag)s-" .. k
+  end
   local body = string.format('{"user_id": %%d, "items": [{"product_id": %%d, "quantity": 1}]}',
-                             math.random(1, users), live_product())
+                             user, product)
   return wrk.format("POST", "/orders", headers, body)
 end
 
@@ -61,7 +76,7 @@ class WrkRun:
 def script(mode: str, tenants: list[tuple[str, str]], products: int, users: int, seed: int) -> Path:
     entries = ", ".join(f'{{"{slug}", "{key}"}}' for slug, key in tenants)
     text = LUA % {"tenants": entries, "products": products, "users": users, "mode": mode,
-                  "seed": seed}  # fmt: skip
+                  "seed": seed, "tag": uuid.uuid4().hex[:12]}  # fmt: skip
     path = Path(tempfile.mkstemp(prefix=f"tenantsvc-wrk-{mode}-", suffix=".lua")[1])
     path.write_text(text)
     return path

@@ -2,6 +2,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, WriteConn
+from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.schemas import OrderIn, OrderOut
 from tenantsvc.orders.service import place_order
 from tenantsvc.pagination import IdPath
@@ -15,15 +16,23 @@ router = APIRouter(
 )
 
 
-async def create_order(body: OrderIn, conn: WriteConn) -> Response:
-    placed = await place_order(conn, body)
-    return json_response(placed, status.HTTP_201_CREATED)
+async def create_order(
+    body: OrderIn, conn: WriteConn, idempotency_key: idempotency.KeyHeader = None
+) -> Response:
+    async def place() -> Response:
+        return json_response(await place_order(conn, body), status.HTTP_201_CREATED)
+
+    if idempotency_key is None:
+        return await place()
+    request_hash = idempotency.fingerprint("POST /orders", body)
+    return await idempotency.once(conn, idempotency_key, request_hash, place)
 
 
 async def _serve_create_order(request: Request) -> Response:
     body = await body_model(OrderIn, request)
+    key = idempotency.key_of(request)
     async with write_connection(request, request.state.tenant) as conn:
-        return await create_order(body, conn)
+        return await create_order(body, conn, key)
 
 
 # The hot write, on a plain route (see plain_routes.py).

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import column, func, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tenantsvc.db.models import TenantBase
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.migrator import head
@@ -19,7 +20,7 @@ from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 
 MIN_SERVER_VERSION = 130000
 CLI_HEADROOM = 5
-TENANT_TABLES = ("users", "products", "orders", "order_items")
+TENANT_TABLES = tuple(TenantBase.metadata.tables)
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,13 @@ def test_export_and_import_a_tenant(fresh_cli: str, tmp_path: Path) -> None:
     _scalar(fresh_cli, "INSERT INTO tenant_shop.users (email, name) VALUES ('a@x.io', 'Ann')")
     file = tmp_path / "shop.tar"
     exported = tenantctl("export", "shop", str(file), "--json")
-    assert exported["rows"] == {"order_items": 0, "orders": 0, "products": 0, "users": 1}
+    assert exported["rows"] == {
+        "idempotency_keys": 0,
+        "order_items": 0,
+        "orders": 0,
+        "products": 0,
+        "users": 1,
+    }
     tenantctl("suspend", "shop")  # moving it: no new requests, then the writes in progress
     held = tenantctl("export", "shop", str(tmp_path / "held.tar"), "--hold-writes", "--json")
     assert held["rows"] == exported["rows"]

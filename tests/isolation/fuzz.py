@@ -41,6 +41,7 @@ class Report:
     faults: Counter[str] = field(default_factory=Counter)
     leaks: list[str] = field(default_factory=list)
     foreign_rows: int = -1
+    answers: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
 
 
 def foreign_markers(body: str, slug: str) -> list[str]:
@@ -81,6 +82,14 @@ async def _order(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> httpx.Res
     return await c.post("/orders", json=body, headers=t.headers)
 
 
+async def _keyed_order(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> httpx.Response:
+    """Every tenant uses the same few keys for the same bodies: a replay served from another
+    tenant's keys would look valid to the client, and only its answer would tell."""
+    n = r.randint(1, 8)
+    body = {"user_id": 1, "items": [{"product_id": n, "quantity": 1}]}
+    return await c.post("/orders", json=body, headers={**t.headers, "Idempotency-Key": f"k{n}"})
+
+
 async def _user_orders(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> httpx.Response:
     return await c.get(f"/users/{r.randint(1, t.users)}/orders", headers=t.headers)
 
@@ -98,7 +107,7 @@ def _fault(path: str) -> Operation:
 
 CLEAN: list[tuple[str, Operation, int]] = [
     ("list", _list, 30), ("get", _get, 20), ("create", _create, 10), ("order", _order, 10),
-    ("user_orders", _user_orders, 5), ("whoami", _whoami, 15),
+    ("keyed_order", _keyed_order, 5), ("user_orders", _user_orders, 5), ("whoami", _whoami, 15),
 ]  # fmt: skip
 FAULTS: list[tuple[str, Operation, int]] = [
     ("raise", _fault("/_fault/raise"), 3), ("timeout", _fault("/_fault/timeout"), 3),
@@ -115,8 +124,24 @@ def check(name: str, tenant: Tenant, response: httpx.Response, report: Report) -
     leaked = foreign_markers(body, tenant.slug)
     if name == "whoami" and response.json()["search_path"] != tenant.schema:
         leaked.append(f"search_path {response.json()['search_path']}")
+    if name == "keyed_order":
+        leaked += _other_answer(tenant, response, report)
     if leaked:
         report.leaks.append(f"{tenant.slug} {name}: {sorted(set(leaked))[:3]}")
+
+
+def _other_answer(tenant: Tenant, response: httpx.Response, report: Report) -> list[str]:
+    """A key's answers must all be one order (a replay may arrive before the first answer
+    does, and a first answer lost to a fault may never arrive), placed once."""
+    key = (tenant.slug, response.request.headers["Idempotency-Key"])
+    fresh = "Idempotent-Replayed" not in response.headers
+    seen = report.answers.get(key)
+    report.answers[key] = (response.text, fresh or (seen is not None and seen[1]))
+    if seen is None:
+        return []
+    if seen[0] != response.text:
+        return [f"{key[1]} answered {response.text[:60]} after {seen[0][:60]}"]
+    return [f"{key[1]} placed twice"] if fresh and seen[1] else []
 
 
 async def _one(client: httpx.AsyncClient, tenants: list[Tenant], rng: random.Random,

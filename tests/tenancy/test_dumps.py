@@ -27,7 +27,7 @@ from tests.polling import until_sql
 from tests.tenancy.fleet_tenants import enter
 from tests.tenancy.revisions import add_sku_revision
 
-ROWS = {"users": 2, "products": 3, "orders": 2, "order_items": 3}
+ROWS = {"users": 2, "products": 3, "orders": 2, "order_items": 3, "idempotency_keys": 1}
 SEED = """
 INSERT INTO users (email, name) VALUES ('a@x.io', 'Ann'), ('b@x.io', 'Bob');
 INSERT INTO products (name, price_cents, stock, deleted_at)
@@ -35,6 +35,8 @@ VALUES ('pen', 150, 7, NULL), ('ink', 300, 0, NULL), ('old', 99, 1, now());
 INSERT INTO orders (user_id) VALUES (1), (2);
 INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
 VALUES (1, 1, 2, 150), (1, 2, 1, 300), (2, 3, 1, 99);
+INSERT INTO idempotency_keys (key, request_hash, status, response)
+VALUES ('retry-1', '\\x0102', 201, '{"id": 1}');
 """
 ONE_PRODUCT = "INSERT INTO products (name, price_cents, stock) VALUES ('late', 1, 1)"
 EVERYTHING = {
@@ -43,6 +45,7 @@ EVERYTHING = {
     "ORDER BY id",
     "orders": "SELECT id, user_id, created_at FROM orders ORDER BY id",
     "order_items": "SELECT * FROM order_items ORDER BY order_id, product_id",
+    "idempotency_keys": "SELECT * FROM idempotency_keys",  # a moved tenant's retries replay
 }
 
 

@@ -1,0 +1,98 @@
+"""``Idempotency-Key``: a client that retries a write (a timeout, a dropped connection) gets the
+first attempt's answer instead of a second order.
+
+The key is claimed in the request's own transaction, before the write, and the answer is
+stored beside it: the key, the write and its answer commit together or not at all. So only a
+write that succeeded is remembered; a refused one (a 409 for stock, a 404) rolled back and left
+nothing, and its retry is tried again. A retry that arrives while the first attempt is still in
+flight waits on the key's row (its primary key) and, once that attempt commits, gets its
+answer; if it rolled back instead, the retry does the write itself.
+
+Keys are the tenant's own (the table lives in its schema) and are kept for a day (``KEEP``), as most
+payment APIs do; after that the same key starts afresh. Requests that claim a key delete up to
+a hundred expired ones as they go, so no sweeper has to visit every schema.
+"""
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Header
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tenantsvc.problems import Problem
+
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+KEEP = timedelta(hours=24)
+KEPT = "24 hours"  # KEEP, as the docs and problems say it
+MAX_LENGTH = 255
+_KEY = re.compile(rf"[!-~]{{1,{MAX_LENGTH}}}")  # visible ASCII, as a header value can carry
+
+# The header as the OpenAPI document shows it (plain routes read it with ``key_of``).
+KeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER, pattern=f"^{_KEY.pattern}$", max_length=MAX_LENGTH,
+        description=f"Send the same key again to get the first answer, not a second write "
+        f"(kept {KEPT}; only successful writes are kept). Reusing it for another request is "
+        "a 422.",
+    ),
+]  # fmt: skip
+
+_CLAIM = """
+WITH pruned AS (
+    DELETE FROM idempotency_keys WHERE key IN (
+        SELECT key FROM idempotency_keys
+        WHERE created_at < now() - $3::interval AND key <> $1
+        ORDER BY created_at LIMIT 100 FOR UPDATE SKIP LOCKED
+    )
+)
+INSERT INTO idempotency_keys AS k (key, request_hash) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE
+    SET request_hash = excluded.request_hash, status = NULL, response = NULL, created_at = now()
+    WHERE k.created_at < now() - $3::interval
+RETURNING true
+"""
+_RECALL = "SELECT request_hash, status, response FROM idempotency_keys WHERE key = $1"
+_REMEMBER = "UPDATE idempotency_keys SET status = $2, response = $3 WHERE key = $1"
+
+
+def key_of(request: Request) -> str | None:
+    """The request's key, None without one; a malformed or repeated header is a 400."""
+    values = request.headers.getlist(HEADER)
+    if not values:
+        return None
+    if len(values) > 1 or not _KEY.fullmatch(values[0]):
+        detail = f"{HEADER} must be one header of 1 to {MAX_LENGTH} visible ASCII characters"
+        raise Problem(400, f"Bad {HEADER}", detail)
+    return values[0]
+
+
+def fingerprint(operation: str, body: BaseModel) -> bytes:
+    """What the key must keep meaning: the operation and the validated body (so a retry
+    that only reorders keys or spacing of its JSON is the same request)."""
+    return hashlib.sha256(f"{operation}\n{body.model_dump_json()}".encode()).digest()
+
+
+async def once(
+    conn: Any, key: str, request_hash: bytes, write: Callable[[], Awaitable[Response]]
+) -> Response:
+    """``write()``'s response, or the one stored under ``key`` by an earlier success. ``conn``
+    is in the request's transaction (``deps.WriteConn``)."""
+    if await conn.fetchval(_CLAIM, key, request_hash, KEEP):
+        response = await write()
+        await conn.fetchval(_REMEMBER, key, response.status_code, bytes(response.body))
+        return response
+    stored, status, body = (await conn.fetch(_RECALL, key))[0]
+    if stored != request_hash:
+        detail = f"this {HEADER} was used for a different request in the last {KEPT}"
+        raise Problem(422, f"{HEADER} reused", detail)
+    if body is None:  # not reachable: a claim and its answer commit together
+        raise Problem(409, f"{HEADER} in use", "the first request with this key is unfinished")
+    headers = {REPLAYED: "true"}
+    return Response(body, status, headers=headers, media_type="application/json")

@@ -1,0 +1,151 @@
+"""POST /orders with an Idempotency-Key: a retry gets the first answer, never a second order."""
+
+import asyncio
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.conftest import TenantHandle
+from tests.orders.test_orders import _order, _product, _stock, _user
+from tests.tenancy.fleet_tenants import enter
+
+
+def _keyed(t: TenantHandle, key: str) -> dict[str, str]:
+    return {**t.headers, "Idempotency-Key": key}
+
+
+async def _orders_of(client: httpx.AsyncClient, t: TenantHandle, user: int) -> list[int]:
+    page = (await client.get(f"/users/{user}/orders", headers=t.headers)).json()
+    return [o["id"] for o in page["items"]]
+
+
+async def test_a_retried_order_is_answered_again_not_placed_again(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    user, product = await _user(client, tenant_a), await _product(client, tenant_a, 10)
+    body = _order(user, (product, 2))
+    first = await client.post("/orders", json=body, headers=_keyed(tenant_a, "order-7f3a"))
+    assert first.status_code == 201, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    # The same request with its JSON spelt differently is the same request.
+    again = await client.post(
+        "/orders", content=f'{{ "items": {body["items"]},  "user_id": {user} }}'.replace("'", '"'),
+        headers={**_keyed(tenant_a, "order-7f3a"), "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await _stock(client, tenant_a, product) == 8
+    assert await _orders_of(client, tenant_a, user) == [first.json()["id"]]
+    other = await client.post("/orders", json=body, headers=_keyed(tenant_a, "order-other"))
+    assert other.status_code == 201
+    assert other.json()["id"] != first.json()["id"]
+    plain = await client.post("/orders", json=body, headers=tenant_a.headers)
+    assert plain.status_code == 201  # no key: every request is a new order
+    assert await _stock(client, tenant_a, product) == 4
+
+
+async def test_concurrent_retries_place_one_order(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    user, product = await _user(client, tenant_a), await _product(client, tenant_a, 100)
+    responses = await asyncio.gather(*(
+        client.post("/orders", json=_order(user, (product, 1)), headers=_keyed(tenant_a, "k-1"))
+        for _ in range(16)
+    ))  # fmt: skip
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 15
+    assert await _stock(client, tenant_a, product) == 99
+
+
+async def test_a_key_reused_for_another_request_is_422_and_changes_nothing(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    user, product = await _user(client, tenant_a), await _product(client, tenant_a, 10)
+    headers = _keyed(tenant_a, "reused")
+    assert (
+        await client.post("/orders", json=_order(user, (product, 1)), headers=headers)
+    ).is_success
+    reused = await client.post("/orders", json=_order(user, (product, 3)), headers=headers)
+    assert reused.status_code == 422
+    assert reused.headers["content-type"] == "application/problem+json"
+    assert "Idempotency-Key" in reused.json()["title"]
+    assert await _stock(client, tenant_a, product) == 9
+
+
+async def test_a_refused_order_is_not_remembered(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """A 409 rolled back its claim with its stock: once restocked, the retry places it."""
+    user, product = await _user(client, tenant_a), await _product(client, tenant_a, 1)
+    headers, body = _keyed(tenant_a, "after-restock"), _order(user, (product, 2))
+    assert (await client.post("/orders", json=body, headers=headers)).status_code == 409
+    patched = await client.patch(
+        f"/products/{product}", json={"stock": 5}, headers=tenant_a.headers
+    )
+    assert patched.is_success, patched.text
+    retried = await client.post("/orders", json=body, headers=headers)
+    assert (retried.status_code, retried.headers.get("Idempotent-Replayed")) == (201, None)
+    assert await _stock(client, tenant_a, product) == 3
+
+
+async def test_keys_are_each_tenants_own(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    """The same key from two tenants is two orders, and never one tenant's answer to the other."""
+    answers: list[dict[str, Any]] = []
+    for t in (tenant_a, tenant_b):
+        user, product = (
+            await _user(client, t),
+            await _product(client, t, 5, price=100 + len(answers)),
+        )
+        response = await client.post(
+            "/orders", json=_order(user, (product, 1)), headers=_keyed(t, "same")
+        )
+        assert (response.status_code, response.headers.get("Idempotent-Replayed")) == (201, None)
+        answers.append(response.json())
+    assert [a["total_cents"] for a in answers] == [100, 101]
+
+
+async def test_an_expired_key_starts_afresh_and_old_ones_are_pruned(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, engine: AsyncEngine
+) -> None:
+    user, product = await _user(client, tenant_a), await _product(client, tenant_a, 10)
+    for key in ("old-1", "old-2", "kept"):
+        response = await client.post(
+            "/orders", json=_order(user, (product, 1)), headers=_keyed(tenant_a, key)
+        )
+        assert response.status_code == 201
+    async with engine.begin() as conn:
+        await enter(conn, tenant_a.schema)
+        aged = "UPDATE idempotency_keys SET created_at = created_at - interval '25 hours'"
+        aged += " WHERE key LIKE 'old-%'"
+        await conn.execute(text(aged))
+    again = await client.post(
+        "/orders", json=_order(user, (product, 4)), headers=_keyed(tenant_a, "old-1")
+    )
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, None)
+    async with engine.begin() as conn:
+        await enter(conn, tenant_a.schema)
+        left = await conn.execute(text("SELECT key FROM idempotency_keys ORDER BY key"))
+        assert [k for (k,) in left] == ["kept", "old-1"]  # old-2 pruned by old-1's claim
+    assert await _stock(client, tenant_a, product) == 3
+
+
+async def test_bad_keys_are_400_before_any_write(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    user, product = await _user(client, tenant_a), await _product(client, tenant_a, 10)
+    body = _order(user, (product, 1))
+    raw = [(k.encode(), v.encode()) for k, v in tenant_a.headers.items()]
+    for bad in (b"", b"x" * 256, b"has space", "ключ".encode()):
+        response = await client.post(
+            "/orders", json=body, headers=[*raw, (b"Idempotency-Key", bad)]
+        )
+        assert response.status_code == 400, bad
+        assert response.headers["content-type"] == "application/problem+json"
+    twice = [*raw, (b"Idempotency-Key", b"a1"), (b"Idempotency-Key", b"a2")]
+    assert (await client.post("/orders", json=body, headers=twice)).status_code == 400
+    assert await _stock(client, tenant_a, product) == 10
