@@ -44,6 +44,8 @@ KeyHeader = Annotated[
     ),
 ]  # fmt: skip
 
+# Claims the key, or finds it taken. DO NOTHING takes no row lock, so a replay writes nothing
+# and its commit waits for no WAL flush; it still waits for an attempt in flight with the key.
 _CLAIM = """
 WITH pruned AS (
     DELETE FROM idempotency_keys WHERE key IN (
@@ -51,14 +53,21 @@ WITH pruned AS (
         WHERE created_at < now() - $3::interval AND key <> $1
         ORDER BY created_at LIMIT 100 FOR UPDATE SKIP LOCKED
     )
+), claimed AS (
+    INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2)
+    ON CONFLICT (key) DO NOTHING
+    RETURNING true
 )
-INSERT INTO idempotency_keys AS k (key, request_hash) VALUES ($1, $2)
-ON CONFLICT (key) DO UPDATE
-    SET request_hash = excluded.request_hash, status = NULL, response = NULL, created_at = now()
-    WHERE k.created_at < now() - $3::interval
+SELECT (SELECT true FROM claimed) AS claimed, k.request_hash, k.status, k.response,
+       k.created_at < now() - $3::interval AS expired
+FROM (SELECT) AS one LEFT JOIN idempotency_keys k ON k.key = $1
+"""
+_RECLAIM = """
+UPDATE idempotency_keys
+SET request_hash = $2, status = NULL, response = NULL, created_at = now()
+WHERE key = $1 AND created_at < now() - $3::interval
 RETURNING true
 """
-_RECALL = "SELECT request_hash, status, response FROM idempotency_keys WHERE key = $1"
 _REMEMBER = "UPDATE idempotency_keys SET status = $2, response = $3 WHERE key = $1"
 
 
@@ -84,15 +93,31 @@ async def once(
 ) -> Response:
     """``write()``'s response, or the one stored under ``key`` by an earlier success. ``conn``
     is in the request's transaction (``deps.WriteConn``)."""
-    if await conn.fetchval(_CLAIM, key, request_hash, KEEP):
+    stored = await _claim(conn, key, request_hash)
+    if stored is None:
         response = await write()
         await conn.fetchval(_REMEMBER, key, response.status_code, bytes(response.body))
         return response
-    stored, status, body = (await conn.fetch(_RECALL, key))[0]
-    if stored != request_hash:
+    if stored["request_hash"] != request_hash:
         detail = f"this {HEADER} was used for a different request in the last {KEPT}"
         raise Problem(422, f"{HEADER} reused", detail)
-    if body is None:  # not reachable: a claim and its answer commit together
-        raise Problem(409, f"{HEADER} in use", "the first request with this key is unfinished")
     headers = {REPLAYED: "true"}
-    return Response(body, status, headers=headers, media_type="application/json")
+    return Response(stored["response"], stored["status"], headers=headers,
+                    media_type="application/json")  # fmt: skip
+
+
+async def _claim(conn: Any, key: str, request_hash: bytes) -> Any:
+    """None once this transaction holds ``key``, else the answer stored under it. An expired
+    key is taken over. Each new try sees what committed since the last: a key whose first
+    attempt was in flight, one taken over by another request, one pruned meanwhile."""
+    for _ in range(4):
+        row = (await conn.fetch(_CLAIM, key, request_hash, KEEP))[0]
+        if row["claimed"]:
+            return None
+        if row["request_hash"] is None:  # committed after this statement's snapshot was taken
+            continue
+        if not row["expired"]:
+            return row
+        if await conn.fetchval(_RECLAIM, key, request_hash, KEEP):
+            return None
+    raise Problem(409, f"{HEADER} in use", "another request is taking this key over; retry")
