@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Depends
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -31,18 +32,17 @@ REPLAYED = "Idempotent-Replayed"
 KEEP = timedelta(hours=24)
 KEPT = "24 hours"  # KEEP, as the docs and problems say it
 MAX_LENGTH = 255
+Write = Callable[[], Awaitable[Response]]
 _KEY = re.compile(rf"[!-~]{{1,{MAX_LENGTH}}}")  # visible ASCII, as a header value can carry
 
-# The header as the OpenAPI document shows it (plain routes read it with ``key_of``).
-KeyHeader = Annotated[
-    str | None,
-    Header(
-        alias=HEADER, pattern=f"^{_KEY.pattern}$", max_length=MAX_LENGTH,
-        description=f"Send the same key again to get the first answer, not a second write "
-        f"(kept {KEPT}; only successful writes are kept). Reusing it for another request is "
-        "a 422.",
-    ),
-]  # fmt: skip
+# The header as the OpenAPI document shows it, for a route's ``openapi_extra``. Routes read it
+# themselves (``key_of``, ``RequestKey``), so that a bad key is the same 400 on every route.
+DOCUMENTED = {"parameters": [{
+    "name": HEADER, "in": "header", "required": False,
+    "description": f"Send the same key again to get the first answer, not a second write "
+    f"(kept {KEPT}; only successful writes are kept). Reusing it for another request is a 422.",
+    "schema": {"type": "string", "pattern": f"^{_KEY.pattern}$", "maxLength": MAX_LENGTH},
+}]}  # fmt: skip
 
 # Claims the key, or finds it taken. DO NOTHING takes no row lock, so a replay writes nothing
 # and its commit waits for no WAL flush; it still waits for an attempt in flight with the key.
@@ -82,15 +82,36 @@ def key_of(request: Request) -> str | None:
     return values[0]
 
 
+async def _request_key(request: Request) -> str | None:
+    return key_of(request)  # async: FastAPI runs a plain def dependency in a worker thread
+
+
+# Declared before the unit of work, so a bad key is refused before a connection is taken.
+RequestKey = Annotated[str | None, Depends(_request_key)]
+
+
 def fingerprint(operation: str, body: BaseModel) -> bytes:
     """What the key must keep meaning: the operation and the validated body (so a retry
     that only reorders keys or spacing of its JSON is the same request)."""
     return hashlib.sha256(f"{operation}\n{body.model_dump_json()}".encode()).digest()
 
 
-async def once(
-    conn: Any, key: str, request_hash: bytes, write: Callable[[], Awaitable[Response]]
+async def remembered(
+    conn: Any, key: str | None, operation: str, body: BaseModel, write: Write
 ) -> Response:
+    """``write()``'s response; with a key, at most once (``once``)."""
+    if key is None:
+        return await write()
+    return await once(conn, key, fingerprint(operation, body), write)
+
+
+async def session_driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under a unit of work's session, in its transaction."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
+
+
+async def once(conn: Any, key: str, request_hash: bytes, write: Write) -> Response:
     """``write()``'s response, or the one stored under ``key`` by an earlier success. ``conn``
     is in the request's transaction (``deps.WriteConn``)."""
     stored = await _claim(conn, key, request_hash)

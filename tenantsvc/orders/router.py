@@ -1,3 +1,5 @@
+from functools import partial
+
 from fastapi import APIRouter, Request, Response, status
 
 from tenantsvc.api_docs import TENANT_PROBLEMS, problems
@@ -16,29 +18,23 @@ router = APIRouter(
 )
 
 
-async def create_order(
-    body: OrderIn, conn: WriteConn, idempotency_key: idempotency.KeyHeader = None
-) -> Response:
-    async def place() -> Response:
-        return json_response(await place_order(conn, body), status.HTTP_201_CREATED)
-
-    if idempotency_key is None:
-        return await place()
-    request_hash = idempotency.fingerprint("POST /orders", body)
-    return await idempotency.once(conn, idempotency_key, request_hash, place)
+async def create_order(body: OrderIn, conn: WriteConn) -> Response:
+    placed = await place_order(conn, body)
+    return json_response(placed, status.HTTP_201_CREATED)
 
 
 async def _serve_create_order(request: Request) -> Response:
     body = await body_model(OrderIn, request)
     key = idempotency.key_of(request)
     async with write_connection(request, request.state.tenant) as conn:
-        return await create_order(body, conn, key)
+        place = partial(create_order, body, conn)
+        return await idempotency.remembered(conn, key, "POST /orders", body, place)
 
 
 # The hot write, on a plain route (see plain_routes.py).
 router.add_api_route(
     "", create_order, methods=["POST"], status_code=status.HTTP_201_CREATED,
-    response_model=OrderOut, responses=problems(409, 413),
+    response_model=OrderOut, responses=problems(409, 413), openapi_extra=idempotency.DOCUMENTED,
     route_class_override=served_by(_serve_create_order),
 )  # fmt: skip
 

@@ -3,6 +3,7 @@ from pydantic import TypeAdapter
 
 from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadConn, ReadUow, Uow
+from tenantsvc.idempotency import store as idempotency
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, PageParams, page_json
 from tenantsvc.plain_routes import query_model, read_connection, served_by
 from tenantsvc.problems import Problem
@@ -15,6 +16,7 @@ from tenantsvc.products.schemas import (
     ProductOut,
     ProductPatch,
 )
+from tenantsvc.schemas import json_response
 from tenantsvc.tenant_routes import TenantRoute
 
 router = APIRouter(
@@ -46,19 +48,31 @@ router.add_api_route(
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=ProductOut, responses=problems(413)
-)
-async def create_product(body: ProductIn, uow: Uow) -> Product:
-    return await uow.products.add(**body.model_dump())
+    "", status_code=status.HTTP_201_CREATED, response_model=ProductOut, responses=problems(413),
+    openapi_extra=idempotency.DOCUMENTED,
+)  # fmt: skip
+async def create_product(body: ProductIn, key: idempotency.RequestKey, uow: Uow) -> Response:
+    async def create() -> Response:
+        product = await uow.products.add(**body.model_dump())
+        return json_response(ProductOut.model_validate(product), status.HTTP_201_CREATED)
+
+    conn = await idempotency.session_driver(uow.session)
+    return await idempotency.remembered(conn, key, "POST /products", body, create)
 
 
 @router.post(
     "/bulk", status_code=status.HTTP_201_CREATED, response_model=ProductBulkOut,
-    responses=problems(413),
+    responses=problems(413), openapi_extra=idempotency.DOCUMENTED,
 )  # fmt: skip
-async def bulk_create_products(body: ProductBulkIn, uow: Uow) -> ProductBulkOut:
-    ids = await uow.products.add_many([item.model_dump() for item in body.items])
-    return ProductBulkOut(count=len(ids), ids=ids)
+async def bulk_create_products(
+    body: ProductBulkIn, key: idempotency.RequestKey, uow: Uow
+) -> Response:
+    async def create() -> Response:
+        ids = await uow.products.add_many([item.model_dump() for item in body.items])
+        return json_response(ProductBulkOut(count=len(ids), ids=ids), status.HTTP_201_CREATED)
+
+    conn = await idempotency.session_driver(uow.session)
+    return await idempotency.remembered(conn, key, "POST /products/bulk", body, create)
 
 
 @router.get("/{product_id}", response_model=ProductOut)

@@ -1,10 +1,12 @@
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow
+from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.schemas import OrderOut
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
 from tenantsvc.problems import Problem
+from tenantsvc.schemas import json_response
 from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.uow import UnitOfWork
 from tenantsvc.users.models import User
@@ -24,14 +26,19 @@ async def _user_or_404(uow: UnitOfWork, user_id: int) -> User:
 
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=UserOut,
-    responses=problems(409, 413),
+    responses=problems(409, 413), openapi_extra=idempotency.DOCUMENTED,
 )  # fmt: skip
-async def create_user(body: UserIn, uow: Uow) -> User:
-    # Checked first so the common conflict is a clear 409; the unique index still decides
-    # races, surfacing as the generic 409 conflict.
-    if await uow.users.get_by_email(body.email) is not None:
-        raise Problem(409, "Conflict", "a user with this email exists")
-    return await uow.users.add(email=body.email, name=body.name)
+async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Response:
+    async def create() -> Response:
+        # Checked first so the common conflict is a clear 409; the unique index still decides
+        # races, surfacing as the generic 409 conflict.
+        if await uow.users.get_by_email(body.email) is not None:
+            raise Problem(409, "Conflict", "a user with this email exists")
+        user = await uow.users.add(email=body.email, name=body.name)
+        return json_response(UserOut.model_validate(user), status.HTTP_201_CREATED)
+
+    conn = await idempotency.session_driver(uow.session)
+    return await idempotency.remembered(conn, key, "POST /users", body, create)
 
 
 @router.get("/{user_id}", response_model=UserOut)

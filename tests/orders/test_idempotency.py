@@ -149,3 +149,33 @@ async def test_bad_keys_are_400_before_any_write(
     twice = [*raw, (b"Idempotency-Key", b"a1"), (b"Idempotency-Key", b"a2")]
     assert (await client.post("/orders", json=body, headers=twice)).status_code == 400
     assert await _stock(client, tenant_a, product) == 10
+
+
+async def test_every_create_route_takes_a_key(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """A retried create is answered again, and the rows are there once: a user (whose retry
+    would otherwise be a 409 for its own email), a product, a bulk import."""
+    bulk = [{"name": f"b{i}", "price_cents": 1, "stock": 1} for i in range(3)]
+    creates: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
+        # path, body, another body, where the rows are listed
+        ("/users", {"email": "once@x.io", "name": "Once"}, {"email": "twice@x.io", "name": "T"},
+         "/users"),
+        ("/products", {"name": "once", "price_cents": 1, "stock": 1},
+         {"name": "other", "price_cents": 1, "stock": 1}, "/products"),
+        ("/products/bulk", {"items": bulk}, {"items": bulk[:2]}, "/products"),
+    ]  # fmt: skip
+    for path, body, other, listing in creates:
+        before = len((await client.get(listing, headers=tenant_a.headers)).json()["items"])
+        headers = _keyed(tenant_a, f"create{path}")
+        first = await client.post(path, json=body, headers=headers)
+        again = await client.post(path, json=body, headers=headers)
+        assert (first.status_code, again.status_code) == (201, 201), (path, again.text)
+        assert again.json() == first.json(), path
+        assert again.headers["Idempotent-Replayed"] == "true", path
+        after = len((await client.get(listing, headers=tenant_a.headers)).json()["items"])
+        assert after - before == len(body.get("items", [body])), path
+        reused = await client.post(path, json=other, headers=headers)
+        assert (reused.status_code, reused.json()["title"]) == (422, "Idempotency-Key reused")
+        bad = await client.post(path, json=body, headers=_keyed(tenant_a, "no spaces allowed"))
+        assert bad.status_code == 400, path
