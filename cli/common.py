@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,11 +22,24 @@ async def engine_for_cli(pool_size: int = 2) -> AsyncIterator[Any]:
 
     settings = ensure_database_url(get_settings())
     settings = settings.model_copy(update={"pool_size": pool_size, "max_overflow": 0})
-    engine = create_engine(settings)
+    engine = create_engine(settings, application_name=f"tenantctl {settings.actor or _whoami()}")
     try:
         yield engine
     finally:
         await engine.dispose()
+
+
+def _whoami() -> str:
+    """``user@host``, as the audit trail records a tenantctl change (``TENANTSVC_ACTOR``
+    names someone else). PostgreSQL keeps 63 bytes of an application_name."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's arbitrary user)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"[:50]
 
 
 def fail(message: str) -> typer.Exit:
@@ -35,6 +49,7 @@ def fail(message: str) -> typer.Exit:
 
 def run(work: Callable[[], Awaitable[T]]) -> T:
     """Run a command's coroutine; known failures become one line on stderr and exit 1."""
+    from pydantic import ValidationError
     from sqlalchemy.exc import DBAPIError
 
     from tenantsvc.tenancy.errors import TenancyError, first_line
@@ -44,11 +59,20 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(work())  # type: ignore[arg-type]
     except (TenancyError, InvalidSlugError) as exc:
         raise fail(str(exc)) from None
+    except ValidationError as exc:  # the settings, read from the environment
+        raise fail(bad_settings(exc)) from None
     except (DBAPIError, OSError) as exc:
         message = first_line(exc)
         if 'relation "tenantsvc.' in message:
             message += " (run `tenantctl migrate-all` first)"
         raise fail(f"database: {message}") from None
+
+
+def bad_settings(exc: Any) -> str:
+    """pydantic's report on the settings as one line naming the variables to fix."""
+    problems = [f"TENANTSVC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']} "
+                f"(got {e['input']!r})" for e in exc.errors()]  # fmt: skip
+    return "bad setting " + "; ".join(problems)
 
 
 def print_json(data: Any) -> None:

@@ -4,8 +4,10 @@ so ``tenantctl --help`` and quick commands start fast."""
 import sys
 
 import typer
+from pydantic import ValidationError
 
-from cli import doctor, dumps, keys, migrate, psql, serve, tenants
+from cli import doctor, dumps, history, keys, migrate, psql, serve, tenants
+from cli.common import bad_settings
 
 app = typer.Typer(
     name="tenantctl",
@@ -13,7 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for sub in (tenants.app, dumps.app, psql.app, migrate.app, doctor.app, serve.app):
+for sub in (tenants.app, history.app, dumps.app, psql.app, migrate.app, doctor.app, serve.app):
     app.registered_commands.extend(sub.registered_commands)
 app.add_typer(keys.app, name="keys")
 
@@ -34,6 +36,9 @@ def main() -> None:
         code = exc.exit_code
     except typer.Abort:
         typer.echo("error: aborted", err=True)
+        code = 1
+    except ValidationError as exc:  # settings read outside ``run`` (serve, psql)
+        typer.echo(f"error: {bad_settings(exc)}", err=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         "suspended or revoked tenant can still be served.",
     )
 
+    actor: str | None = Field(
+        default=None,
+        max_length=50,
+        pattern=r"^[ -~]+$",  # PostgreSQL turns other characters of an application_name to ?
+        description="Who tenantctl says is acting, in the registry's audit trail (`tenantctl "
+        "history`): a person, or a pipeline and its run. Unset: the OS user @ host.",
+    )
+
     @property
     def replica_urls(self) -> list[str]:
         return [u.strip() for u in (self.read_database_url or "").split(",") if u.strip()]

@@ -21,9 +21,9 @@ def statement_cache_size(settings: Settings) -> int:
     return 0 if settings.pgbouncer else settings.statement_cache_size
 
 
-def connect_args(settings: Settings) -> dict[str, Any]:
+def connect_args(settings: Settings, application_name: str = "tenantsvc") -> dict[str, Any]:
     args: dict[str, Any] = {
-        "server_settings": {"application_name": "tenantsvc"},
+        "server_settings": {"application_name": application_name},
         "statement_cache_size": statement_cache_size(settings),
         # asyncpg drops a cached statement 300 s after preparing it, however often it is used
         # since: every tenant's hot statements would be prepared again every five minutes on
@@ -35,7 +35,7 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     if settings.pgbouncer:
         # PgBouncer accepts only a few startup parameters (application_name is one of them);
         # the rest would be refused. statement_timeout then comes from the role or database.
-        args["server_settings"] = {"application_name": "tenantsvc"}
+        args["server_settings"] = {"application_name": application_name}
         args["prepared_statement_cache_size"] = 0
         args["prepared_statement_name_func"] = _statement_name
     return args
@@ -49,7 +49,11 @@ def pool_class(settings: Settings) -> type[AsyncAdaptedQueuePool]:
     return AsyncAdaptedQueuePool
 
 
-def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+def create_engine(
+    settings: Settings, url: str | None = None, application_name: str = "tenantsvc"
+) -> AsyncEngine:
+    """``application_name`` names the sessions in pg_stat_activity, and the actor in the
+    registry's audit trail (shared migration s0006)."""
     target = url or settings.database_url
     if target is None:
         raise ValueError("no database URL: set TENANTSVC_DATABASE_URL or start the embedded one")
@@ -61,5 +65,5 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_timeout=settings.pool_timeout_seconds,
         pool_recycle=settings.pool_recycle_seconds,
         pool_pre_ping=settings.pool_pre_ping,
-        connect_args=connect_args(settings),
+        connect_args=connect_args(settings, application_name),
     )

@@ -2,8 +2,10 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, String, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantsvc.db.base import CreatedAtMixin, SharedBase
@@ -52,6 +54,22 @@ class ApiKeyRow(CreatedAtMixin, SharedBase):
     prefix: Mapped[str] = mapped_column(String(16))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TenantEventRow(SharedBase):
+    """The audit trail, written by triggers (shared migration s0006, ``history.py``)."""
+
+    __tablename__ = "tenant_events"
+    __table_args__ = (Index("tenant_events_slug_id_idx", "slug", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(BigInteger)
+    slug: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    actor: Mapped[str] = mapped_column(Text)
+    db_user: Mapped[str] = mapped_column(Text)
 
 
 class RegistryStateRow(SharedBase):

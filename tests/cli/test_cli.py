@@ -144,6 +144,17 @@ def test_embedded_default_error_is_one_line(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.parametrize("command", [("list",), ("serve",), ("psql", "acme")], ids=" ".join)
+def test_a_bad_setting_is_one_line_naming_the_variable(command: tuple[str, ...]) -> None:
+    env = {**os.environ, "TENANTSVC_POOL_SIZE": "abc", "TENANTSVC_ACTOR": "\u043a\u0442\u043e"}
+    result = tenantctl_process(*command, env=env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: bad setting TENANTSVC_POOL_SIZE: "), lines
+    assert "; TENANTSVC_ACTOR: " in lines[0]
+
+
 @pytest.mark.usefixtures("cli_env")
 def test_keys_create_list_revoke() -> None:
     name = slug()

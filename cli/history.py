@@ -1,0 +1,36 @@
+"""``tenantctl history``: the registry's audit trail."""
+
+from typing import Annotated
+
+import typer
+
+from cli.common import JsonOpt, engine_for_cli, print_json, run
+
+app = typer.Typer()
+
+
+@app.command()
+def history(
+    slug: Annotated[str | None, typer.Argument(help="One tenant (default: all).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Events to show.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """What happened to a tenant, newest first: created, status changes, renames, keys,
+    migrations, purges; when and by whom (TENANTSVC_ACTOR, else user@host)."""
+    from tenantsvc.tenancy.history import events
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.connect() as conn:
+            found = await events(conn, slug, limit)
+        if as_json:
+            print_json([e.as_json() for e in found])
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("at", "tenant", "action", "detail", "by")
+        for e in found:
+            table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.slug, e.action, e.summary(), e.actor)
+        Console().print(table)
+
+    run(work)

@@ -1,0 +1,54 @@
+"""``tenantctl history``: what happened to a tenant (or the fleet), newest first.
+
+The trail is written by triggers on the registry tables (shared migration s0006), so it holds
+every change however it was made: created, status changes (suspend, read-only, resume,
+archive, restore), renames, keys created and revoked, migrations, purges.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenantsvc.tenancy.models import TenantEventRow
+from tenantsvc.tenancy.slugs import validate_slug
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    tenant_id: int
+    slug: str
+    at: datetime
+    action: str
+    detail: dict[str, Any]
+    actor: str
+    db_user: str
+
+    def summary(self) -> str:
+        """The detail in a few words: ``active -> suspended``, ``key 7 (ts_ab12)``."""
+        d = self.detail
+        if "from" in d:
+            return f"{d['from']} -> {d['to']}"
+        if "key_id" in d:
+            expiry = f", expires {d['expires_at'][:16]}" if d.get("expires_at") else ""
+            return f"key {d['key_id']} ({d['prefix']}{expiry})"
+        return ", ".join(f"{k} {v}" for k, v in d.items())
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "tenant_id": self.tenant_id, "slug": self.slug,
+                "at": self.at.isoformat(), "action": self.action, "detail": self.detail,
+                "actor": self.actor, "db_user": self.db_user}  # fmt: skip
+
+
+async def events(conn: AsyncConnection, slug: str | None = None, limit: int = 50) -> list[Event]:
+    """The latest ``limit`` events, of one slug (every tenant that has had it) or all."""
+    e = TenantEventRow
+    query = select(e.id, e.tenant_id, e.slug, e.at, e.action, e.detail, e.actor, e.db_user)
+    if slug is not None:
+        validate_slug(slug)
+        query = query.where(e.slug == slug)
+    rows = await conn.execute(query.order_by(e.id.desc()).limit(limit))
+    return [Event(*row) for row in rows]
