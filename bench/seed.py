@@ -27,8 +27,8 @@ async def seed(
 async def check_invariants(
     engine: AsyncEngine, schemas: list[str], stock: int
 ) -> dict[str, object]:
-    """live stock + units sold = live products x STOCK, no negative stock, no item for a
-    deleted product, per tenant."""
+    """live stock + units sold (by orders not cancelled) = live products x STOCK, no negative
+    stock, no item for a deleted product, per tenant."""
     bad: list[str] = []
     sold_total = 0
     async with engine.connect() as conn:
@@ -38,7 +38,8 @@ async def check_invariants(
                 f"(SELECT coalesce(sum(stock), 0) FROM {schema}.products "
                 "WHERE deleted_at IS NULL), "
                 f"(SELECT count(*) FROM {schema}.products WHERE stock < 0), "
-                f"(SELECT coalesce(sum(i.quantity), 0) FROM {schema}.order_items i), "
+                f"(SELECT coalesce(sum(i.quantity), 0) FROM {schema}.order_items i "
+                f"JOIN {schema}.orders o ON o.id = i.order_id WHERE o.cancelled_at IS NULL), "
                 f"(SELECT count(*) FROM {schema}.order_items i JOIN {schema}.products p "
                 f"ON p.id = i.product_id WHERE p.deleted_at IS NOT NULL)"
             ))).one()  # fmt: skip

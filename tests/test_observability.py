@@ -14,15 +14,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantsvc.observability import metrics
 from tenantsvc.observability.logs import json_handler
 from tenantsvc.observability.metrics import TenantLabels
-from tests.conftest import Running, TenantHandle
+from tenantsvc.testing.app import stop_app
+from tests.conftest import Running, TenantHandle, make_settings, start_app
 
 
 async def test_metrics_count_requests_by_route_status_and_tenant(
-    client: httpx.AsyncClient, tenant_a: TenantHandle
+    database_url: str, tenant_a: TenantHandle
 ) -> None:
-    await client.get("/products/1", headers=tenant_a.headers)
-    await client.get("/products", headers={"X-Tenant-ID": "BAD"})
-    body = (await client.get("/metrics")).text
+    """On an app of its own: the session's app has given its tenant labels (100) to the
+    tenants of earlier tests, and would count this one under _other."""
+    manager, running = await start_app(make_settings(database_url))
+    try:
+        client = running.client
+        await client.get("/products/1", headers=tenant_a.headers)
+        await client.get("/products", headers={"X-Tenant-ID": "BAD"})
+        body = (await client.get("/metrics")).text
+    finally:
+        await stop_app(manager, running)
     assert (
         'tenantsvc_requests_total{method="GET",route="/products/{product_id}",status="404",'
         f'tenant="{tenant_a.slug}"}}'

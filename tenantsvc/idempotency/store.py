@@ -90,14 +90,15 @@ async def _request_key(request: Request) -> str | None:
 RequestKey = Annotated[str | None, Depends(_request_key)]
 
 
-def fingerprint(operation: str, body: BaseModel) -> bytes:
+def fingerprint(operation: str, body: BaseModel | None) -> bytes:
     """What the key must keep meaning: the operation and the validated body (so a retry
     that only reorders keys or spacing of its JSON is the same request)."""
-    return hashlib.sha256(f"{operation}\n{body.model_dump_json()}".encode()).digest()
+    sent = "" if body is None else body.model_dump_json()
+    return hashlib.sha256(f"{operation}\n{sent}".encode()).digest()
 
 
 async def remembered(
-    conn: Any, key: str | None, operation: str, body: BaseModel, write: Write
+    conn: Any, key: str | None, operation: str, body: BaseModel | None, write: Write
 ) -> Response:
     """``write()``'s response; with a key, at most once (``once``)."""
     if key is None:

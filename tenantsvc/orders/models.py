@@ -1,4 +1,6 @@
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, Integer
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, Index, Integer
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tenantsvc.db.base import CreatedAtMixin, TenantBase
@@ -11,6 +13,7 @@ class Order(CreatedAtMixin, TenantBase):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship(back_populates="orders", lazy="raise")
     items: Mapped[list["OrderItem"]] = relationship(

@@ -1,8 +1,9 @@
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from tenantsvc.orders.models import Order
+from tenantsvc.orders.models import Order, OrderItem
+from tenantsvc.products.models import Product
 
 
 class OrderRepository:
@@ -24,3 +25,27 @@ class OrderRepository:
             .options(selectinload(Order.items))
         )
         return list(await self.session.scalars(query))
+
+    async def cancel(self, order_id: int) -> bool:
+        """Marks the order cancelled and puts its stock back, in the caller's transaction;
+        False if there is no such order still placed. The products are locked in id order,
+        as placing an order locks them (``queries.PLACE``), so the two never deadlock."""
+        cancelled = await self.session.scalar(
+            update(Order)
+            .where(Order.id == order_id, Order.cancelled_at.is_(None))
+            .values(cancelled_at=func.now())
+            .returning(Order.id)
+        )
+        if cancelled is None:
+            return False
+        lines = select(OrderItem.product_id).where(OrderItem.order_id == order_id)
+        await self.session.execute(
+            select(Product.id).where(Product.id.in_(lines)).order_by(Product.id).with_for_update()
+        )
+        await self.session.execute(
+            update(Product)
+            .where(Product.id == OrderItem.product_id, OrderItem.order_id == order_id)
+            .values(stock=Product.stock + OrderItem.quantity)
+            .execution_options(synchronize_session=False)
+        )
+        return True

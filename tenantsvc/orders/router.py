@@ -3,7 +3,7 @@ from functools import partial
 from fastapi import APIRouter, Request, Response, status
 
 from tenantsvc.api_docs import TENANT_PROBLEMS, problems
-from tenantsvc.deps import ReadUow, WriteConn
+from tenantsvc.deps import ReadUow, Uow, WriteConn
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.schemas import OrderIn, OrderOut
 from tenantsvc.orders.service import place_order
@@ -45,3 +45,25 @@ async def get_order(order_id: IdPath, uow: ReadUow) -> OrderOut:
     if order is None:
         raise Problem(404, "Not found", f"no order {order_id}")
     return OrderOut.from_order(order)
+
+
+@router.post(
+    "/{order_id}/cancel", response_model=OrderOut, responses=problems(409),
+    openapi_extra=idempotency.DOCUMENTED,
+)  # fmt: skip
+async def cancel_order(order_id: IdPath, key: idempotency.RequestKey, uow: Uow) -> Response:
+    """Cancel a placed order: its stock goes back, in the same transaction, and the order
+    stays with its lines and ``cancelled_at``. A second cancel is a 409."""
+
+    async def cancel() -> Response:
+        cancelled = await uow.orders.cancel(order_id)
+        order = await uow.orders.get(order_id)
+        if order is None:
+            raise Problem(404, "Not found", f"no order {order_id}")
+        if not cancelled:
+            raise Problem(409, "Already cancelled", f"order {order_id} was cancelled before")
+        return json_response(OrderOut.from_order(order))
+
+    conn = await idempotency.session_driver(uow.session)
+    operation = f"POST /orders/{order_id}/cancel"
+    return await idempotency.remembered(conn, key, operation, None, cancel)

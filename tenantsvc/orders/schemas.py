@@ -32,6 +32,7 @@ class OrderOut(Output):
     created_at: datetime
     items: list[OrderItemOut]
     total_cents: int
+    cancelled_at: datetime | None = None  # its stock went back then
 
     @classmethod
     def from_order(cls, order: Order) -> "OrderOut":
@@ -43,4 +44,5 @@ class OrderOut(Output):
             created_at=order.created_at,
             items=items,
             total_cents=total,
+            cancelled_at=order.cancelled_at,
         )

@@ -26,7 +26,7 @@ async def place_order(conn: Any, order_in: OrderIn) -> OrderOut:
     first = rows[0]
     return OrderOut.model_construct(
         id=first["id"], user_id=first["user_id"], created_at=first["created_at"], items=items,
-        total_cents=sum(i.quantity * i.unit_price_cents for i in items),
+        total_cents=sum(i.quantity * i.unit_price_cents for i in items), cancelled_at=None,
     )  # fmt: skip
 
 

@@ -32,7 +32,7 @@ SEED = """
 INSERT INTO users (email, name) VALUES ('a@x.io', 'Ann'), ('b@x.io', 'Bob');
 INSERT INTO products (name, price_cents, stock, deleted_at)
 VALUES ('pen', 150, 7, NULL), ('ink', 300, 0, NULL), ('old', 99, 1, now());
-INSERT INTO orders (user_id) VALUES (1), (2);
+INSERT INTO orders (user_id, cancelled_at) VALUES (1, NULL), (2, now());
 INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
 VALUES (1, 1, 2, 150), (1, 2, 1, 300), (2, 3, 1, 99);
 INSERT INTO idempotency_keys (key, request_hash, status, response)
@@ -43,7 +43,7 @@ EVERYTHING = {
     "users": "SELECT id, email, name, created_at FROM users ORDER BY id",
     "products": "SELECT id, name, price_cents, stock, deleted_at, created_at FROM products "
     "ORDER BY id",
-    "orders": "SELECT id, user_id, created_at FROM orders ORDER BY id",
+    "orders": "SELECT id, user_id, created_at, cancelled_at FROM orders ORDER BY id",
     "order_items": "SELECT * FROM order_items ORDER BY order_id, product_id",
     "idempotency_keys": "SELECT * FROM idempotency_keys",  # a moved tenant's retries replay
 }
