@@ -90,6 +90,17 @@ async def _keyed_order(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> htt
     return await c.post("/orders", json=body, headers={**t.headers, "Idempotency-Key": f"k{n}"})
 
 
+async def _cancel_order(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> httpx.Response:
+    """An order placed, then cancelled. Order ids overlap between tenants, so a cancel that
+    reached another tenant's schema would find an order there too."""
+    placed = await _order(c, t, r)
+    if placed.status_code != 201:
+        return placed
+    cancelled = await c.post(f"/orders/{placed.json()['id']}/cancel", headers=t.headers)
+    cancelled.extensions["placed"] = placed.json()
+    return cancelled
+
+
 async def _user_orders(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> httpx.Response:
     return await c.get(f"/users/{r.randint(1, t.users)}/orders", headers=t.headers)
 
@@ -107,7 +118,8 @@ def _fault(path: str) -> Operation:
 
 CLEAN: list[tuple[str, Operation, int]] = [
     ("list", _list, 30), ("get", _get, 20), ("create", _create, 10), ("order", _order, 10),
-    ("keyed_order", _keyed_order, 5), ("user_orders", _user_orders, 5), ("whoami", _whoami, 15),
+    ("keyed_order", _keyed_order, 5), ("cancel_order", _cancel_order, 3),
+    ("user_orders", _user_orders, 5), ("whoami", _whoami, 15),
 ]  # fmt: skip
 FAULTS: list[tuple[str, Operation, int]] = [
     ("raise", _fault("/_fault/raise"), 3), ("timeout", _fault("/_fault/timeout"), 3),
@@ -126,6 +138,10 @@ def check(name: str, tenant: Tenant, response: httpx.Response, report: Report) -
         leaked.append(f"search_path {response.json()['search_path']}")
     if name == "keyed_order":
         leaked += _other_answer(tenant, response, report)
+    if name == "cancel_order" and "placed" in response.extensions:
+        placed, cancelled = response.extensions["placed"], response.json()
+        if {**cancelled, "cancelled_at": None} != placed:
+            leaked.append(f"cancelled {cancelled} for {placed}")
     if leaked:
         report.leaks.append(f"{tenant.slug} {name}: {sorted(set(leaked))[:3]}")
 
