@@ -1,6 +1,15 @@
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, Index, Integer
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tenantsvc.db.base import CreatedAtMixin, TenantBase
@@ -9,7 +18,10 @@ from tenantsvc.users.models import User
 
 class Order(CreatedAtMixin, TenantBase):
     __tablename__ = "orders"
-    __table_args__ = (Index("orders_user_id_id_idx", "user_id", "id"),)
+    __table_args__ = (
+        Index("orders_user_id_id_idx", "user_id", "id"),
+        Index("orders_cancelled_id_idx", "id", postgresql_where=text("cancelled_at IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

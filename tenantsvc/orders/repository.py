@@ -1,9 +1,13 @@
-from sqlalchemy import func, select, update
+from typing import Literal
+
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from tenantsvc.orders.models import Order, OrderItem
 from tenantsvc.products.models import Product
+
+OrderState = Literal["placed", "cancelled"]
 
 
 class OrderRepository:
@@ -16,10 +20,19 @@ class OrderRepository:
         return found
 
     async def page_for_user(self, user_id: int, after_id: int, limit: int) -> list[Order]:
+        return await self._page(after_id, limit, Order.user_id == user_id)
+
+    async def page(self, after_id: int, limit: int, state: OrderState | None) -> list[Order]:
+        if state is None:
+            return await self._page(after_id, limit)
+        cancelled = Order.cancelled_at.is_not(None)
+        return await self._page(after_id, limit, cancelled if state == "cancelled" else ~cancelled)
+
+    async def _page(self, after_id: int, limit: int, *where: ColumnElement[bool]) -> list[Order]:
         """Orders with their items in two queries, whatever the number of orders."""
         query = (
             select(Order)
-            .where(Order.user_id == user_id, Order.id > after_id)
+            .where(Order.id > after_id, *where)
             .order_by(Order.id)
             .limit(limit)
             .options(selectinload(Order.items))

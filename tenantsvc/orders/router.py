@@ -1,13 +1,15 @@
 from functools import partial
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow, WriteConn
 from tenantsvc.idempotency import store as idempotency
-from tenantsvc.orders.schemas import OrderIn, OrderOut
+from tenantsvc.orders.repository import OrderState
+from tenantsvc.orders.schemas import OrderIn, OrderOut, order_page
 from tenantsvc.orders.service import place_order
-from tenantsvc.pagination import IdPath
+from tenantsvc.pagination import AfterId, IdPath, Limit, Page
 from tenantsvc.plain_routes import body_model, served_by, write_connection
 from tenantsvc.problems import Problem
 from tenantsvc.schemas import json_response
@@ -37,6 +39,17 @@ router.add_api_route(
     response_model=OrderOut, responses=problems(409, 413), openapi_extra=idempotency.DOCUMENTED,
     route_class_override=served_by(_serve_create_order),
 )  # fmt: skip
+
+
+@router.get("", response_model=Page[OrderOut])
+async def list_orders(
+    uow: ReadUow,
+    after_id: AfterId = 0,
+    limit: Limit = 20,
+    status: Annotated[OrderState | None, Query(description="Only these orders.")] = None,
+) -> Page[OrderOut]:
+    """The tenant's orders, oldest first (keyset: pass ``next_after_id`` as ``after_id``)."""
+    return order_page(await uow.orders.page(after_id, limit + 1, status), limit)
 
 
 @router.get("/{order_id}", response_model=OrderOut)

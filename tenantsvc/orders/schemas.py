@@ -3,7 +3,7 @@ from datetime import datetime
 from pydantic import Field
 
 from tenantsvc.orders.models import Order
-from tenantsvc.pagination import MAX_ID
+from tenantsvc.pagination import MAX_ID, Page, page_of
 from tenantsvc.schemas import Input, Output
 
 MAX_ITEMS = 100
@@ -46,3 +46,8 @@ class OrderOut(Output):
             total_cents=total,
             cancelled_at=order.cancelled_at,
         )
+
+
+def order_page(orders: list[Order], limit: int) -> Page[OrderOut]:
+    """A page of orders fetched with ``limit + 1`` rows (see ``pagination.page_of``)."""
+    return page_of([OrderOut.from_order(o) for o in orders], [o.id for o in orders], limit)

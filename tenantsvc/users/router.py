@@ -3,7 +3,7 @@ from fastapi import APIRouter, Response, status
 from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
-from tenantsvc.orders.schemas import OrderOut
+from tenantsvc.orders.schemas import OrderOut, order_page
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
 from tenantsvc.problems import Problem
 from tenantsvc.schemas import json_response
@@ -59,6 +59,4 @@ async def list_user_orders(
 ) -> Page[OrderOut]:
     if not await uow.users.exists(user_id):
         raise Problem(404, "Not found", f"no user {user_id}")
-    orders = await uow.orders.page_for_user(user_id, after_id, limit + 1)
-    items = [OrderOut.from_order(o) for o in orders]
-    return page_of(items, [o.id for o in orders], limit)
+    return order_page(await uow.orders.page_for_user(user_id, after_id, limit + 1), limit)

@@ -116,3 +116,24 @@ async def test_a_retried_cancel_with_a_key_is_its_first_answer(
     assert (first.status_code, again.status_code) == (200, 200)
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_orders_are_listed_by_page_and_by_state(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    product = await _product(client, tenant_a, 100)
+    placed = [await _placed(client, tenant_a, (product, 1)) for _ in range(5)]
+    for order in placed[1::2]:
+        assert (await client.post(f"/orders/{order}/cancel", headers=tenant_a.headers)).is_success
+
+    async def listed(**params: object) -> tuple[list[int], int | None]:
+        page = await client.get("/orders", params=params, headers=tenant_a.headers)
+        assert page.status_code == 200, page.text
+        return [o["id"] for o in page.json()["items"]], page.json()["next_after_id"]
+
+    assert await listed(limit=3) == (placed[:3], placed[2])
+    assert await listed(after_id=placed[2]) == (placed[3:], None)
+    assert await listed(status="cancelled") == (placed[1::2], None)
+    assert await listed(status="placed", limit=2) == (placed[0::2][:2], placed[2])
+    bad = await client.get("/orders", params={"status": "shipped"}, headers=tenant_a.headers)
+    assert bad.status_code == 422
