@@ -126,7 +126,7 @@ async def test_orders_are_listed_by_page_and_by_state(
     for order in placed[1::2]:
         assert (await client.post(f"/orders/{order}/cancel", headers=tenant_a.headers)).is_success
 
-    async def listed(**params: object) -> tuple[list[int], int | None]:
+    async def listed(**params: str | int) -> tuple[list[int], int | None]:
         page = await client.get("/orders", params=params, headers=tenant_a.headers)
         assert page.status_code == 200, page.text
         return [o["id"] for o in page.json()["items"]], page.json()["next_after_id"]
