@@ -156,6 +156,26 @@ async def check_keys(conn: AsyncConnection) -> Check:
                  f"{_first_few(named)}; `tenantctl keys create` a successor")  # fmt: skip
 
 
+AUDITED = ("tenants", "api_keys", "tenant_revisions")  # shared migration s0006
+_AUDIT_TRIGGERS = text(
+    "SELECT c.relname FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid "
+    "WHERE c.relnamespace = 'tenantsvc'::regnamespace AND g.tgname = 'record_event' "
+    "AND g.tgenabled <> 'D'"
+)
+
+
+async def check_audit(conn: AsyncConnection) -> Check:
+    """The audit trail (``tenantctl history``) is written by triggers, which a table owner
+    can disable or drop; changes made meanwhile would leave no trace."""
+    recording = set((await conn.execute(_AUDIT_TRIGGERS)).scalars())
+    missing = [t for t in AUDITED if t not in recording]
+    if not missing:
+        return Check("audit trail", "ok", "changes to tenants, keys and revisions are recorded")
+    return Check("audit trail", "fail", f"changes to {', '.join(missing)} are not recorded "
+                 "(trigger record_event disabled or dropped): ALTER TABLE tenantsvc.<table> "
+                 "ENABLE TRIGGER record_event")  # fmt: skip
+
+
 def _first_few(items: list[str], shown: int = 5) -> str:
     """A warning names a few and counts the rest: a fleet may have thousands."""
     more = f" and {len(items) - shown} more" if len(items) > shown else ""
@@ -170,6 +190,7 @@ async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
         checks += await check_migrations(conn)
         checks.append(await check_indexes(conn))
         checks.append(await check_keys(conn))
+        checks.append(await check_audit(conn))
     except Exception as exc:  # no shared schema yet: say so rather than crash
         detail = f"{first_line(exc)}: run `tenantctl migrate-all`"
         checks.append(Check("shared track", "fail", detail))

@@ -1,5 +1,6 @@
 """tenantctl history: every change to a tenant, whoever made it and however, in order."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,17 @@ def test_history_text_limit_and_bad_input(fresh_cli: str) -> None:
     assert "created" in text
     assert "error: " in tenantctl("history", "Bad-Slug", code=1).stderr
     tenantctl("history", "--limit", "0", code=2)
+
+
+def test_doctor_fails_when_the_trail_stops_recording(fresh_cli: str) -> None:
+    def audit(code: int) -> dict[str, Any]:
+        result = tenantctl("doctor", "--json", code=code)
+        checks = result if code == 0 else json.loads(result.stdout)
+        found: dict[str, Any] = {c["check"]: c for c in checks}["audit trail"]
+        return found
+
+    assert audit(0)["status"] == "ok"
+    _scalar(fresh_cli, "ALTER TABLE tenantsvc.api_keys DISABLE TRIGGER record_event")
+    failed = audit(1)
+    assert failed["status"] == "fail"
+    assert "changes to api_keys are not recorded" in failed["detail"]
