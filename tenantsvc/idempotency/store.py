@@ -106,10 +106,15 @@ async def remembered(
     return await once(conn, key, fingerprint(operation, body), write)
 
 
-async def session_driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under a unit of work's session, in its transaction."""
-    connection = await session.connection()
-    return (await connection.get_raw_connection()).driver_connection
+async def remembered_in(
+    session: AsyncSession, key: str | None, operation: str, body: BaseModel | None, write: Write
+) -> Response:
+    """``remembered`` for a unit of work's session: the key's statements go through the
+    asyncpg connection under it, in its transaction."""
+    if key is None:
+        return await write()
+    raw = await (await session.connection()).get_raw_connection()
+    return await once(raw.driver_connection, key, fingerprint(operation, body), write)
 
 
 async def once(conn: Any, key: str, request_hash: bytes, write: Write) -> Response:

@@ -77,6 +77,5 @@ async def cancel_order(order_id: IdPath, key: idempotency.RequestKey, uow: Uow) 
             raise Problem(409, "Already cancelled", f"order {order_id} was cancelled before")
         return json_response(OrderOut.from_order(order))
 
-    conn = await idempotency.session_driver(uow.session)
     operation = f"POST /orders/{order_id}/cancel"
-    return await idempotency.remembered(conn, key, operation, None, cancel)
+    return await idempotency.remembered_in(uow.session, key, operation, None, cancel)

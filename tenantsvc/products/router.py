@@ -56,8 +56,7 @@ async def create_product(body: ProductIn, key: idempotency.RequestKey, uow: Uow)
         product = await uow.products.add(**body.model_dump())
         return json_response(ProductOut.model_validate(product), status.HTTP_201_CREATED)
 
-    conn = await idempotency.session_driver(uow.session)
-    return await idempotency.remembered(conn, key, "POST /products", body, create)
+    return await idempotency.remembered_in(uow.session, key, "POST /products", body, create)
 
 
 @router.post(
@@ -71,8 +70,7 @@ async def bulk_create_products(
         ids = await uow.products.add_many([item.model_dump() for item in body.items])
         return json_response(ProductBulkOut(count=len(ids), ids=ids), status.HTTP_201_CREATED)
 
-    conn = await idempotency.session_driver(uow.session)
-    return await idempotency.remembered(conn, key, "POST /products/bulk", body, create)
+    return await idempotency.remembered_in(uow.session, key, "POST /products/bulk", body, create)
 
 
 @router.get("/{product_id}", response_model=ProductOut)

@@ -37,8 +37,7 @@ async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Re
         user = await uow.users.add(email=body.email, name=body.name)
         return json_response(UserOut.model_validate(user), status.HTTP_201_CREATED)
 
-    conn = await idempotency.session_driver(uow.session)
-    return await idempotency.remembered(conn, key, "POST /users", body, create)
+    return await idempotency.remembered_in(uow.session, key, "POST /users", body, create)
 
 
 @router.get("/{user_id}", response_model=UserOut)

@@ -65,6 +65,14 @@ def test_changes_made_outside_tenantctl_are_recorded_too(
     assert suspended["db_user"] == created["db_user"] != ""
 
 
+def test_one_update_of_name_and_status_is_two_events(fresh_cli: str) -> None:
+    tenantctl("create", "both")
+    _scalar(fresh_cli, "UPDATE tenantsvc.tenants SET name = 'B', status = 'suspended'")
+    changed = [(e["action"], e["detail"]) for e in _trail("both")][2:]
+    assert changed == [("renamed", {"from": "both", "to": "B"}),
+                       ("status", {"from": "active", "to": "suspended"})]  # fmt: skip
+
+
 def test_a_change_that_rolls_back_leaves_no_event(fresh_cli: str) -> None:
     tenantctl("create", "kept")
     with pytest.raises(Exception, match="status_known"):  # the status check refuses it

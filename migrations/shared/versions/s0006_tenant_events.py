@@ -37,12 +37,17 @@ BEGIN
             INSERT INTO {S}.tenant_events (tenant_id, slug, action, detail)
             VALUES (OLD.id, OLD.slug, 'purged', jsonb_build_object('schema', OLD.schema_name));
             RETURN NULL;
-        ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
-            who_id := NEW.id; action := 'status';
-            detail := jsonb_build_object('from', OLD.status, 'to', NEW.status);
-        ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
-            who_id := NEW.id; action := 'renamed';
-            detail := jsonb_build_object('from', OLD.name, 'to', NEW.name);
+        ELSE  -- an UPDATE, which may change both
+            who_id := NEW.id;
+            IF NEW.name IS DISTINCT FROM OLD.name THEN
+                INSERT INTO {S}.tenant_events (tenant_id, slug, action, detail)
+                VALUES (NEW.id, NEW.slug, 'renamed',
+                        jsonb_build_object('from', OLD.name, 'to', NEW.name));
+            END IF;
+            IF NEW.status IS DISTINCT FROM OLD.status THEN
+                action := 'status';
+                detail := jsonb_build_object('from', OLD.status, 'to', NEW.status);
+            END IF;
         END IF;
     ELSIF TG_TABLE_NAME = 'api_keys' THEN
         who_id := NEW.tenant_id;
