@@ -4,7 +4,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -73,6 +73,22 @@ def bad_settings(exc: Any) -> str:
     problems = [f"TENANTSVC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']} "
                 f"(got {e['input']!r})" for e in exc.errors()]  # fmt: skip
     return "bad setting " + "; ".join(problems)
+
+
+def print_table(
+    headings: Sequence[str], rows: Iterable[Sequence[str]], right: Collection[str] = ()
+) -> None:
+    """A table for people on stdout, the ``right`` columns (numbers) right-aligned. rich is
+    imported only when a table is printed, so ``tenantctl --help`` stays fast."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for heading in headings:
+        table.add_column(heading, justify="right" if heading in right else "left")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
 
 
 def print_json(data: Any) -> None:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import JsonOpt, engine_for_cli, print_json, run
+from cli.common import JsonOpt, engine_for_cli, print_json, print_table, run
 
 app = typer.Typer()
 
@@ -25,12 +25,8 @@ def history(
         if as_json:
             print_json([e.as_json() for e in found])
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("at", "tenant", "action", "detail", "by")
-        for e in found:
-            table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.slug, e.action, e.summary(), e.actor)
-        Console().print(table)
+        rows = ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.slug, e.action, e.summary(), e.actor)
+                for e in found)  # fmt: skip
+        print_table(("at", "tenant", "action", "detail", "by"), rows)
 
     run(work)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.common import JsonOpt, engine_for_cli, fail, print_json, run
+from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.fleet import Summary
@@ -269,14 +269,10 @@ def status_(as_json: JsonOpt = False) -> None:
             print_json({"head": target, "tenants": [s.as_json() for s in states],
                         "stuck_provisioning": stuck})  # fmt: skip
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("slug", "status", "revision", "at head", "drift")
-        for s in states:
-            drift = "-" if s.drift is None else ("DRIFT" if s.drift else "none")
-            table.add_row(s.slug, s.status, s.revision or "-", "yes" if s.at_head else "NO", drift)
-        Console().print(table)
+        rows = ((s.slug, s.status, s.revision or "-", "yes" if s.at_head else "NO",
+                 "-" if s.drift is None else ("DRIFT" if s.drift else "none"))
+                for s in states)  # fmt: skip
+        print_table(("slug", "status", "revision", "at head", "drift"), rows)
         typer.echo(f"head {target}; stuck in provisioning: {', '.join(stuck) or 'none'}")
 
     run(work)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import JsonOpt, engine_for_cli, fail, print_json, run
+from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
 
 app = typer.Typer()
 
@@ -49,13 +49,9 @@ def list_(
         if as_json:
             print_json([t.as_json() for t in tenants])
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("slug", "name", "schema", "status", "created")
-        for t in tenants:
-            table.add_row(t.slug, t.name, t.schema, t.status, f"{t.created_at:%Y-%m-%d %H:%M}")
-        Console().print(table)
+        rows = ((t.slug, t.name, t.schema, t.status, f"{t.created_at:%Y-%m-%d %H:%M}")
+                for t in tenants)  # fmt: skip
+        print_table(("slug", "name", "schema", "status", "created"), rows)
 
     run(work)
 
@@ -107,17 +103,12 @@ def usage(
         if as_json:
             print_json([u.as_json() for u in found])
             return
-        from rich.console import Console
         from rich.filesize import decimal
-        from rich.table import Table
 
-        table = Table("slug", "status")
-        for heading in ("rows", "tables", "indexes", "total"):
-            table.add_column(heading, justify="right")
-        for u in found:
-            sizes = (decimal(u.table_bytes), decimal(u.index_bytes), decimal(u.total_bytes))
-            table.add_row(u.slug, u.status, f"{u.rows:,}", *sizes)
-        Console().print(table)
+        sizes = ("rows", "tables", "indexes", "total")
+        rows = ((u.slug, u.status, f"{u.rows:,}", decimal(u.table_bytes),
+                 decimal(u.index_bytes), decimal(u.total_bytes)) for u in found)  # fmt: skip
+        print_table(("slug", "status", *sizes), rows, right=sizes)
 
     run(work)
 
