@@ -4,6 +4,8 @@ from typing import Annotated
 
 import typer
 
+from cli.common import engine_for_cli
+
 app = typer.Typer()
 
 
@@ -12,7 +14,6 @@ def _bootstrap_embedded(host: str, port: int) -> None:
     import json
 
     from tenantsvc.db.embedded import ensure_database_url
-    from tenantsvc.db.engine import create_engine
     from tenantsvc.demo import DEMO_SLUG, bootstrap_demo
     from tenantsvc.settings import get_settings
 
@@ -22,11 +23,8 @@ def _bootstrap_embedded(host: str, port: int) -> None:
     known = json.loads(key_file.read_text())["api_key"] if key_file.exists() else None
 
     async def work() -> str:
-        engine = create_engine(settings.model_copy(update={"pool_size": 2}))
-        try:
+        async with engine_for_cli() as engine:  # the audit trail names tenantctl
             return await bootstrap_demo(engine, known)
-        finally:
-            await engine.dispose()
 
     key = asyncio.run(work())
     if key != known:
