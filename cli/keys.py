@@ -34,7 +34,7 @@ def create(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Issue a new API key for a tenant. To rotate one: create, move clients, revoke the old."""
+    """Issue a new API key for a tenant (to replace the others: `keys rotate`)."""
     from tenantsvc.tenancy.admin import create_key
 
     async def work() -> None:
@@ -45,6 +45,36 @@ def create(
         else:
             lasting = f", expires in {expires_in}" if expires_in else ""
             typer.echo(f"API key {key_id} for {slug}{lasting} (shown once): {key}")
+
+    run(work)
+
+
+@app.command()
+def rotate(
+    slug: str,
+    grace: Annotated[
+        timedelta,
+        typer.Option(parser=duration, metavar="1h", help="How long the old keys keep working."),
+    ] = timedelta(hours=1),
+    expires_in: Annotated[
+        timedelta | None,
+        typer.Option(parser=duration, metavar="90d", help="The new key stops working after this."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a new key; every other live key stops working after --grace (default 1h)."""
+    from tenantsvc.tenancy.admin import rotate_keys
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.begin() as conn:
+            key_id, key, ending = await rotate_keys(conn, slug, grace, expires_in)
+        if as_json:
+            print_json({"slug": slug, "key_id": key_id, "api_key": key, "ending": ending,
+                        "grace_seconds": int(grace.total_seconds())})  # fmt: skip
+            return
+        old = ", ".join(map(str, ending)) or "none"
+        typer.echo(f"API key {key_id} for {slug} (shown once): {key}")
+        typer.echo(f"keys ending in {grace}: {old}")
 
     run(work)
 

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenantsvc.tenancy.errors import KeyNotFoundError, TenancyError, TenantNotFoundError
@@ -100,6 +100,26 @@ async def create_key(
 ) -> tuple[int, str]:
     tenant = await get_tenant(conn, slug)
     return await issue_key(conn, tenant.id, expires_in)
+
+
+async def rotate_keys(
+    conn: AsyncConnection, slug: str, grace: timedelta, expires_in: timedelta | None = None
+) -> tuple[int, str, list[int]]:
+    """A new key, and every other live key set to stop working ``grace`` from now (or sooner,
+    if it already would): clients move over meanwhile, and no key is cut off mid-move. Returns
+    (new key id, the key, the ids of the keys now ending)."""
+    tenant = await get_tenant(conn, slug)
+    key_id, key = await issue_key(conn, tenant.id, expires_in)
+    ends = func.now() + grace
+    ending = await conn.execute(
+        update(ApiKeyRow)
+        .where(ApiKeyRow.tenant_id == tenant.id, ApiKeyRow.id != key_id,
+               ApiKeyRow.revoked_at.is_(None),
+               or_(ApiKeyRow.expires_at.is_(None), ApiKeyRow.expires_at > ends))
+        .values(expires_at=ends)
+        .returning(ApiKeyRow.id)
+    )  # fmt: skip
+    return key_id, key, sorted(ending.scalars())
 
 
 async def list_keys(conn: AsyncConnection, slug: str) -> list[KeyInfo]:

@@ -28,13 +28,14 @@ class Event:
     db_user: str
 
     def summary(self) -> str:
-        """The detail in a few words: ``active -> suspended``, ``key 7 (ts_ab12)``."""
+        """The detail in a few words: ``active -> suspended``, ``key 7 (tsk_ab12)``."""
         d = self.detail
+        if "key_id" in d:
+            key = f"key {d['key_id']} ({d['prefix']})"
+            ends = d.get("to") or d.get("expires_at")
+            return f"{key}, ends {ends[:16]}" if ends else key
         if "from" in d:
             return f"{d['from']} -> {d['to']}"
-        if "key_id" in d:
-            expiry = f", expires {d['expires_at'][:16]}" if d.get("expires_at") else ""
-            return f"key {d['key_id']} ({d['prefix']}{expiry})"
         return ", ".join(f"{k} {v}" for k, v in d.items())
 
     def as_json(self) -> dict[str, Any]:

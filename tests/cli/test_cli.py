@@ -175,6 +175,27 @@ def test_keys_create_list_revoke() -> None:
 
 
 @pytest.mark.usefixtures("cli_env")
+def test_keys_rotate_gives_the_old_keys_a_grace_period() -> None:
+    name = slug()
+    first = tenantctl("create", name, "--json")["key_id"]
+    soon = tenantctl("keys", "create", name, "--expires-in", "5m", "--json")["key_id"]
+    gone = tenantctl("keys", "create", name, "--json")["key_id"]
+    tenantctl("keys", "revoke", name, str(gone))
+    rotated = tenantctl("keys", "rotate", name, "--grace", "2h", "--expires-in", "90d", "--json")
+    assert rotated["ending"] == [first]  # sooner expiries stay; revoked keys stay revoked
+    keys = {k["id"]: k for k in tenantctl("keys", "list", name, "--json")}
+    ends = {i: datetime.fromisoformat(keys[i]["expires_at"]) - datetime.now(UTC)
+            for i in (first, soon, rotated["key_id"])}  # fmt: skip
+    assert timedelta(minutes=119) < ends[first] <= timedelta(hours=2)
+    assert ends[soon] <= timedelta(minutes=5)
+    assert ends[rotated["key_id"]] > timedelta(days=89)
+    assert keys[gone]["revoked_at"] is not None
+    trail = tenantctl("history", name, "--json")
+    assert (trail[0]["action"], trail[0]["detail"]["key_id"]) == ("key_expiry", first)
+    tenantctl("keys", "rotate", name, "--grace", "0h", code=2)
+
+
+@pytest.mark.usefixtures("cli_env")
 def test_migrate_one_and_all() -> None:
     name = slug()
     tenantctl("create", name)

@@ -1,11 +1,13 @@
 """tenantctl history: every change to a tenant, whoever made it and however, in order."""
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tenantsvc.tenancy.history import Event
 from tests.cli.test_cli import tenantctl, use_database
 from tests.cli.test_lifecycle_cli import _scalar, fresh_cli
 from tests.tenancy.revisions import add_sku_revision
@@ -102,3 +104,16 @@ def test_doctor_fails_when_the_trail_stops_recording(fresh_cli: str) -> None:
     failed = audit(1)
     assert failed["status"] == "fail"
     assert "changes to api_keys are not recorded" in failed["detail"]
+
+
+def test_history_text_says_each_event_in_a_few_words() -> None:
+    def said(action: str, **detail: Any) -> str:
+        return Event(1, 1, "t", datetime.now(UTC), action, detail, "a", "u").summary()
+
+    assert said("status", **{"from": "active", "to": "suspended"}) == "active -> suspended"
+    ends = "2026-12-01T10:00:00+00:00"
+    assert said("key_created", key_id=4, prefix="tsk_ab", expires_at=None) == "key 4 (tsk_ab)"
+    assert said("key_expiry", key_id=4, prefix="tsk_ab", to=ends, **{"from": None}) == (
+        "key 4 (tsk_ab), ends 2026-12-01T10:00"
+    )
+    assert said("purged", schema="tenant_t") == "schema tenant_t"

@@ -58,6 +58,10 @@ BEGIN
         ELSIF OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL THEN
             action := 'key_revoked';
             detail := jsonb_build_object('key_id', NEW.id, 'prefix', NEW.prefix);
+        ELSIF NEW.expires_at IS DISTINCT FROM OLD.expires_at THEN  -- keys rotate
+            action := 'key_expiry';
+            detail := jsonb_build_object('key_id', NEW.id, 'prefix', NEW.prefix,
+                                         'from', OLD.expires_at, 'to', NEW.expires_at);
         END IF;
     ELSIF NEW.revision IS DISTINCT FROM OLD.revision THEN  -- tenant_revisions
         who_id := NEW.tenant_id; action := 'migrated';
@@ -73,7 +77,7 @@ $$
 """
 TRIGGERS = {
     "tenants": "AFTER INSERT OR DELETE OR UPDATE OF status, name",
-    "api_keys": "AFTER INSERT OR UPDATE OF revoked_at",
+    "api_keys": "AFTER INSERT OR UPDATE OF revoked_at, expires_at",
     "tenant_revisions": "AFTER UPDATE OF revision",
 }
 
