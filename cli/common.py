@@ -3,9 +3,11 @@
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -40,6 +42,18 @@ def _whoami() -> str:
     except (KeyError, OSError):  # no name for this uid (a container's arbitrary user)
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"[:50]
+
+
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration(value: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``2w``: a key's life, a grace period, how far back."""
+    found = _DURATION.fullmatch(value)
+    if found is None:
+        raise typer.BadParameter(f"{value!r}: use a number and m, h, d or w (90d, 12h)")
+    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
 
 
 def fail(message: str) -> typer.Exit:

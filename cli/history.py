@@ -1,10 +1,11 @@
 """``tenantctl history``: the registry's audit trail."""
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
 
-from cli.common import JsonOpt, engine_for_cli, print_json, print_table, run
+from cli.common import JsonOpt, duration, engine_for_cli, print_json, print_table, run
 
 app = typer.Typer()
 
@@ -13,6 +14,10 @@ app = typer.Typer()
 def history(
     slug: Annotated[str | None, typer.Argument(help="One tenant (default: all).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Events to show.")] = 50,
+    since: Annotated[
+        timedelta | None,
+        typer.Option(parser=duration, metavar="7d", help="Only events this recent."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What happened to a tenant, newest first: created, status changes, renames, keys,
@@ -21,7 +26,7 @@ def history(
 
     async def work() -> None:
         async with engine_for_cli() as engine, engine.connect() as conn:
-            found = await events(conn, slug, limit)
+            found = await events(conn, slug, limit, since)
         if as_json:
             print_json([e.as_json() for e in found])
             return

@@ -1,28 +1,16 @@
 """API key commands: create, list, revoke. Keys are shown once and stored as digests."""
 
-import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import JsonOpt, engine_for_cli, print_json, run
+from cli.common import JsonOpt, duration, engine_for_cli, print_json, run
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.admin import KeyInfo
 
 app = typer.Typer(help="Manage a tenant's API keys.")
-
-_DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def duration(value: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``2w``: how long a key lives."""
-    found = _DURATION.fullmatch(value)
-    if found is None:
-        raise typer.BadParameter(f"{value!r}: use a number and m, h, d or w (90d, 12h)")
-    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
 
 
 @app.command()

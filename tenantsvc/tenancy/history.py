@@ -6,10 +6,10 @@ archive, restore), renames, keys created and revoked, migrations, purges.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenantsvc.tenancy.models import TenantEventRow
@@ -44,12 +44,17 @@ class Event:
                 "actor": self.actor, "db_user": self.db_user}  # fmt: skip
 
 
-async def events(conn: AsyncConnection, slug: str | None = None, limit: int = 50) -> list[Event]:
-    """The latest ``limit`` events, of one slug (every tenant that has had it) or all."""
+async def events(
+    conn: AsyncConnection, slug: str | None = None, limit: int = 50, since: timedelta | None = None
+) -> list[Event]:
+    """The latest ``limit`` events, of one slug (every tenant that has had it) or all, within
+    ``since`` of now by the database's clock."""
     e = TenantEventRow
     query = select(e.id, e.tenant_id, e.slug, e.at, e.action, e.detail, e.actor, e.db_user)
     if slug is not None:
         validate_slug(slug)
         query = query.where(e.slug == slug)
+    if since is not None:
+        query = query.where(e.at >= func.now() - since)
     rows = await conn.execute(query.order_by(e.id.desc()).limit(limit))
     return [Event(*row) for row in rows]

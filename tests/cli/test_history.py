@@ -82,6 +82,16 @@ def test_a_change_that_rolls_back_leaves_no_event(fresh_cli: str) -> None:
     assert [e["action"] for e in _trail("kept")] == ["created", "key_created"]
 
 
+def test_history_since(fresh_cli: str) -> None:
+    tenantctl("create", "old")
+    _scalar(fresh_cli, "UPDATE tenantsvc.tenant_events SET at = at - interval '3 days'")
+    tenantctl("suspend", "old")
+    recent = tenantctl("history", "old", "--since", "2d", "--json")
+    assert [e["action"] for e in recent] == ["status"]
+    assert len(tenantctl("history", "old", "--since", "4d", "--json")) == 3
+    tenantctl("history", "--since", "2 days", code=2)
+
+
 def test_history_text_limit_and_bad_input(fresh_cli: str) -> None:
     for i in range(3):
         tenantctl("create", f"many{i}")
