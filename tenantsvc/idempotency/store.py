@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tenantsvc.observability.metrics import IDEMPOTENCY
 from tenantsvc.problems import Problem
 
 HEADER = "Idempotency-Key"
@@ -124,10 +125,13 @@ async def once(conn: Any, key: str, request_hash: bytes, write: Write) -> Respon
     if stored is None:
         response = await write()
         await conn.fetchval(_REMEMBER, key, response.status_code, bytes(response.body))
+        IDEMPOTENCY.labels("stored").inc()  # counted before the commit: a failed one too
         return response
     if stored["request_hash"] != request_hash:
+        IDEMPOTENCY.labels("reused").inc()
         detail = f"this {HEADER} was used for a different request in the last {KEPT}"
         raise Problem(422, f"{HEADER} reused", detail)
+    IDEMPOTENCY.labels("replayed").inc()
     headers = {REPLAYED: "true"}
     return Response(stored["response"], stored["status"], headers=headers,
                     media_type="application/json")  # fmt: skip

@@ -53,6 +53,12 @@ REPLAYS = Counter(
     "Requests served again because the database rolled their transaction back (tenant_routes.py)",
     ["reason"],
 )
+IDEMPOTENCY = Counter(
+    "tenantsvc_idempotency_keys_total",
+    "Writes sent with an Idempotency-Key, by outcome: stored (the write ran), replayed (the "
+    "first answer sent again), reused (a 422: another request under the same key)",
+    ["outcome"],
+)
 OTHER = "_other"
 
 

@@ -4,6 +4,7 @@ import asyncio
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,15 +61,24 @@ async def test_concurrent_retries_place_one_order(
     assert await _stock(client, tenant_a, product) == 99
 
 
+def _counted() -> dict[str, float]:
+    """tenantsvc_idempotency_keys_total by outcome, in this process."""
+    sample = "tenantsvc_idempotency_keys_total"
+    return {o: REGISTRY.get_sample_value(sample, {"outcome": o}) or 0.0
+            for o in ("stored", "replayed", "reused")}  # fmt: skip
+
+
 async def test_a_key_reused_for_another_request_is_422_and_changes_nothing(
     client: httpx.AsyncClient, tenant_a: TenantHandle
 ) -> None:
     user, product = await _user(client, tenant_a), await _product(client, tenant_a, 10)
-    headers = _keyed(tenant_a, "reused")
-    assert (
-        await client.post("/orders", json=_order(user, (product, 1)), headers=headers)
-    ).is_success
+    headers, body = _keyed(tenant_a, "reused"), _order(user, (product, 1))
+    before = _counted()
+    assert (await client.post("/orders", json=body, headers=headers)).is_success
+    assert (await client.post("/orders", json=body, headers=headers)).is_success
     reused = await client.post("/orders", json=_order(user, (product, 3)), headers=headers)
+    after = _counted()
+    assert {o: after[o] - before[o] for o in after} == {"stored": 1, "replayed": 1, "reused": 1}
     assert reused.status_code == 422
     assert reused.headers["content-type"] == "application/problem+json"
     assert "Idempotency-Key" in reused.json()["title"]
