@@ -23,7 +23,14 @@ every call (W3 over 10,000 tenants: planning was a fifth of the server's CPU).
 import re
 from typing import Any
 
-HOT_STATEMENTS = 4  # the distinct texts run through TenantConnection (see */queries.py)
+# The distinct texts every tenant runs through TenantConnection (see */queries.py). Orders sent
+# with an Idempotency-Key run three more (idempotency/store.py), left out of this count so that
+# a fleet without keys keeps 1,023 tenants per connection: where all the admitted tenants of a
+# connection send keys, its cache fills, and asyncpg's LRU closes the least recently used
+# tenants' statements, prepared again (one round trip) when next used. On the shared texts
+# instead, a replay's claim was re-planned at nearly every call: replays ran at 1.07 times plain
+# W4 against 1.38 (bench/README.md, idempotency).
+HOT_STATEMENTS = 4
 _PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _ADMITTED = "tenantsvc_own_texts"  # in the pool record's info: cleared when it reconnects
 
