@@ -55,14 +55,15 @@ def rotate(
 
     async def work() -> None:
         async with engine_for_cli() as engine, engine.begin() as conn:
-            key_id, key, ending = await rotate_keys(conn, slug, grace, expires_in)
+            key_id, key, ending, at = await rotate_keys(conn, slug, grace, expires_in)
         if as_json:
             print_json({"slug": slug, "key_id": key_id, "api_key": key, "ending": ending,
-                        "grace_seconds": int(grace.total_seconds())})  # fmt: skip
+                        "ending_at": at.isoformat()})  # fmt: skip
             return
-        old = ", ".join(map(str, ending)) or "none"
         typer.echo(f"API key {key_id} for {slug} (shown once): {key}")
-        typer.echo(f"keys ending in {grace}: {old}")
+        if ending:
+            old = ", ".join(map(str, ending))
+            typer.echo(f"keys {old} stop working at {at:%Y-%m-%d %H:%M:%S %Z}")
 
     run(work)
 

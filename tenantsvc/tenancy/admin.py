@@ -104,13 +104,15 @@ async def create_key(
 
 async def rotate_keys(
     conn: AsyncConnection, slug: str, grace: timedelta, expires_in: timedelta | None = None
-) -> tuple[int, str, list[int]]:
+) -> tuple[int, str, list[int], datetime]:
     """A new key, and every other live key set to stop working ``grace`` from now (or sooner,
     if it already would): clients move over meanwhile, and no key is cut off mid-move. Returns
-    (new key id, the key, the ids of the keys now ending)."""
+    (new key id, the key, the ids of the keys now ending, when they end)."""
     tenant = await get_tenant(conn, slug)
     key_id, key = await issue_key(conn, tenant.id, expires_in)
     ends = func.now() + grace
+    at = await conn.scalar(select(ends))  # now() is the transaction's: the same in both
+    assert isinstance(at, datetime)
     ending = await conn.execute(
         update(ApiKeyRow)
         .where(ApiKeyRow.tenant_id == tenant.id, ApiKeyRow.id != key_id,
@@ -119,7 +121,7 @@ async def rotate_keys(
         .values(expires_at=ends)
         .returning(ApiKeyRow.id)
     )  # fmt: skip
-    return key_id, key, sorted(ending.scalars())
+    return key_id, key, sorted(ending.scalars()), at
 
 
 async def list_keys(conn: AsyncConnection, slug: str) -> list[KeyInfo]:

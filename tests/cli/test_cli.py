@@ -187,6 +187,7 @@ def test_keys_rotate_gives_the_old_keys_a_grace_period() -> None:
     ends = {i: datetime.fromisoformat(keys[i]["expires_at"]) - datetime.now(UTC)
             for i in (first, soon, rotated["key_id"])}  # fmt: skip
     assert timedelta(minutes=119) < ends[first] <= timedelta(hours=2)
+    assert keys[first]["expires_at"] == rotated["ending_at"]
     assert ends[soon] <= timedelta(minutes=5)
     assert ends[rotated["key_id"]] > timedelta(days=89)
     assert keys[gone]["revoked_at"] is not None
