@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import JsonOpt, duration, engine_for_cli, print_json, run
+from cli.common import JsonOpt, duration, engine_for_cli, print_json, print_table, run
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.admin import KeyInfo
@@ -79,8 +79,9 @@ def list_(slug: str, as_json: JsonOpt = False) -> None:
         if as_json:
             print_json([k.as_json() for k in found])
             return
-        for k in found:
-            typer.echo(f"{k.id}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{_state(k)}")
+        rows = ((str(k.id), f"{k.prefix}…", f"{k.created_at:%Y-%m-%d %H:%M}", _state(k))
+                for k in found)  # fmt: skip
+        print_table(("id", "prefix", "created", "state"), rows, right=("id",))
 
     run(work)
 
