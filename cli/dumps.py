@@ -1,11 +1,14 @@
 """Moving a tenant's rows through a file: export one, import it as a new tenant."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, run
+
+if TYPE_CHECKING:
+    from tenantsvc.tenancy.dumps import Imported
 
 app = typer.Typer()
 
@@ -71,19 +74,51 @@ def import_(
         validate_slug(slug)
         async with engine_for_cli() as engine:
             done = await import_tenant(engine, file, slug, name)
-        new = done.tenant
-        if as_json:
-            print_json({"slug": new.slug, "name": new.name, "schema": new.schema,
-                        "revision": done.revision, "rows": done.rows, "api_key": new.api_key,
-                        "key_id": new.key_id, "error": done.error})  # fmt: skip
-        else:
-            typer.echo(f"imported tenant {new.slug} (schema {new.schema}) from {file}: "
-                       f"{_counts(done.rows)}")  # fmt: skip
-            typer.echo(f"API key (shown once): {new.api_key}")
-        if done.error:
-            typer.echo(f"error: imported at {done.revision}, but migrating it to head failed: "
-                       f"{done.error}; it is not served: `tenantctl migrate {slug}`, then "
-                       f"`tenantctl resume {slug}`", err=True)  # fmt: skip
-            raise typer.Exit(1)
+        _report_import(done, str(file), as_json)
+
+    run(work)
+
+
+def _report_import(done: "Imported", source: str, as_json: bool) -> None:
+    """What import and clone print: the new tenant, its rows and its first key; when it could
+    not be migrated to head, how to finish (exit 1)."""
+    new = done.tenant
+    if as_json:
+        print_json({"slug": new.slug, "name": new.name, "schema": new.schema,
+                    "revision": done.revision, "rows": done.rows, "api_key": new.api_key,
+                    "key_id": new.key_id, "error": done.error})  # fmt: skip
+    else:
+        typer.echo(f"imported tenant {new.slug} (schema {new.schema}) from {source}: "
+                   f"{_counts(done.rows)}")  # fmt: skip
+        typer.echo(f"API key (shown once): {new.api_key}")
+    if done.error:
+        typer.echo(f"error: imported at {done.revision}, but migrating it to head failed: "
+                   f"{done.error}; it is not served: `tenantctl migrate {new.slug}`, then "
+                   f"`tenantctl resume {new.slug}`", err=True)  # fmt: skip
+        raise typer.Exit(1)
+
+
+@app.command()
+def clone(
+    source: str,
+    slug: str,
+    name: Annotated[str | None, typer.Option(help="Display name (default: SOURCE's).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create tenant SLUG as a copy of SOURCE's rows (one snapshot; API keys stay behind):
+    a staging copy, a bug to reproduce. Goes through an export in a temporary directory."""
+    import tempfile
+
+    from tenantsvc.tenancy.dumps import export_tenant, import_tenant
+    from tenantsvc.tenancy.slugs import validate_slug
+
+    async def work() -> None:
+        validate_slug(slug)
+        with tempfile.TemporaryDirectory(prefix="tenantctl-clone-") as directory:
+            file = Path(directory) / f"{source}.tar"
+            async with engine_for_cli() as engine:
+                await export_tenant(engine, source, file)
+                done = await import_tenant(engine, file, slug, name)
+        _report_import(done, f"tenant {source}", as_json)
 
     run(work)

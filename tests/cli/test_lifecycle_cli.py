@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -263,6 +264,24 @@ def test_export_and_import_a_tenant(fresh_cli: str, tmp_path: Path) -> None:
         "error: unknown tenant 'nobody'\n"
     )
     assert not (tmp_path / "n.tar").exists()  # nothing half-written left behind
+
+
+def test_clone_copies_a_tenant_into_a_new_one(
+    fresh_cli: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the clone's export goes
+    original = tenantctl("create", "prod", "--name", "Prod Co", "--json")
+    _scalar(fresh_cli, "INSERT INTO tenant_prod.users (email, name) VALUES ('a@x.io', 'Ann')")
+    copy = tenantctl("clone", "prod", "staging", "--json")
+    assert (copy["schema"], copy["name"], copy["rows"]["users"]) == ("tenant_staging", "Prod Co", 1)
+    assert copy["api_key"] != original["api_key"]  # keys stay behind: the copy has its own
+    _scalar(fresh_cli, "UPDATE tenant_staging.users SET name = 'changed'")
+    assert _scalar(fresh_cli, "SELECT name FROM tenant_prod.users") == "Ann"
+    assert tenantctl("clone", "prod", "staging", code=1).stderr == (
+        "error: tenant 'staging' already exists\n"
+    )
+    assert tenantctl("clone", "nobody", "x2", code=1).stderr == "error: unknown tenant 'nobody'\n"
+    assert list(tmp_path.iterdir()) == []  # no export left behind, success or not
 
 
 def test_doctor_passes_then_catches_a_leaky_search_path(
