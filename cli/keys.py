@@ -11,15 +11,16 @@ if TYPE_CHECKING:
     from tenantsvc.tenancy.admin import KeyInfo
 
 app = typer.Typer(help="Manage a tenant's API keys.")
+ExpiresIn = Annotated[
+    timedelta | None,
+    typer.Option(parser=duration, metavar="90d", help="The new key stops working after this."),
+]
 
 
 @app.command()
 def create(
     slug: str,
-    expires_in: Annotated[
-        timedelta | None,
-        typer.Option(parser=duration, metavar="90d", help="Stop working after this long."),
-    ] = None,
+    expires_in: ExpiresIn = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a new API key for a tenant (to replace the others: `keys rotate`)."""
@@ -44,10 +45,7 @@ def rotate(
         timedelta,
         typer.Option(parser=duration, metavar="1h", help="How long the old keys keep working."),
     ] = timedelta(hours=1),
-    expires_in: Annotated[
-        timedelta | None,
-        typer.Option(parser=duration, metavar="90d", help="The new key stops working after this."),
-    ] = None,
+    expires_in: ExpiresIn = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a new key; every other live key stops working after --grace (default 1h)."""
