@@ -17,7 +17,7 @@ from tenantsvc.db.session import tenant_session
 from tenantsvc.observability.context import tenant_slug
 from tenantsvc.tenancy.admin import get_tenant
 from tenantsvc.tenancy.errors import TenancyError
-from tenantsvc.tenancy.models import TenantStatus
+from tenantsvc.tenancy.models import SERVED, TenantStatus
 from tenantsvc.tenancy.registry import Tenant
 
 T = TypeVar("T")
@@ -48,7 +48,7 @@ async def run_for_slug(engine: AsyncEngine, slug: str, job: Job[T]) -> T:
     """For scripts and workers: look the tenant up in the registry, then ``run_in_tenant``."""
     async with engine.connect() as conn:
         info = await get_tenant(conn, slug)
-    if info.status not in (TenantStatus.ACTIVE, TenantStatus.READ_ONLY, TenantStatus.SUSPENDED):
+    if info.status not in SERVED:
         raise TenancyError(f"tenant {slug!r} is {info.status}")
     tenant = Tenant(info.id, info.slug, info.schema, info.status)
     return await run_in_tenant(async_sessionmaker(engine, expire_on_commit=False), tenant, job)

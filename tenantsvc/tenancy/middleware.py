@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tenantsvc.observability.context import tenant_slug
 from tenantsvc.problems import Problem, problem_response
 from tenantsvc.tenancy.keys import hash_key
-from tenantsvc.tenancy.models import TenantStatus
+from tenantsvc.tenancy.models import SERVED, TenantStatus
 from tenantsvc.tenancy.registry import Tenant, TenantRegistry
 from tenantsvc.tenancy.slugs import is_valid_slug
 
@@ -20,7 +20,6 @@ PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )  # /metrics carries no tenant data; restrict it at the network edge like any scrape target
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_\-]{16,128})")
-_SERVED = (TenantStatus.ACTIVE, TenantStatus.READ_ONLY, TenantStatus.SUSPENDED)
 
 
 class TenantRejected(Problem):
@@ -49,7 +48,7 @@ async def _lookup(registry: TenantRegistry, slug: str) -> Tenant | None:
 
 def _served(tenant: Tenant | None) -> Tenant | None:
     """The tenant if requests may reach it (a suspended one is answered 403 later)."""
-    return tenant if tenant is not None and tenant.status in _SERVED else None
+    return tenant if tenant is not None and tenant.status in SERVED else None
 
 
 async def still_served(registry: TenantRegistry, slug: str) -> bool:

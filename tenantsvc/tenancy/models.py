@@ -30,6 +30,11 @@ class TenantStatus(StrEnum):
             raise TenancyError(f"unknown status {value!r}: use one of {choices}") from None
 
 
+# The statuses whose tenant requests and jobs reach (a suspended one is answered 403, and its
+# jobs still run); provisioning and archived tenants are not there for them.
+SERVED = (TenantStatus.ACTIVE, TenantStatus.READ_ONLY, TenantStatus.SUSPENDED)
+
+
 class TenantRow(CreatedAtMixin, SharedBase):
     __tablename__ = "tenants"
 
