@@ -110,15 +110,14 @@ async def rotate_keys(
     (new key id, the key, the ids of the keys now ending, when they end)."""
     tenant = await get_tenant(conn, slug)
     key_id, key = await issue_key(conn, tenant.id, expires_in)
-    ends = func.now() + grace
-    at = await conn.scalar(select(ends))  # now() is the transaction's: the same in both
+    at = await conn.scalar(select(func.now() + grace))  # the database's clock, as for expiry
     assert isinstance(at, datetime)
     ending = await conn.execute(
         update(ApiKeyRow)
         .where(ApiKeyRow.tenant_id == tenant.id, ApiKeyRow.id != key_id,
                ApiKeyRow.revoked_at.is_(None),
-               or_(ApiKeyRow.expires_at.is_(None), ApiKeyRow.expires_at > ends))
-        .values(expires_at=ends)
+               or_(ApiKeyRow.expires_at.is_(None), ApiKeyRow.expires_at > at))
+        .values(expires_at=at)
         .returning(ApiKeyRow.id)
     )  # fmt: skip
     return key_id, key, sorted(ending.scalars()), at
