@@ -31,7 +31,7 @@ from tenantsvc.problems import Problem
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 KEEP = timedelta(hours=24)
-KEPT = "24 hours"  # KEEP, as the docs and problems say it
+KEPT = f"{KEEP // timedelta(hours=1)} hours"  # as the docs and problems say it
 MAX_LENGTH = 255
 Write = Callable[[], Awaitable[Response]]
 _KEY = re.compile(rf"[!-~]{{1,{MAX_LENGTH}}}")  # visible ASCII, as a header value can carry
