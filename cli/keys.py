@@ -68,7 +68,8 @@ def rotate(
 
 @app.command("list")
 def list_(slug: str, as_json: JsonOpt = False) -> None:
-    """List a tenant's keys by id and prefix (never the keys themselves)."""
+    """List a tenant's keys by id and prefix (never the keys themselves), with when each was
+    last used (to within a minute): which clients still send an old key."""
     from tenantsvc.tenancy.admin import list_keys
 
     async def work() -> None:
@@ -77,9 +78,10 @@ def list_(slug: str, as_json: JsonOpt = False) -> None:
         if as_json:
             print_json([k.as_json() for k in found])
             return
-        rows = ((str(k.id), f"{k.prefix}…", f"{k.created_at:%Y-%m-%d %H:%M}", _state(k))
+        rows = ((str(k.id), f"{k.prefix}…", f"{k.created_at:%Y-%m-%d %H:%M}", _state(k),
+                 f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never")
                 for k in found)  # fmt: skip
-        print_table(("id", "prefix", "created", "state"), rows, right=("id",))
+        print_table(("id", "prefix", "created", "state", "last used"), rows, right=("id",))
 
     run(work)
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenantsvc.tenancy.errors import KeyNotFoundError, TenancyError, TenantNotFoundError
-from tenantsvc.tenancy.models import ApiKeyRow, TenantRow, TenantStatus
+from tenantsvc.tenancy.models import ApiKeyRow, ApiKeyUsageRow, TenantRow, TenantStatus
 from tenantsvc.tenancy.provisioning import issue_key
 from tenantsvc.tenancy.slugs import validate_slug
 
@@ -29,9 +29,7 @@ class TenantInfo:
         return self.archived_schema or self.schema
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return data
+        return _as_json(self)
 
 
 @dataclass(frozen=True)
@@ -41,15 +39,16 @@ class KeyInfo:
     created_at: datetime
     revoked_at: datetime | None
     expires_at: datetime | None = None
+    last_used_at: datetime | None = None  # to within a worker's flush interval (key_usage.py)
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "prefix": self.prefix,
-            "created_at": self.created_at.isoformat(),
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-        }
+        return _as_json(self)
+
+
+def _as_json(info: "TenantInfo | KeyInfo") -> dict[str, Any]:
+    """Its fields, times as ISO 8601 strings."""
+    data = asdict(info)
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
 
 
 _TENANT_COLUMNS = (
@@ -69,6 +68,7 @@ _KEY_COLUMNS = (
     ApiKeyRow.created_at,
     ApiKeyRow.revoked_at,
     ApiKeyRow.expires_at,
+    ApiKeyUsageRow.last_used_at,
 )
 
 
@@ -125,7 +125,12 @@ async def rotate_keys(
 
 async def list_keys(conn: AsyncConnection, slug: str) -> list[KeyInfo]:
     tenant = await get_tenant(conn, slug)
-    query = select(*_KEY_COLUMNS).where(ApiKeyRow.tenant_id == tenant.id).order_by(ApiKeyRow.id)
+    query = (
+        select(*_KEY_COLUMNS)
+        .outerjoin(ApiKeyUsageRow, ApiKeyUsageRow.key_id == ApiKeyRow.id)
+        .where(ApiKeyRow.tenant_id == tenant.id)
+        .order_by(ApiKeyRow.id)
+    )
     return [KeyInfo(*row) for row in await conn.execute(query)]
 
 

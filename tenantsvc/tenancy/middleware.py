@@ -59,7 +59,8 @@ async def still_served(registry: TenantRegistry, slug: str) -> bool:
     return _served(registry.get(slug)) is not None
 
 
-async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> Tenant:
+async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> tuple[Tenant, int]:
+    """The request's tenant and the id of the key it presented."""
     headers = scope["headers"]
     slug = _single_header(headers, b"x-tenant-id")
     if slug is None:
@@ -69,12 +70,12 @@ async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> Tenant:
     verified = registry.snapshot.verified.get((slug, authorization))
     if verified is not None:
         return verified
-    tenant = await _verify(registry, slug, authorization)
-    registry.snapshot.verified[slug, authorization] = tenant  # the snapshot _verify used
-    return tenant
+    verified = await _verify(registry, slug, authorization)
+    registry.snapshot.verified[slug, authorization] = verified  # the snapshot _verify used
+    return verified
 
 
-async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> Tenant:
+async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> tuple[Tenant, int]:
     if not is_valid_slug(slug):
         raise TenantRejected(400, "Malformed tenant", "X-Tenant-ID is not a valid tenant slug")
     tenant = await _lookup(registry, slug)
@@ -88,11 +89,11 @@ async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> Te
     owner = registry.key_owner(hash_key(match.group(1)))
     if owner is None:
         raise TenantRejected(401, "Unauthorized", "the API key is not valid")
-    if owner != tenant.slug:
+    if owner.slug != tenant.slug:
         raise TenantRejected(403, "Forbidden", "the API key belongs to another tenant")
     if tenant.status == TenantStatus.SUSPENDED:
         raise TenantRejected(403, "Tenant suspended", f"tenant {slug!r} is suspended")
-    return tenant
+    return tenant, owner.key_id
 
 
 class TenantMiddleware:
@@ -103,8 +104,9 @@ class TenantMiddleware:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
+        state = scope["state"]
         try:
-            tenant = await resolve_tenant(scope["state"]["registry"], scope)
+            tenant, key_id = await resolve_tenant(state["registry"], scope)
         except TenantRejected as rejected:
             headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else None
             response = problem_response(rejected.status, rejected.title, rejected.detail, headers)
@@ -113,6 +115,7 @@ class TenantMiddleware:
         # A new state dict for this request: the lifespan state may be one dict shared by every
         # request (servers are not required to copy it), and writing the tenant into a shared
         # dict would hand concurrent requests each other's tenant.
-        scope["state"] = {**scope["state"], "tenant": tenant}
+        state["key_usage"].used(key_id)
+        scope["state"] = {**state, "tenant": tenant}
         tenant_slug.set(tenant.slug)
         await self.app(scope, receive, send)

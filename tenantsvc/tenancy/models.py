@@ -61,6 +61,17 @@ class ApiKeyRow(CreatedAtMixin, SharedBase):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class ApiKeyUsageRow(SharedBase):
+    """When a key was last accepted, to within a flush interval (``key_usage.py``)."""
+
+    __tablename__ = "api_key_usage"
+
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class TenantEventRow(SharedBase):
     """The audit trail, written by triggers (shared migration s0006, ``history.py``)."""
 

@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 _VERSION_SQL = select(RegistryStateRow.version).where(RegistryStateRow.id == 1)
 _TENANTS_SQL = select(TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRow.status)
 _KEYS_SQL = (
-    select(ApiKeyRow.key_hash, TenantRow.slug, func.extract("epoch", ApiKeyRow.expires_at))
+    select(ApiKeyRow.key_hash, TenantRow.slug, ApiKeyRow.id)
+    .add_columns(func.extract("epoch", ApiKeyRow.expires_at))
     .join(TenantRow, TenantRow.id == ApiKeyRow.tenant_id)
     .where(ApiKeyRow.revoked_at.is_(None))
     .where(or_(ApiKeyRow.expires_at.is_(None), ApiKeyRow.expires_at > func.now()))
@@ -44,16 +46,21 @@ class Tenant:
     status: str
 
 
+class KeyOwner(NamedTuple):
+    slug: str
+    key_id: int
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     version: int = -1
     tenants: dict[str, Tenant] = field(default_factory=dict)
-    key_owners: dict[str, str] = field(default_factory=dict)  # key digest -> tenant slug
-    # (X-Tenant-ID, Authorization) -> the tenant they were verified as, under this snapshot
-    # only: a new snapshot (a key revoked, a tenant suspended) starts empty. Verified pairs
-    # only, so its size is bounded by the live keys (each in at most the 64 spellings of
+    key_owners: dict[str, KeyOwner] = field(default_factory=dict)  # by the key's digest
+    # (X-Tenant-ID, Authorization) -> the tenant and key they were verified as, under this
+    # snapshot only: a new snapshot (a key revoked, a tenant suspended) starts empty. Verified
+    # pairs only, so its size is bounded by the live keys (each in at most the 64 spellings of
     # "Bearer" the pattern accepts), whatever clients send.
-    verified: dict[tuple[str, str], Tenant] = field(default_factory=dict)
+    verified: dict[tuple[str, str], tuple[Tenant, int]] = field(default_factory=dict)
     first_expiry: float = math.inf  # epoch seconds: past it, a key here has expired
 
     @property
@@ -77,7 +84,7 @@ class TenantRegistry:
     def get(self, slug: str) -> Tenant | None:
         return self._snapshot.tenants.get(slug)
 
-    def key_owner(self, key_digest: str) -> str | None:
+    def key_owner(self, key_digest: str) -> KeyOwner | None:
         return self._snapshot.key_owners.get(key_digest)
 
     async def refresh(self, *, force: bool = False) -> None:
@@ -109,8 +116,8 @@ class TenantRegistry:
                 for r in await conn.execute(_TENANTS_SQL)
             }
             keys, expiries = {}, [math.inf]
-            for digest, slug, expires in await conn.execute(_KEYS_SQL):
-                keys[digest] = slug
+            for digest, slug, key_id, expires in await conn.execute(_KEYS_SQL):
+                keys[digest] = KeyOwner(slug, key_id)
                 if expires is not None:
                     expiries.append(float(expires))
         self._snapshot = Snapshot(version, tenants, keys, first_expiry=min(expiries))

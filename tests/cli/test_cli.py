@@ -162,7 +162,7 @@ def test_keys_create_list_revoke() -> None:
     new = tenantctl("keys", "create", name, "--json")
     keys = tenantctl("keys", "list", name, "--json")
     assert [k["id"] for k in keys][-1] == new["key_id"]
-    assert all(k["revoked_at"] is None for k in keys)
+    assert all(k["revoked_at"] is None and k["last_used_at"] is None for k in keys)
     assert new["api_key"] not in json.dumps(keys)
     tenantctl("keys", "revoke", name, str(new["key_id"]))
     revoked = {k["id"]: k for k in tenantctl("keys", "list", name, "--json")}
@@ -171,7 +171,9 @@ def test_keys_create_list_revoke() -> None:
     listed = {k["id"]: k for k in tenantctl("keys", "list", name, "--json")}
     expires = datetime.fromisoformat(listed[lasting["key_id"]]["expires_at"])
     assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
-    assert "active, expires" in tenantctl("keys", "list", name).stdout
+    table = tenantctl("keys", "list", name).stdout
+    assert "active, expires" in table
+    assert "never" in table  # last used
 
 
 @pytest.mark.usefixtures("cli_env")
