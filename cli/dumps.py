@@ -65,8 +65,9 @@ def import_(
     name: Annotated[str | None, typer.Option(help="Display name (default: the file's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create tenant SLUG from an export: at the file's revision with its rows, atomically,
-    then migrated to head; prints its first API key."""
+    """Create tenant SLUG from an export, then migrate it to head.
+
+    At the file's revision with its rows, atomically; prints the new tenant's first API key."""
     from tenantsvc.tenancy.dumps import import_tenant
     from tenantsvc.tenancy.slugs import validate_slug
 
@@ -105,8 +106,9 @@ def clone(
     name: Annotated[str | None, typer.Option(help="Display name (default: SOURCE's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create tenant SLUG as a copy of SOURCE's rows (one snapshot; API keys stay behind):
-    a staging copy, a bug to reproduce. Goes through an export in a temporary directory."""
+    """Create tenant SLUG as a copy of SOURCE's rows: a staging copy, a bug to reproduce.
+
+    One snapshot of SOURCE, through an export in a temporary directory; API keys stay behind."""
     import tempfile
 
     from tenantsvc.tenancy.dumps import export_tenant, import_tenant

@@ -20,8 +20,10 @@ def history(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """What happened to a tenant, newest first: created, status changes, renames, keys,
-    migrations, purges; when and by whom (TENANTSVC_ACTOR, else user@host)."""
+    """What happened to a tenant (or every tenant), newest first, and who did it.
+
+    Created, status changes, renames, keys, migrations, purges; when, and by whom
+    (TENANTSVC_ACTOR, else user@host)."""
     from tenantsvc.tenancy.history import events
 
     async def work() -> None:

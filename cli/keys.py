@@ -68,8 +68,10 @@ def rotate(
 
 @app.command("list")
 def list_(slug: str, as_json: JsonOpt = False) -> None:
-    """List a tenant's keys by id and prefix (never the keys themselves), with when each was
-    last used (to within a minute): which clients still send an old key."""
+    """List a tenant's keys by id and prefix (never the keys themselves), and their last use.
+
+    The last use is exact to within a minute (TENANTSVC_KEY_USAGE_FLUSH_SECONDS): it shows
+    which clients still send an old key."""
     from tenantsvc.tenancy.admin import list_keys
 
     async def work() -> None:

@@ -101,8 +101,10 @@ def migrate_all(
     lock_retries: LockRetriesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Migrate the shared track, then every tenant behind the target, concurrently, each in
-    its own transaction. Exits non-zero if any tenant failed; a re-run resumes."""
+    """Migrate the shared track, then every tenant behind the target; a re-run resumes.
+
+    Tenants are migrated concurrently, each in its own transaction. Exits non-zero if any
+    tenant failed."""
     if sql:
         _print_sql(to, tenant)
     elif dry_run:

@@ -46,8 +46,10 @@ def serve(
         "tenantsvc.main:app"
     ),
 ) -> None:
-    """Run the API. Without TENANTSVC_DATABASE_URL, starts and migrates an embedded PostgreSQL
-    with a demo tenant, and prints a curl to try."""
+    """Run the API (uvicorn); without TENANTSVC_DATABASE_URL, on an embedded PostgreSQL.
+
+    The embedded server is started and migrated, with a demo tenant, and a curl to try is
+    printed."""
     import os
     import signal
     import sys

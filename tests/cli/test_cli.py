@@ -1,5 +1,6 @@
 """tenantctl through Typer's CliRunner, against the test database."""
 
+import inspect
 import json
 import os
 import uuid
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
@@ -46,6 +48,24 @@ def tenantctl(*args: str, code: int = 0) -> Any:
 
 def slug() -> str:
     return f"cli_{uuid.uuid4().hex[:8]}"
+
+
+def _commands(group: typer.Typer, prefix: str = "") -> Iterator[tuple[str, str]]:
+    for command in group.registered_commands:
+        assert command.callback is not None
+        yield prefix + (command.name or command.callback.__name__), command.callback.__doc__ or ""
+    for sub in group.registered_groups:
+        assert sub.typer_instance is not None
+        yield from _commands(sub.typer_instance, f"{prefix}{sub.name} ")
+
+
+def test_every_command_has_a_one_line_summary() -> None:
+    """`tenantctl --help` lists each command by its docstring's first paragraph, line breaks
+    kept: a summary over two lines is cut mid-sentence in the listing."""
+    for name, doc in _commands(app):
+        summary = inspect.cleandoc(doc).split("\n\n")[0]
+        assert summary, f"{name} has no help"
+        assert "\n" not in summary, f"{name}: {summary!r}"
 
 
 @pytest.mark.usefixtures("cli_env")
