@@ -1,9 +1,9 @@
 """Base models for request bodies: strict types, unknown fields refused."""
 
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # PostgreSQL's text cannot hold NUL (U+0000): refused with the other 422s, where the server
 # would fail the statement (a 500). A pattern, so the OpenAPI schema says it too.
@@ -14,6 +14,21 @@ Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 class Input(BaseModel):
     # strict: "5" is not a quantity; extra="forbid": a misspelt field is an error, not ignored.
     model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Patch(Input):
+    """A PATCH body: every field optional, at least one given; ``changes()`` holds those."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if not self.changes():
+            raise ValueError(f"give at least one of {', '.join(type(self).model_fields)}")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
 
 
 class Output(BaseModel):

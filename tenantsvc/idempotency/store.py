@@ -14,6 +14,7 @@ a hundred expired ones as they go, so no sweeper has to visit every schema.
 """
 
 import hashlib
+import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 from pydantic import BaseModel
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -70,6 +72,10 @@ WHERE key = $1 AND created_at < now() - $3::interval
 RETURNING true
 """
 _REMEMBER = "UPDATE idempotency_keys SET status = $2, response = $3 WHERE key = $1"
+_FORGET = text("""
+DELETE FROM idempotency_keys
+WHERE response IS NOT NULL AND convert_from(response, 'UTF8')::jsonb @> CAST(:fields AS jsonb)
+""")
 
 
 def key_of(request: Request) -> str | None:
@@ -152,3 +158,9 @@ async def _claim(conn: Any, key: str, request_hash: bytes) -> Any:
         if await conn.fetchval(_RECLAIM, key, request_hash, KEEP):
             return None
     raise Problem(409, f"{HEADER} in use", "another request is taking this key over; retry")
+
+
+async def forget(session: AsyncSession, fields: dict[str, Any]) -> None:
+    """Delete the answers kept for retries that hold ``fields`` (an erased user's email):
+    erasure reaches those copies too. Reads every answer kept, a day's worth."""
+    await session.execute(_FORGET, {"fields": json.dumps(fields)})

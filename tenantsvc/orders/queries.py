@@ -1,12 +1,12 @@
 """Order placement on the hot path, over a raw connection already in the tenant's transaction
 (``deps.WriteConn``): that transaction is the unit of work, committed once at the request edge.
 
-Placing an order is one statement: the buyer is checked, the products' rows are locked one
-by one through their primary key in the order of the (sorted) list, so two orders touching the
-same products queue instead of deadlocking; stock is taken only where enough is left (it can
-never go below zero, however many requests race), and the order and its lines are inserted
-only if every line got its stock. No rows back means the order was refused; the request's
-rollback then undoes any stock already taken.
+Placing an order is one statement: the buyer is checked (an erased user buys nothing), the
+products' rows are locked one by one through their primary key in the order of the (sorted)
+list, so two orders touching the same products queue instead of deadlocking; stock is taken
+only where enough is left (it can never go below zero, however many requests race), and the
+order and its lines are inserted only if every line got its stock. No rows back means the
+order was refused; the request's rollback then undoes any stock already taken.
 
 The plan matters (EXPLAIN ANALYZE, generic plan, 1,000 products): locking through a join with
 ``ORDER BY p.id`` made the planner walk the tenant's whole live-id index to avoid a sort (899
@@ -19,7 +19,7 @@ from typing import Any
 
 PLACE = """
 WITH buyer AS (
-    SELECT id FROM users WHERE id = $1
+    SELECT id FROM users WHERE id = $1 AND erased_at IS NULL
 ), wanted AS (
     SELECT * FROM unnest($2::bigint[], $3::int[]) AS w(id, quantity)
 ), locked AS (
@@ -54,4 +54,5 @@ async def place(conn: Any, user_id: int, quantities: dict[int, int]) -> list[Any
 
 
 async def user_exists(conn: Any, user_id: int) -> bool:
-    return await conn.fetchval("SELECT 1 FROM users WHERE id = $1", user_id) is not None
+    found = await conn.fetchval("SELECT 1 FROM users WHERE id = $1 AND erased_at IS NULL", user_id)
+    return found is not None

@@ -1,8 +1,8 @@
 from datetime import datetime
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field
 
-from tenantsvc.schemas import Input, Name, Output
+from tenantsvc.schemas import Input, Name, Output, Patch
 
 MAX_PRICE_CENTS = 10**12
 MAX_STOCK = 2**31 - 1
@@ -15,21 +15,10 @@ class ProductIn(Input):
     stock: int = Field(ge=0, le=MAX_STOCK)
 
 
-class ProductPatch(Input):
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
-
+class ProductPatch(Patch):
     name: Name | None = None
     price_cents: int | None = Field(default=None, ge=0, le=MAX_PRICE_CENTS)
     stock: int | None = Field(default=None, ge=0, le=MAX_STOCK)
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> "ProductPatch":
-        if not self.changes():
-            raise ValueError("give at least one of name, price_cents, stock")
-        return self
-
-    def changes(self) -> dict[str, object]:
-        return self.model_dump(exclude_none=True)
 
 
 class ProductBulkIn(Input):

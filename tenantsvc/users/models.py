@@ -1,6 +1,7 @@
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, Identity, String
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tenantsvc.db.base import CreatedAtMixin, TenantBase
@@ -10,11 +11,20 @@ if TYPE_CHECKING:
 
 
 class User(CreatedAtMixin, TenantBase):
+    """An erased user (``DELETE /users/{id}``) keeps its id and orders, and nothing else."""
+
     __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(
+            "(erased_at IS NULL) = (email IS NOT NULL AND name IS NOT NULL)",
+            name="users_erased_check",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # lazy="raise": a relationship that was not eagerly loaded fails loudly instead of
     # issuing one query per row.

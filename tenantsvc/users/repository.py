@@ -1,7 +1,15 @@
-from sqlalchemy import select
+"""Users; an erased one (``erase``) keeps only its id and creation time, for its orders, and
+every read here passes it over as if it had never been."""
+
+from typing import Any
+
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantsvc.idempotency import store as idempotency
 from tenantsvc.users.models import User
+
+PRESENT = User.erased_at.is_(None)
 
 
 class UserRepository:
@@ -9,18 +17,20 @@ class UserRepository:
         self.session = session
 
     async def get(self, user_id: int) -> User | None:
-        return await self.session.get(User, user_id)
+        found: User | None = await self.session.scalar(
+            select(User).where(User.id == user_id, PRESENT)
+        )
+        return found
 
     async def exists(self, user_id: int) -> bool:
-        found = await self.session.scalar(select(User.id).where(User.id == user_id))
-        return found is not None
+        return await self.get(user_id) is not None
 
     async def get_by_email(self, email: str) -> User | None:
         found: User | None = await self.session.scalar(select(User).where(User.email == email))
         return found
 
     async def page(self, after_id: int, limit: int) -> list[User]:
-        query = select(User).where(User.id > after_id).order_by(User.id).limit(limit)
+        query = select(User).where(User.id > after_id, PRESENT).order_by(User.id).limit(limit)
         return list(await self.session.scalars(query))
 
     async def add(self, *, email: str, name: str) -> User:
@@ -28,3 +38,21 @@ class UserRepository:
         self.session.add(user)
         await self.session.flush()
         return user
+
+    async def update(self, user: User, changes: dict[str, Any]) -> User:
+        for name, value in changes.items():
+            setattr(user, name, value)
+        await self.session.flush()
+        return user
+
+    async def erase(self, user_id: int) -> bool:
+        """Drop the user's email and name for good; False if there was no such user (or it
+        was erased already). Its orders stay, under its id."""
+        query = select(User).where(User.id == user_id, PRESENT).with_for_update()
+        user: User | None = await self.session.scalar(query)
+        if user is None:
+            return False
+        # The answer kept for a retried POST /users holds the email and name as well.
+        await idempotency.forget(self.session, {"id": user.id, "email": user.email})
+        await self.update(user, {"email": None, "name": None, "erased_at": func.now()})
+        return True

@@ -10,7 +10,7 @@ from tenantsvc.schemas import json_response
 from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.uow import UnitOfWork
 from tenantsvc.users.models import User
-from tenantsvc.users.schemas import UserIn, UserOut
+from tenantsvc.users.schemas import UserIn, UserOut, UserPatch
 
 router = APIRouter(
     prefix="/users", tags=["users"], responses=TENANT_PROBLEMS, route_class=TenantRoute
@@ -59,3 +59,22 @@ async def list_user_orders(
     if not await uow.users.exists(user_id):
         raise Problem(404, "Not found", f"no user {user_id}")
     return order_page(await uow.orders.page_for_user(user_id, after_id, limit + 1), limit)
+
+
+@router.patch("/{user_id}", response_model=UserOut, responses=problems(409, 413))
+async def patch_user(user_id: IdPath, body: UserPatch, uow: Uow) -> User:
+    user = await _user_or_404(uow, user_id)
+    if body.email is not None:
+        holder = await uow.users.get_by_email(body.email)
+        if holder is not None and holder.id != user_id:  # races: the unique index, a 409 too
+            raise Problem(409, "Conflict", "a user with this email exists")
+    return await uow.users.update(user, body.changes())
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def erase_user(user_id: IdPath, uow: Uow) -> None:
+    """Erase the user: its email and name are gone for good (with the answer kept for a
+    retried creation), its id and orders stay for the books, and it can no longer order. A
+    second erasure is a 404."""
+    if not await uow.users.erase(user_id):
+        raise Problem(404, "Not found", f"no user {user_id}")

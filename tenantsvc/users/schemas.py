@@ -1,13 +1,21 @@
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import Field
 
-from tenantsvc.schemas import Input, Name, Output
+from tenantsvc.schemas import Input, Name, Output, Patch
+
+Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")]
 
 
 class UserIn(Input):
-    email: str = Field(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
+    email: Email
     name: Name
+
+
+class UserPatch(Patch):
+    email: Email | None = None
+    name: Name | None = None
 
 
 class UserOut(Output):

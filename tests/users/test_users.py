@@ -1,6 +1,11 @@
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.tenancy import fleet
+from tenantsvc.tenancy.provisioning import create_tenant
 from tests.conftest import TenantHandle
+from tests.tenancy.fleet_tenants import revisions_of
 
 
 async def test_create_get_and_conflict(client: httpx.AsyncClient, tenant_a: TenantHandle) -> None:
@@ -47,3 +52,116 @@ async def test_users_keyset(client: httpx.AsyncClient, tenant_a: TenantHandle) -
     )
     assert len(rest.json()["items"]) == 2
     assert rest.json()["next_after_id"] is None
+
+
+async def _user(client: httpx.AsyncClient, t: TenantHandle, email: str, **headers: str) -> int:
+    body = {"email": email, "name": "Grace Hopper"}
+    created = await client.post("/users", json=body, headers={**t.headers, **headers})
+    assert created.status_code == 201, created.text
+    user_id: int = created.json()["id"]
+    return user_id
+
+
+async def test_patch_changes_name_and_email(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    user = await _user(client, tenant_a, "grace@navy.mil")
+    other = await _user(client, tenant_a, "other@navy.mil")
+    patched = await client.patch(
+        f"/users/{user}", json={"name": "RADM Hopper"}, headers=tenant_a.headers
+    )
+    assert patched.json()["name"] == "RADM Hopper"
+    assert patched.json()["email"] == "grace@navy.mil"
+    moved = {"email": "hopper@navy.mil"}
+    assert (await client.patch(f"/users/{user}", json=moved, headers=tenant_a.headers)).json()[
+        "email"
+    ] == moved["email"]
+    same = await client.patch(f"/users/{user}", json=moved, headers=tenant_a.headers)
+    assert same.status_code == 200  # its own email is no conflict
+    taken = await client.patch(f"/users/{other}", json=moved, headers=tenant_a.headers)
+    assert taken.status_code == 409
+    for bad in ({}, {"email": "nope"}, {"name": ""}, {"id": 5}):
+        response = await client.patch(f"/users/{user}", json=bad, headers=tenant_a.headers)
+        assert response.status_code == 422, bad
+    missing = await client.patch(f"/users/{user + 999}", json=moved, headers=tenant_a.headers)
+    assert missing.status_code == 404
+
+
+async def test_an_erased_user_is_gone_but_its_orders_stay(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, engine: AsyncEngine
+) -> None:
+    headers = tenant_a.headers
+    user = await _user(client, tenant_a, "erase.me@example.com")
+    product = {"name": "Widget", "price_cents": 100, "stock": 5}
+    product_id = (await client.post("/products", json=product, headers=headers)).json()["id"]
+    order = {"user_id": user, "items": [{"product_id": product_id, "quantity": 2}]}
+    order_id = (await client.post("/orders", json=order, headers=headers)).json()["id"]
+
+    assert (await client.delete(f"/users/{user}", headers=headers)).status_code == 204
+    for path in (f"/users/{user}", f"/users/{user}/orders"):
+        assert (await client.get(path, headers=headers)).status_code == 404, path
+    listed = (await client.get("/users", params={"limit": 100}, headers=headers)).json()
+    assert user not in [u["id"] for u in listed["items"]]
+    kept = await client.get(f"/orders/{order_id}", headers=headers)
+    assert kept.json()["user_id"] == user  # the books keep the order, under the id
+    refused = await client.post("/orders", json=order, headers=headers)
+    assert refused.status_code == 404  # an erased user orders nothing, and takes no stock
+    assert (await client.get(f"/products/{product_id}", headers=headers)).json()["stock"] == 3
+    assert (await client.delete(f"/users/{user}", headers=headers)).status_code == 404
+    assert (
+        await client.patch(f"/users/{user}", json={"name": "x"}, headers=headers)
+    ).status_code == 404
+    async with engine.connect() as conn:
+        await conn.execute(
+            text("SELECT set_config('search_path', :s, true)"), {"s": tenant_a.schema}
+        )
+        row = (
+            await conn.execute(text("SELECT email, name FROM users WHERE id = :id"), {"id": user})
+        ).one()
+    assert tuple(row) == (None, None)  # gone from the row itself, not only hidden
+    # The address is free again.
+    assert await _user(client, tenant_a, "erase.me@example.com") != user
+
+
+async def test_erasure_reaches_the_answer_kept_for_a_retry(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """A retried POST /users would replay the kept answer, email and name in it: erasure
+    deletes that answer, so the retry creates a user afresh instead."""
+    key = {"Idempotency-Key": "create-ada-1"}
+    user = await _user(client, tenant_a, "ada@erase.io", **key)
+    assert await _user(client, tenant_a, "ada@erase.io", **key) == user  # replayed
+    assert (await client.delete(f"/users/{user}", headers=tenant_a.headers)).status_code == 204
+    retried = await client.post(
+        "/users", json={"email": "ada@erase.io", "name": "Grace Hopper"},
+        headers={**tenant_a.headers, **key},
+    )  # fmt: skip
+    assert retried.status_code == 201
+    assert "idempotent-replayed" not in retried.headers
+    assert retried.json()["id"] != user
+
+
+async def test_erasure_stays_in_its_tenant(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    mine = await _user(client, tenant_a, "same@two.io")
+    theirs = await _user(client, tenant_b, "same@two.io")
+    assert mine == theirs  # each tenant numbers its own users: the ids collide on purpose
+    assert (await client.delete(f"/users/{mine}", headers=tenant_a.headers)).status_code == 204
+    kept = await client.get(f"/users/{theirs}", headers=tenant_b.headers)
+    assert kept.json()["email"] == "same@two.io"
+
+
+async def test_t0004_cannot_be_undone_while_erased_users_exist(fresh_engine: AsyncEngine) -> None:
+    """Their email and name are gone: the NOT NULL columns could not take them back."""
+    schema = (await create_tenant(fresh_engine, "erasing")).schema
+    async with fresh_engine.begin() as conn:
+        await conn.execute(text(f"SET LOCAL search_path = {schema}"))
+        await conn.execute(text("INSERT INTO users (email, name) VALUES ('a@b.io', 'A')"))
+        await conn.execute(text(
+            "UPDATE users SET email = NULL, name = NULL, erased_at = now()"
+        ))  # fmt: skip
+    refused = await fleet.migrate_all(fresh_engine, "t0003")
+    [failure] = refused.failures
+    assert "erased users exist: t0004 cannot be undone" in (failure.error or "")
+    assert await revisions_of(fresh_engine, [schema]) == {schema: "t0004"}
