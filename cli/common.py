@@ -92,8 +92,10 @@ def bad_settings(exc: Any) -> str:
 def print_table(
     headings: Sequence[str], rows: Iterable[Sequence[str]], right: Collection[str] = ()
 ) -> None:
-    """A table for people on stdout, the ``right`` columns (numbers) right-aligned. rich is
-    imported only when a table is printed, so ``tenantctl --help`` stays fast."""
+    """A table for people on stdout, the ``right`` columns (numbers) right-aligned. On a
+    terminal it fits the terminal's width; piped (to grep, to a file), a row stays one line
+    however wide. rich is imported only when a table is printed, so ``tenantctl --help``
+    stays fast."""
     from rich.console import Console
     from rich.table import Table
 
@@ -102,7 +104,7 @@ def print_table(
         table.add_column(heading, justify="right" if heading in right else "left")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 10_000).print(table)
 
 
 def print_json(data: Any) -> None:

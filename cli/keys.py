@@ -70,7 +70,7 @@ def rotate(
 def list_(slug: str, as_json: JsonOpt = False) -> None:
     """List a tenant's keys by id and prefix (never the keys themselves), and their last use.
 
-    The last use is exact to within a minute (TENANTSVC_KEY_USAGE_FLUSH_SECONDS): it shows
+    The last use is exact to within a minute (TENANTSVC_USAGE_FLUSH_SECONDS): it shows
     which clients still send an old key."""
     from tenantsvc.tenancy.admin import list_keys
 

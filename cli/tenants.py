@@ -88,27 +88,52 @@ def show(slug: str, as_json: JsonOpt = False) -> None:
     run(work)
 
 
+Days = Annotated[
+    int, typer.Option(min=1, max=3660, help="Requests over the last N UTC days, today's included.")
+]
+
+
 @app.command()
 def usage(
-    top: Annotated[int | None, typer.Option(min=1, help="Only the N biggest.")] = None,
+    top: Annotated[int | None, typer.Option(min=1, help="Only the first N.")] = None,
     status: Annotated[str | None, typer.Option(help="Only tenants with this status.")] = None,
+    days: Days = 30,
+    by: Annotated[str, typer.Option(help="Order: size or requests.")] = "size",
     as_json: JsonOpt = False,
 ) -> None:
-    """Each tenant's rows and disk (tables, indexes), biggest first."""
+    """Each tenant's rows, disk and requests served, biggest (or busiest) first."""
     from tenantsvc.tenancy.usage import tenant_usage
 
     async def work() -> None:
         async with engine_for_cli() as engine, engine.connect() as conn:
-            found = await tenant_usage(conn, status, top)
+            found = await tenant_usage(conn, status, top, days, by)
         if as_json:
             print_json([u.as_json() for u in found])
             return
         from rich.filesize import decimal
 
-        sizes = ("rows", "tables", "indexes", "total")
+        numbers = ("rows", "tables", "indexes", "total", f"reads {days}d", f"writes {days}d")
         rows = ((u.slug, u.status, f"{u.rows:,}", decimal(u.table_bytes),
-                 decimal(u.index_bytes), decimal(u.total_bytes)) for u in found)  # fmt: skip
-        print_table(("slug", "status", *sizes), rows, right=sizes)
+                 decimal(u.index_bytes), decimal(u.total_bytes), f"{u.reads:,}",
+                 f"{u.writes:,}") for u in found)  # fmt: skip
+        print_table(("slug", "status", *numbers), rows, right=numbers)
+
+    run(work)
+
+
+@app.command()
+def requests(slug: str, days: Days = 30, as_json: JsonOpt = False) -> None:
+    """One tenant's requests served per UTC day, newest first: to bill, to see a trend."""
+    from tenantsvc.tenancy.usage import daily_requests
+
+    async def work() -> None:
+        async with engine_for_cli() as engine, engine.connect() as conn:
+            found = await daily_requests(conn, slug, days)
+        if as_json:
+            print_json([d.as_json() for d in found])
+            return
+        rows = ((d.day.isoformat(), f"{d.reads:,}", f"{d.writes:,}") for d in found)
+        print_table(("day (UTC)", "reads", "writes"), rows, right=("reads", "writes"))
 
     run(work)
 

@@ -16,7 +16,7 @@ from tenantsvc.observability.middleware import RequestMiddleware
 from tenantsvc.orders.router import router as orders_router
 from tenantsvc.products.router import router as products_router
 from tenantsvc.settings import Settings, get_settings
-from tenantsvc.tenancy.key_usage import KeyUsage
+from tenantsvc.tenancy.activity import Activity
 from tenantsvc.tenancy.middleware import TenantMiddleware
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.registry import TenantRegistry
@@ -29,26 +29,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resolved = settings or get_settings()
         database = Database(resolved)
         registry = TenantRegistry(database.engine, resolved.registry_poll_seconds)
-        key_usage = KeyUsage(database.engine, resolved.key_usage_flush_seconds)
+        activity = Activity(database.engine, resolved.usage_flush_seconds)
         sampler = asyncio.create_task(
             sample_pools(database.engines(), resolved.metrics_sample_seconds), name="pool-gauges"
         )
         try:
             await database.start()
             await registry.start()
-            key_usage.start()
+            activity.start()
             tune_collector(resolved.gc_young_threshold, resolved.gc_freeze)
             yield {
                 "db": database,
                 "registry": registry,
-                "key_usage": key_usage,
+                "activity": activity,
                 "shared_head": head("shared"),
             }
         finally:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
             await registry.stop()
-            await key_usage.stop()
+            await activity.stop()
             await database.dispose()
 
     app = FastAPI(title="tenantsvc", version="0.1.0", lifespan=lifespan)

@@ -126,11 +126,12 @@ class Settings(BaseSettings):
         description="How often each worker checks the registry version; bounds how long a "
         "suspended or revoked tenant can still be served.",
     )
-    key_usage_flush_seconds: float = Field(
+    usage_flush_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="How often each worker writes when its accepted API keys were last used "
-        "(`tenantctl keys list`); the time shown is exact to within this.",
+        description="How often each worker writes what it served: when each API key was last "
+        "used (`tenantctl keys list`, exact to within this) and each tenant's requests per day "
+        "(`tenantctl usage`, `tenantctl requests`); tenancy/activity.py.",
     )
 
     actor: str | None = Field(

@@ -39,7 +39,7 @@ class KeyInfo:
     created_at: datetime
     revoked_at: datetime | None
     expires_at: datetime | None = None
-    last_used_at: datetime | None = None  # to within a worker's flush interval (key_usage.py)
+    last_used_at: datetime | None = None  # to within a worker's flush interval (activity.py)
 
     def as_json(self) -> dict[str, Any]:
         return _as_json(self)

@@ -115,7 +115,7 @@ class TenantMiddleware:
         # A new state dict for this request: the lifespan state may be one dict shared by every
         # request (servers are not required to copy it), and writing the tenant into a shared
         # dict would hand concurrent requests each other's tenant.
-        state["key_usage"].used(key_id)
+        state["activity"].served(tenant.id, key_id, scope["method"])
         scope["state"] = {**state, "tenant": tenant}
         tenant_slug.set(tenant.slug)
         await self.app(scope, receive, send)

@@ -1,10 +1,10 @@
 """The registry tables, in the shared schema (never in a tenant's)."""
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, String, Text, func
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Identity, Index, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -62,7 +62,7 @@ class ApiKeyRow(CreatedAtMixin, SharedBase):
 
 
 class ApiKeyUsageRow(SharedBase):
-    """When a key was last accepted, to within a flush interval (``key_usage.py``)."""
+    """When a key was last accepted, to within a flush interval (``activity.py``)."""
 
     __tablename__ = "api_key_usage"
 
@@ -70,6 +70,19 @@ class ApiKeyUsageRow(SharedBase):
         ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
     )
     last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TenantRequestsRow(SharedBase):
+    """A tenant's requests served per UTC day, reads and writes (``activity.py``)."""
+
+    __tablename__ = "tenant_requests"
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    reads: Mapped[int] = mapped_column(BigInteger)
+    writes: Mapped[int] = mapped_column(BigInteger)
 
 
 class TenantEventRow(SharedBase):

@@ -101,6 +101,9 @@ def test_usage_lists_tenants_biggest_first() -> None:
     assert sizes == sorted(sizes, reverse=True)
     assert len(tenantctl("usage", "--top", "1", "--json")) == 1
     assert name in tenantctl("usage").stdout
+    assert (measured[name]["reads"], measured[name]["writes"]) == (0, 0)
+    assert "reads 7d" in tenantctl("usage", "--days", "7", "--by", "requests").stdout
+    assert tenantctl("requests", name, "--json") == []  # no requests yet (counted: test_activity)
 
 
 @pytest.mark.usefixtures("cli_env")
@@ -111,7 +114,8 @@ def test_errors_are_one_line_and_nonzero() -> None:
                  ("suspend", "nobody_here"), ("keys", "revoke", name, "999999"),
                  ("create", slug(), "--name", "x" * 201), ("migrate", name, "--to", "nosuchrev"),
                  ("migrate-all", "--to", "nosuchrev"), ("list", "--status", "bogus"),
-                 ("usage", "--status", "bogus"),
+                 ("usage", "--status", "bogus"), ("usage", "--by", "bogus"),
+                 ("requests", "nobody_here"),
                  ("migrate-all", "--status", "bogus"),
                  ("migrate-all", "--dry-run", "--tenant", "nobody_here"),
                  ("migrate-all", "--tenant", name, "--tenant", "nobody_here")):  # fmt: skip

@@ -1,16 +1,17 @@
-"""When each API key was last used: recorded for accepted requests only, once per flush, and
-never at the price of a registry reload."""
+"""What the workers served: each API key's last use and each tenant's requests per day,
+recorded for accepted requests only, once per flush, never at the price of a registry reload."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.tenancy.admin import KeyInfo, create_key, list_keys
-from tenantsvc.tenancy.key_usage import KeyUsage
+from tenantsvc.tenancy.activity import Activity
+from tenantsvc.tenancy.admin import KeyInfo, TenantInfo, create_key, get_tenant, list_keys
 from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.tenancy.usage import DayRequests, daily_requests, tenant_usage
 from tenantsvc.testing.app import start_app, stop_app
 from tests.conftest import Running, TenantHandle, make_settings
 
@@ -22,6 +23,15 @@ async def _keys(engine: AsyncEngine, slug: str) -> list[KeyInfo]:
 
 def _recent(when: datetime | None) -> bool:
     return when is not None and datetime.now(UTC) - when < timedelta(minutes=1)
+
+
+async def _tenant(engine: AsyncEngine, slug: str) -> TenantInfo:
+    async with engine.connect() as conn:
+        return await get_tenant(conn, slug)
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
 
 
 async def _version(engine: AsyncEngine) -> int:
@@ -43,7 +53,7 @@ async def test_accepted_keys_are_recorded_refused_ones_are_not(
     assert (await client.get("/products", headers=crossed)).status_code == 403
     assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
     version = await _version(engine)
-    await running.state["key_usage"].flush()
+    await running.state["activity"].flush()
 
     used, unused = await _keys(engine, tenant_a.slug)
     assert used.last_used_at is not None
@@ -60,14 +70,14 @@ async def test_a_remembered_pair_is_recorded_too(
 ) -> None:
     """The second request skips verification (the memo of verified pairs): still a use."""
     assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
-    await running.state["key_usage"].flush()
+    await running.state["activity"].flush()
     [key] = await _keys(engine, tenant_a.slug)
     async with engine.begin() as conn:
         await conn.execute(text(
             "UPDATE tenantsvc.api_key_usage SET last_used_at = '2000-01-01' WHERE key_id = :id"
         ), {"id": key.id})  # fmt: skip
     assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
-    await running.state["key_usage"].flush()
+    await running.state["activity"].flush()
     [key] = await _keys(engine, tenant_a.slug)
     assert _recent(key.last_used_at)
 
@@ -80,25 +90,29 @@ async def test_a_failed_flush_keeps_its_keys_and_a_deleted_key_is_skipped(
         gone, _ = await create_key(conn, "keyed")
         await conn.execute(text("DELETE FROM tenantsvc.api_keys WHERE id = :id"), {"id": gone})
     [kept] = await _keys(fresh_engine, "keyed")
-    usage = KeyUsage(fresh_engine, flush_seconds=3600)
-    usage.used(kept.id)
-    usage.used(gone)  # seen, then deleted (a purge) before the flush
+    tenant_id = (await _tenant(fresh_engine, "keyed")).id
+    usage = Activity(fresh_engine, flush_seconds=3600)
+    usage.served(tenant_id, kept.id, "GET")
+    usage.served(tenant_id, gone, "POST")  # seen, then deleted (a purge) before the flush
+    usage.served(2**62, kept.id, "GET")  # a tenant purged since
     async with fresh_engine.begin() as conn:
         await conn.execute(text("ALTER TABLE tenantsvc.api_key_usage RENAME TO away"))
     with pytest.raises(Exception, match="api_key_usage"):
         await usage.flush()
     async with fresh_engine.begin() as conn:
         await conn.execute(text("ALTER TABLE tenantsvc.away RENAME TO api_key_usage"))
-    assert await usage.flush() == 2
+    assert await usage.flush() == 3  # requests
     [recorded] = await _keys(fresh_engine, "keyed")
     assert _recent(recorded.last_used_at)
     assert await usage.flush() == 0
+    async with fresh_engine.connect() as conn:
+        assert await daily_requests(conn, "keyed") == [DayRequests(_today(), 1, 1)]  # once
 
 
 async def test_the_last_uses_are_written_at_shutdown(
     database_url: str, engine: AsyncEngine, tenant_a: TenantHandle
 ) -> None:
-    manager, running = await start_app(make_settings(database_url, key_usage_flush_seconds=3600))
+    manager, running = await start_app(make_settings(database_url, usage_flush_seconds=3600))
     try:
         response = await running.client.get("/products", headers=tenant_a.headers)
         assert response.status_code == 200
@@ -106,3 +120,32 @@ async def test_the_last_uses_are_written_at_shutdown(
         await stop_app(manager, running)
     [key] = await _keys(engine, tenant_a.slug)
     assert _recent(key.last_used_at)
+
+
+async def test_each_tenants_requests_are_counted_per_day(
+    client: httpx.AsyncClient,
+    running: Running,
+    engine: AsyncEngine,
+    tenant_a: TenantHandle,
+    tenant_b: TenantHandle,
+) -> None:
+    """Reads and writes its key was accepted for, whatever the answer; refused ones are not
+    the tenant's."""
+    await running.state["registry"].refresh()
+    for path in ("/products", "/users", "/products/999999"):  # the 404 is served too
+        await client.get(path, headers=tenant_a.headers)
+    user = {"email": "count@me.io", "name": "Count"}
+    assert (await client.post("/users", json=user, headers=tenant_a.headers)).status_code == 201
+    crossed = {"X-Tenant-ID": tenant_b.slug, "Authorization": f"Bearer {tenant_a.api_key}"}
+    assert (await client.get("/products", headers=crossed)).status_code == 403
+    await running.state["activity"].flush()
+
+    async with engine.connect() as conn:
+        assert await daily_requests(conn, tenant_a.slug) == [DayRequests(_today(), 3, 1)]
+        assert await daily_requests(conn, tenant_b.slug) == []
+        busiest = await tenant_usage(conn, days=1, by="requests")
+    counted = {u.slug: (u.reads, u.writes) for u in busiest}
+    assert counted[tenant_a.slug] == (3, 1)
+    assert counted[tenant_b.slug] == (0, 0)
+    totals = [u.reads + u.writes for u in busiest]
+    assert totals == sorted(totals, reverse=True)  # busiest first
