@@ -30,8 +30,12 @@ log = logging.getLogger(__name__)
 _VERSION_SQL = select(RegistryStateRow.version).where(RegistryStateRow.id == 1)
 _TENANTS_SQL = select(TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRow.status)
 _KEYS_SQL = (
-    select(ApiKeyRow.key_hash, TenantRow.slug, ApiKeyRow.id)
-    .add_columns(func.extract("epoch", ApiKeyRow.expires_at))
+    select(
+        ApiKeyRow.key_hash,
+        TenantRow.slug,
+        ApiKeyRow.id,
+        func.extract("epoch", ApiKeyRow.expires_at),
+    )
     .join(TenantRow, TenantRow.id == ApiKeyRow.tenant_id)
     .where(ApiKeyRow.revoked_at.is_(None))
     .where(or_(ApiKeyRow.expires_at.is_(None), ApiKeyRow.expires_at > func.now()))
