@@ -59,6 +59,12 @@ IDEMPOTENCY = Counter(
     "first answer sent again), reused (a 422: another request under the same key)",
     ["outcome"],
 )
+ACTIVITY_FLUSHES = Counter(
+    "tenantsvc_activity_flushes_total",
+    "Writes of what a worker served (keys' last use, tenants' requests; tenancy/activity.py), "
+    "by outcome: ok, or failed (kept for the next: alert when only these grow)",
+    ["outcome"],
+)
 OTHER = "_other"
 
 

@@ -22,6 +22,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger
 
+from tenantsvc.observability.metrics import ACTIVITY_FLUSHES
+
 log = logging.getLogger(__name__)
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -70,7 +72,9 @@ class Activity:
         except BaseException:
             self._keys |= keys  # the next flush carries them
             self._requests.update(requests)
+            ACTIVITY_FLUSHES.labels("failed").inc()
             raise
+        ACTIVITY_FLUSHES.labels("ok").inc()
         return requests.total()
 
     async def _flush_forever(self) -> None:

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,6 +29,11 @@ def _recent(when: datetime | None) -> bool:
 async def _tenant(engine: AsyncEngine, slug: str) -> TenantInfo:
     async with engine.connect() as conn:
         return await get_tenant(conn, slug)
+
+
+def _flushes(outcome: str) -> float:
+    found = REGISTRY.get_sample_value("tenantsvc_activity_flushes_total", {"outcome": outcome})
+    return found or 0.0
 
 
 def _today() -> date:
@@ -97,8 +103,10 @@ async def test_a_failed_flush_keeps_its_keys_and_a_deleted_key_is_skipped(
     usage.served(2**62, kept.id, "GET")  # a tenant purged since
     async with fresh_engine.begin() as conn:
         await conn.execute(text("ALTER TABLE tenantsvc.api_key_usage RENAME TO away"))
+    failed = _flushes("failed")
     with pytest.raises(Exception, match="api_key_usage"):
         await usage.flush()
+    assert _flushes("failed") == failed + 1  # what an alert watches
     async with fresh_engine.begin() as conn:
         await conn.execute(text("ALTER TABLE tenantsvc.away RENAME TO api_key_usage"))
     assert await usage.flush() == 3  # requests

@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.provisioning import create_tenant
 from tests.conftest import TenantHandle
-from tests.tenancy.fleet_tenants import revisions_of
+from tests.tenancy.fleet_tenants import enter, revisions_of
 
 
 async def test_create_get_and_conflict(client: httpx.AsyncClient, tenant_a: TenantHandle) -> None:
@@ -139,6 +139,21 @@ async def test_erasure_reaches_the_answer_kept_for_a_retry(
     assert retried.status_code == 201
     assert "idempotent-replayed" not in retried.headers
     assert retried.json()["id"] != user
+
+
+async def test_erasure_passes_over_kept_answers_that_are_not_json_objects(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, engine: AsyncEngine
+) -> None:
+    """An empty body, a claim still in flight: erasure must not fail on them (a 500 would
+    leave the user's data in place)."""
+    async with engine.begin() as conn:
+        await enter(conn, tenant_a.schema)
+        await conn.execute(text(
+            "INSERT INTO idempotency_keys (key, request_hash, status, response) VALUES "
+            "('empty', '\\x00', 204, ''), ('in-flight', '\\x00', NULL, NULL)"
+        ))  # fmt: skip
+    user = await _user(client, tenant_a, "plain@erase.io")
+    assert (await client.delete(f"/users/{user}", headers=tenant_a.headers)).status_code == 204
 
 
 async def test_erasure_stays_in_its_tenant(
