@@ -42,7 +42,7 @@ async def _prepare(admin_url: str, count: int) -> tuple[str, list[fuzz.Tenant]]:
     await migrate_shared(engine)
     made = [await create_tenant(engine, f"m{i:03d}") for i in range(count)]
     await engine.dispose()
-    return url, [fuzz.Tenant(t.slug, t.schema, t.api_key) for t in made]
+    return url, [fuzz.Tenant(t.slug, t.schema, t.api_key, t.role) for t in made]
 
 
 async def _campaign(url: str, direct: str, tenants: list[fuzz.Tenant], requests: int,

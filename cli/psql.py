@@ -51,9 +51,12 @@ def psql_binary() -> str:
     raise fail("psql not found: install the PostgreSQL client (Debian: postgresql-client)")
 
 
-def session_options(schema: str, read_only: bool) -> str:
-    """``PGOPTIONS`` for the session, after any the caller had set."""
+def session_options(schema: str, read_only: bool, role: str | None = None) -> str:
+    """``PGOPTIONS`` for the session, after any the caller had set: the tenant's search_path
+    and, when it has one, its role (``RESET ROLE`` leaves it)."""
     options = [os.environ.get("PGOPTIONS", ""), f"-c search_path={schema}"]
+    if role:
+        options.append(f"-c role={role}")
     if read_only:
         options.append("-c default_transaction_read_only=on")
     return " ".join(o for o in options if o)
@@ -88,16 +91,16 @@ def psql(
             "transactions; point TENANTSVC_DATABASE_URL at PostgreSQL itself for psql"
         )
 
-    async def work() -> tuple[str, str, str]:
+    async def work() -> tuple[str, str, str | None, str]:
         async with engine_for_cli() as engine, engine.connect() as conn:
             tenant = await get_tenant(conn, slug)
             url = engine.url.render_as_string(hide_password=False)
-        return tenant.location, tenant.status, url
+        return tenant.location, tenant.status, tenant.role, url
 
-    schema, status, url = run(work)
+    schema, status, role, url = run(work)
     if status != "active":
         typer.echo(f"note: tenant {slug} is {status}; its schema is {schema}", err=True)
     env = {**os.environ, **libpq_env(url), "PGAPPNAME": "tenantctl psql",
-           "PGOPTIONS": session_options(schema, read_only)}  # fmt: skip
+           "PGOPTIONS": session_options(schema, read_only, role)}  # fmt: skip
     # The operator's own arguments, for the operator's own psql: nothing to sanitise.
     raise typer.Exit(_wait(subprocess.Popen([psql_binary(), *ctx.args], env=env)))  # noqa: S603

@@ -198,6 +198,35 @@ def restore(slug: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def isolate(
+    slug: Annotated[str | None, typer.Argument(help="One tenant (default: --all).")] = None,
+    all_tenants: Annotated[
+        bool, typer.Option("--all", help="Every tenant without its own role.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give tenants their own database role, which may use only their schema.
+
+    Their transactions then run as it, so PostgreSQL itself refuses any other tenant's table.
+    One tenant at a time, each in its own transaction; run again after a failure. On a tenant
+    that has its role, completes its rights."""
+    from tenantsvc.tenancy.roles import isolate as give_roles
+
+    if (slug is None) == (not all_tenants):
+        raise fail("give one tenant's slug or --all")
+
+    async def work() -> None:
+        async with engine_for_cli() as engine:
+            done = await give_roles(engine, slug)
+        if as_json:
+            print_json({"isolated": done})
+        else:
+            typer.echo(f"{len(done)} tenant(s) run as their own role now")
+
+    run(work)
+
+
+@app.command()
 def rename(
     slug: str,
     name: Annotated[str, typer.Option(help="The new display name.")],

@@ -92,7 +92,7 @@ async def _on_primary(request: Request, opened: AbstractAsyncContextManager[T]) 
 
 async def get_write_db(request: Request, tenant: CurrentTenant) -> AsyncIterator[AsyncSession]:
     database: Database = request.state.db
-    opened = tenant_session(database.sessionmaker, tenant.schema)
+    opened = tenant_session(database.sessionmaker, tenant.schema, tenant.role)
     async with _on_primary(request, opened) as session:
         yield session
 
@@ -101,7 +101,7 @@ def write_connection(request: Request, tenant: Tenant) -> AbstractAsyncContextMa
     """The hot-path twin of ``get_write_db``: a raw connection in the tenant's transaction.
     Plain routes (``plain_routes.py``) enter it themselves."""
     database: Database = request.state.db
-    opened = tenant_connection(database.engine, tenant.schema, database.statements)
+    opened = tenant_connection(database.engine, tenant.schema, database.statements, tenant.role)
     return _on_primary(request, opened)
 
 
@@ -149,7 +149,7 @@ async def get_read_db(request: Request, tenant: CurrentTenant) -> AsyncIterator[
 
     def opener(replica: Replica | None) -> AbstractAsyncContextManager[AsyncSession]:
         maker = replica.sessionmaker if replica else database.sessionmaker
-        return tenant_session(maker, tenant.schema)
+        return tenant_session(maker, tenant.schema, tenant.role)
 
     async with _read_context(request, opener) as session:
         yield session

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="How often each worker checks the registry version; bounds how long a "
         "suspended or revoked tenant can still be served.",
     )
+    tenant_roles: bool = Field(
+        default=True,
+        description="New tenants get their own database role, which may use only their schema; "
+        "their transactions run as it (tenancy/roles.py). Needs CREATEROLE. `tenantctl isolate` "
+        "gives existing tenants one.",
+    )
     usage_flush_seconds: float = Field(
         default=60.0,
         gt=0,

@@ -24,6 +24,11 @@ from tenantsvc.settings import Settings
 from tenantsvc.tenancy.ddl import identifier
 
 SET_TENANT = text("SELECT set_config('search_path', :schema, true)")
+# And the tenant's role (tenancy/roles.py), transaction-local too: ``set_config('role', ...)``
+# is ``SET LOCAL ROLE``.
+SET_TENANT_AND_ROLE = text(
+    "SELECT set_config('search_path', :schema, true), set_config('role', :role, true)"
+)
 # Planner settings of the hot transactions (*/queries.py), transaction-local like the
 # search_path and sent in the same round trip as BEGIN. Those statements are index seeks by id
 # whatever their parameters, so:
@@ -43,10 +48,11 @@ def local_search_path_sql(schema: str) -> str:
     return f"SET LOCAL search_path TO {identifier(schema)};"
 
 
-def hot_begin_sql(schema: str) -> str:
-    """BEGIN, the planner settings and the tenant's transaction-local search_path: one round
-    trip."""
-    return f"{BEGIN_HOT} {local_search_path_sql(schema)}"
+def hot_begin_sql(schema: str, role: str | None = None) -> str:
+    """BEGIN, the planner settings, the tenant's transaction-local search_path and role: one
+    round trip."""
+    as_role = f" SET LOCAL ROLE {identifier(role)};" if role else ""
+    return f"{BEGIN_HOT} {local_search_path_sql(schema)}{as_role}"
 
 
 class Database:
@@ -88,18 +94,22 @@ class Database:
 
 @asynccontextmanager
 async def tenant_session(
-    sessionmaker: async_sessionmaker[AsyncSession], schema: str
+    sessionmaker: async_sessionmaker[AsyncSession], schema: str, role: str | None = None
 ) -> AsyncIterator[AsyncSession]:
-    """One transaction in ``schema``: committed when the block ends, rolled back on error."""
+    """One transaction in ``schema`` (as ``role``, when the tenant has one): committed when
+    the block ends, rolled back on error."""
     async with sessionmaker() as session, session.begin():
         with prefer(schema):  # the first statement checks a connection out
-            await session.execute(SET_TENANT, {"schema": schema})
+            if role is None:
+                await session.execute(SET_TENANT, {"schema": schema})
+            else:
+                await session.execute(SET_TENANT_AND_ROLE, {"schema": schema, "role": role})
         yield session
 
 
 @asynccontextmanager
 async def tenant_connection(
-    engine: AsyncEngine, schema: str, statements: TenantStatements
+    engine: AsyncEngine, schema: str, statements: TenantStatements, role: str | None = None
 ) -> AsyncIterator[TenantConnection]:
     """The pooled connection's raw asyncpg connection, inside one transaction of ``schema``,
     for the hottest paths: BEGIN and the transaction-local search_path travel in one round
@@ -115,7 +125,7 @@ async def tenant_connection(
         if is_stale(fairy.info):
             await refresh(driver, fairy.info)
         try:
-            await driver.execute(hot_begin_sql(schema))
+            await driver.execute(hot_begin_sql(schema, role))
         except BaseException:
             _discard(fairy, driver)
             raise

@@ -22,6 +22,7 @@ class TenantInfo:
     status: str
     created_at: datetime
     archived_schema: str | None = None
+    role: str | None = None  # the database role its transactions run as (roles.py)
 
     @property
     def location(self) -> str:
@@ -59,6 +60,7 @@ _TENANT_COLUMNS = (
     TenantRow.status,
     TenantRow.created_at,
     TenantRow.archived_schema,
+    TenantRow.role_name,
 )
 
 

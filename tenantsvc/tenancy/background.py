@@ -35,7 +35,7 @@ async def run_in_tenant(
     returns, rolled back if it raises."""
     tenant_token, slug_token = current_tenant.set(tenant), tenant_slug.set(tenant.slug)
     try:
-        async with tenant_session(sessionmaker, tenant.schema) as session:
+        async with tenant_session(sessionmaker, tenant.schema, tenant.role) as session:
             if tenant.status == TenantStatus.READ_ONLY:  # its writes fail in the database
                 await session.execute(READ_ONLY_TRANSACTION)
             return await job(session)
@@ -50,7 +50,7 @@ async def run_for_slug(engine: AsyncEngine, slug: str, job: Job[T]) -> T:
         info = await get_tenant(conn, slug)
     if info.status not in SERVED:
         raise TenancyError(f"tenant {slug!r} is {info.status}")
-    tenant = Tenant(info.id, info.slug, info.schema, info.status)
+    tenant = Tenant(info.id, info.slug, info.schema, info.status, info.role)
     return await run_in_tenant(async_sessionmaker(engine, expire_on_commit=False), tenant, job)
 
 

@@ -176,6 +176,42 @@ async def check_audit(conn: AsyncConnection) -> Check:
                  "ENABLE TRIGGER record_event")  # fmt: skip
 
 
+# Per tenant with a role: is it there, may this role (the service's) act as it, and does it
+# hold its rights on every table of its schema?
+_ROLES = text("""
+SELECT t.slug, current_user AS me, t.role_name IS NULL AS unset,
+       t.role_name IS NOT NULL AND r.oid IS NULL AS missing,
+       r.oid IS NOT NULL AND NOT pg_has_role(current_user, r.oid, 'MEMBER') AS foreign_role,
+       r.oid IS NOT NULL AND EXISTS (
+           SELECT FROM pg_tables p, unnest('{SELECT,INSERT,UPDATE,DELETE}'::text[]) AS right_
+           WHERE p.schemaname = coalesce(t.archived_schema, t.schema_name)
+             AND p.tablename <> 'alembic_version'
+             AND NOT has_table_privilege(r.oid, format('%I.%I', p.schemaname, p.tablename),
+                                         right_)  -- each: a list is true if any one is held
+       ) AS short
+FROM tenantsvc.tenants t LEFT JOIN pg_roles r ON r.rolname = t.role_name
+WHERE t.status <> 'provisioning'
+ORDER BY t.id
+""")
+
+
+async def check_roles(conn: AsyncConnection) -> Check:
+    """Each tenant's own role (``roles.py``): a missing one, or one this role may not act
+    as, fails every request of its tenant; one short of rights fails some."""
+    rows = (await conn.execute(_ROLES)).all()
+    broken = [r.slug for r in rows if r.missing or r.foreign_role or r.short]
+    if broken:
+        return Check("tenant roles", "fail", f"{len(broken)} tenants' roles are missing, not "
+                     f"granted to {rows[0].me} or short of rights: "
+                     f"{_first_few(broken)}; `tenantctl isolate <slug>` repairs one")  # fmt: skip
+    unset = [r.slug for r in rows if r.unset]
+    if not unset:
+        return Check("tenant roles", "ok", f"each of {len(rows)} tenants runs as its own role")
+    return Check("tenant roles", "warn", f"{len(unset)} tenants run as the service's role, "
+                 f"which may use every tenant's tables: {_first_few(unset)}; "
+                 "`tenantctl isolate --all`")  # fmt: skip
+
+
 def _first_few(items: list[str], shown: int = 5) -> str:
     """A warning names a few and counts the rest: a fleet may have thousands."""
     more = f" and {len(items) - shown} more" if len(items) > shown else ""
@@ -191,6 +227,7 @@ async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
         checks.append(await check_indexes(conn))
         checks.append(await check_keys(conn))
         checks.append(await check_audit(conn))
+        checks.append(await check_roles(conn))
     except Exception as exc:  # no shared schema yet: say so rather than crash
         detail = f"{first_line(exc)}: run `tenantctl migrate-all`"
         checks.append(Check("shared track", "fail", detail))

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
+from tenantsvc.tenancy.roles import drop_role
 from tenantsvc.tenancy.slugs import check_display_name
 
 
@@ -54,6 +55,7 @@ async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
     tenant = await get_tenant(conn, slug)
     await conn.execute(text(f"DROP SCHEMA IF EXISTS {_quote(conn, tenant.location)} CASCADE"))
     await conn.execute(delete(TenantRow).where(TenantRow.id == tenant.id))
+    await drop_role(conn, tenant.role)
     return tenant
 
 

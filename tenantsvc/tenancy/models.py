@@ -45,6 +45,8 @@ class TenantRow(CreatedAtMixin, SharedBase):
     status: Mapped[str] = mapped_column(String(16))
     # Set while archived: the schema was renamed here, out of the way of request routing.
     archived_schema: Mapped[str | None] = mapped_column(String(63))
+    # The database role its transactions run as, which may use only its schema (roles.py).
+    role_name: Mapped[str | None] = mapped_column(String(63))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

@@ -17,11 +17,13 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateSchema
 
+from tenantsvc.settings import get_settings
 from tenantsvc.tenancy import keys
 from tenantsvc.tenancy.ddl import run_script
 from tenantsvc.tenancy.errors import TenantExistsError
 from tenantsvc.tenancy.migrator import build_script, head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
+from tenantsvc.tenancy.roles import give_role
 from tenantsvc.tenancy.slugs import check_display_name, schema_for
 
 _REGISTER = text(
@@ -34,7 +36,7 @@ _REGISTER = text(
         SELECT id, :revision FROM tenant
     )
     INSERT INTO tenantsvc.api_keys (tenant_id, key_hash, prefix)
-    SELECT id, :key_hash, :prefix FROM tenant RETURNING id
+    SELECT id, :key_hash, :prefix FROM tenant RETURNING id, tenant_id
     """
 )
 # The expiry in the database's clock, which the registry compares keys against.
@@ -53,6 +55,7 @@ class NewTenant:
     status: str
     api_key: str
     key_id: int
+    role: str | None = None  # its own database role (roles.py)
 
 
 def _key_params() -> tuple[str, dict[str, str]]:
@@ -79,7 +82,13 @@ Fill = Callable[[Any, str], Awaitable[None]]
 
 
 async def _build(
-    conn: AsyncConnection, slug: str, name: str, schema: str, revision: str, fill: Fill | None
+    conn: AsyncConnection,
+    slug: str,
+    name: str,
+    schema: str,
+    revision: str,
+    fill: Fill | None,
+    with_role: bool,
 ) -> NewTenant:
     if await conn.scalar(select(TenantRow.id).where(TenantRow.slug == slug)) is not None:
         raise TenantExistsError(slug)
@@ -92,9 +101,9 @@ async def _build(
     key, key_params = _key_params()
     params = {"slug": slug, "name": name, "schema": schema, "status": status,
               "revision": revision}  # fmt: skip
-    key_id = await conn.scalar(_REGISTER, {**params, **key_params})
-    assert key_id is not None
-    return NewTenant(slug, name, schema, status, key, int(key_id))
+    key_id, tenant_id = (await conn.execute(_REGISTER, {**params, **key_params})).one()
+    role = await give_role(conn, tenant_id) if with_role else None
+    return NewTenant(slug, name, schema, status, key, int(key_id), role)
 
 
 async def create_tenant(
@@ -104,13 +113,16 @@ async def create_tenant(
     *,
     revision: str | None = None,
     fill: Fill | None = None,
+    with_role: bool | None = None,
 ) -> NewTenant:
-    """At head unless ``revision`` says otherwise; ``fill`` loads rows before the commit."""
+    """At head unless ``revision`` says otherwise; ``fill`` loads rows before the commit; with
+    its own database role unless ``with_role`` (default: ``TENANTSVC_TENANT_ROLES``) says no."""
     schema, display = schema_for(slug), name or slug
     check_display_name(display)
+    role = get_settings().tenant_roles if with_role is None else with_role
     try:
         async with engine.begin() as conn:
-            return await _build(conn, slug, display, schema, revision or head("tenant"), fill)
+            return await _build(conn, slug, display, schema, revision or head("tenant"), fill, role)
     except (IntegrityError, ProgrammingError) as exc:
         # A concurrent create of the same slug, or a leftover schema of that name.
         if "already exists" in str(exc) or "duplicate key" in str(exc):

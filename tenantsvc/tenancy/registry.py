@@ -28,7 +28,9 @@ from tenantsvc.tenancy.models import ApiKeyRow, RegistryStateRow, TenantRow
 log = logging.getLogger(__name__)
 
 _VERSION_SQL = select(RegistryStateRow.version).where(RegistryStateRow.id == 1)
-_TENANTS_SQL = select(TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRow.status)
+_TENANTS_SQL = select(
+    TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRow.status, TenantRow.role_name
+)
 _KEYS_SQL = (
     select(
         ApiKeyRow.key_hash,
@@ -48,6 +50,7 @@ class Tenant:
     slug: str
     schema: str
     status: str
+    role: str | None = None  # its transactions run as this database role (roles.py)
 
 
 class KeyOwner(NamedTuple):
@@ -116,7 +119,7 @@ class TenantRegistry:
             if unchanged and not force:
                 return
             tenants = {
-                r.slug: Tenant(r.id, r.slug, r.schema_name, r.status)
+                r.slug: Tenant(r.id, r.slug, r.schema_name, r.status, r.role_name)
                 for r in await conn.execute(_TENANTS_SQL)
             }
             keys, expiries = {}, [math.inf]

@@ -14,10 +14,11 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tenantsvc.main import create_app
 from tenantsvc.settings import Settings
+from tenantsvc.tenancy.roles import role_prefix
 from tenantsvc.testing.postgres import with_database
 
 
@@ -103,7 +104,17 @@ async def scratch_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
     finally:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            await drop_roles_of(conn, name)
         await admin.dispose()
+
+
+async def drop_roles_of(conn: AsyncConnection, database: str) -> None:
+    """Tenant roles belong to the cluster: a dropped database's would outlive it."""
+    pattern = role_prefix(database).replace("_", "\\_") + "%"
+    query = text("SELECT rolname FROM pg_roles WHERE rolname LIKE :p")
+    found = await conn.execute(query, {"p": pattern})
+    for role in found.scalars().all():
+        await conn.execute(text(f'DROP ROLE "{role}"'))
 
 
 def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_seconds: float = 60) -> None:

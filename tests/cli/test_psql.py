@@ -56,6 +56,16 @@ def test_each_session_sees_its_own_tenant(database_url: str, pair: tuple[str, st
     assert answer(database_url, first, "SHOW search_path") == f"tenant_{first}"
 
 
+def test_a_session_runs_as_the_tenants_role(database_url: str, pair: tuple[str, str]) -> None:
+    """It sees what the tenant's requests see: another tenant's schema is refused."""
+    first, second = pair
+    assert answer(database_url, first, "SELECT current_user").startswith("tenantsvc_")
+    done = tenantctl(database_url, "psql", first, "-X", "-c",
+                     f"SELECT count(*) FROM tenant_{second}.products")  # fmt: skip
+    assert done.returncode != 0
+    assert "permission denied" in done.stderr
+
+
 def test_read_only_sessions_refuse_writes(database_url: str, pair: tuple[str, str]) -> None:
     done = tenantctl(database_url, "psql", pair[1], "--read-only", "-X", "-c", ONE_PRODUCT)
     assert done.returncode != 0

@@ -13,10 +13,13 @@ router = APIRouter(prefix="/_fault")
 
 @router.get("/whoami")
 async def whoami(session: DbSession, tenant: CurrentTenant) -> dict[str, object]:
-    """The schema the transaction resolves to, and a marker row read through it."""
-    path = (await session.execute(text("SELECT current_setting('search_path')"))).scalar_one()
+    """The schema the transaction resolves to, the role it runs as, and a marker row read
+    through them."""
+    path, role = (
+        await session.execute(text("SELECT current_setting('search_path'), current_user"))
+    ).one()
     names = (await session.execute(text("SELECT name FROM products ORDER BY id LIMIT 3"))).scalars()
-    return {"tenant": tenant.slug, "search_path": path, "names": list(names)}
+    return {"tenant": tenant.slug, "search_path": path, "role": role, "names": list(names)}
 
 
 @router.get("/raise")

@@ -25,6 +25,7 @@ class Tenant:
     slug: str
     schema: str
     api_key: str
+    role: str | None = None  # the database role its transactions must run as
     users: int = 0
     products: int = 0
 
@@ -101,6 +102,27 @@ async def _cancel_order(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> ht
     return cancelled
 
 
+async def _rename_user(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> httpx.Response:
+    """A rename that reached another tenant's schema would leave this tenant's marker there."""
+    body = {"name": f"{t.slug}~u{r.randint(0, 10**9)}"}
+    return await c.patch(f"/users/{r.randint(1, t.users)}", json=body, headers=t.headers)
+
+
+async def _erase_user(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> httpx.Response:
+    """A user created, erased, then asked for. User ids overlap between tenants, so an erasure
+    that reached another tenant's schema would find a user there, and this one would answer."""
+    body = {"email": f"gone{r.randint(0, 10**9)}@{t.slug}~.test", "name": f"{t.slug}~gone"}
+    created = await c.post("/users", json=body, headers=t.headers)
+    if created.status_code != 201:
+        return created
+    user_id = created.json()["id"]
+    erased = await c.delete(f"/users/{user_id}", headers=t.headers)
+    if erased.status_code == 204:
+        after = await c.get(f"/users/{user_id}", headers=t.headers)  # 404 is the right answer
+        erased.extensions["answered_after"] = after.status_code == 200 and after.text
+    return erased
+
+
 async def _user_orders(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> httpx.Response:
     return await c.get(f"/users/{r.randint(1, t.users)}/orders", headers=t.headers)
 
@@ -119,7 +141,8 @@ def _fault(path: str) -> Operation:
 CLEAN: list[tuple[str, Operation, int]] = [
     ("list", _list, 30), ("get", _get, 20), ("create", _create, 10), ("order", _order, 10),
     ("keyed_order", _keyed_order, 5), ("cancel_order", _cancel_order, 3),
-    ("user_orders", _user_orders, 5), ("whoami", _whoami, 15),
+    ("user_orders", _user_orders, 5), ("rename_user", _rename_user, 3),
+    ("erase_user", _erase_user, 2), ("whoami", _whoami, 15),
 ]  # fmt: skip
 FAULTS: list[tuple[str, Operation, int]] = [
     ("raise", _fault("/_fault/raise"), 3), ("timeout", _fault("/_fault/timeout"), 3),
@@ -136,8 +159,12 @@ def check(name: str, tenant: Tenant, response: httpx.Response, report: Report) -
     leaked = foreign_markers(body, tenant.slug)
     if name == "whoami" and response.json()["search_path"] != tenant.schema:
         leaked.append(f"search_path {response.json()['search_path']}")
+    if name == "whoami" and tenant.role and response.json()["role"] != tenant.role:
+        leaked.append(f"role {response.json()['role']}")
     if name == "keyed_order":
         leaked += _other_answer(tenant, response, report)
+    if name == "erase_user" and response.extensions.get("answered_after"):
+        leaked.append(f"an erased user answers: {response.extensions['answered_after'][:60]}")
     if name == "cancel_order" and "placed" in response.extensions:
         placed, cancelled = response.extensions["placed"], response.json()
         if {**cancelled, "cancelled_at": None} != placed:

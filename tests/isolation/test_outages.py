@@ -62,7 +62,7 @@ async def outage_app(
     made = [await create_tenant(engine, f"m{tag}{i}") for i in range(2)]
     await engine.dispose()
     manager, running = await start_app(app=faults.mount(create_app(settings)))
-    tenants = [fuzz.Tenant(t.slug, t.schema, t.api_key) for t in made]
+    tenants = [fuzz.Tenant(t.slug, t.schema, t.api_key, t.role) for t in made]
     for tenant in tenants:
         await fuzz.seed(running.client, tenant, products=10, users=1)
     yield running, tenants

@@ -1,0 +1,110 @@
+"""Each tenant's own database role: the second wall between tenants, kept by PostgreSQL.
+
+The search_path decides which tenant's tables a statement's unqualified names mean; a statement
+that names a schema (``tenant_other.orders``: a bug, a hand-written report, a query built from
+the wrong tenant) would go past it. So every tenant transaction also runs as the tenant's role
+(``SET LOCAL ROLE``, in the same round trip as the search_path, transaction-local like it),
+and that role holds privileges on its own schema's tables and nothing else: PostgreSQL refuses
+any other tenant's table ("permission denied"), and the registry's.
+
+- A role is named for the database and the tenant's id (``tenantsvc_<8 hex of the database
+  name's md5>_<id>``): roles belong to the whole cluster, where several databases may each hold
+  a tenant with the same id. It cannot log in; the role that provisions is made a member, so
+  the service running as that role may ``SET ROLE`` to it.
+- Its rights: ``USAGE`` on the schema, read and write on its tables (and the tables later
+  migrations add there, through default privileges), nothing on ``alembic_version``.
+- Creating one takes ``CREATEROLE`` (or a superuser). ``TENANTSVC_TENANT_ROLES=false`` creates
+  tenants without one; they run as the service's role, as every tenant did before.
+- Purging a tenant drops its role; archiving keeps it (the rights follow the renamed schema).
+"""
+
+import hashlib
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tenantsvc.tenancy.ddl import identifier, literal
+from tenantsvc.tenancy.errors import TenantNotFoundError
+from tenantsvc.tenancy.models import TenantRow
+from tenantsvc.tenancy.slugs import validate_slug
+
+_NAME = text(
+    "SELECT 'tenantsvc_' || left(md5(current_database()), 8) || '_' || CAST(:id AS bigint)"
+)
+
+
+def role_prefix(database: str) -> str:
+    """What the names of ``database``'s tenant roles begin with (as ``_NAME`` makes them)."""
+    return f"tenantsvc_{hashlib.md5(database.encode()).hexdigest()[:8]}_"  # noqa: S324
+
+
+RIGHTS = "SELECT, INSERT, UPDATE, DELETE"
+
+
+def _grants_sql(role: str, schema: str) -> str:
+    r, s = identifier(role), identifier(schema)
+    return f"""
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {literal(role)}) THEN
+        CREATE ROLE {r} NOLOGIN;
+    END IF;
+END $$;
+GRANT {r} TO CURRENT_USER;
+GRANT USAGE ON SCHEMA {s} TO {r};
+GRANT {RIGHTS} ON ALL TABLES IN SCHEMA {s} TO {r};
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};
+REVOKE ALL ON {s}.alembic_version FROM {r};
+ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {RIGHTS} ON TABLES TO {r};
+ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {r};
+"""  # noqa: S608 (the registry's names, quoted)
+
+
+async def give_role(conn: AsyncConnection, tenant_id: int) -> str:
+    """Create (or complete) the tenant's role and record it; returns its name. Inside the
+    caller's transaction: the role, its rights and the registry row commit together."""
+    role = await conn.scalar(_NAME, {"id": tenant_id})
+    where = func.coalesce(TenantRow.archived_schema, TenantRow.schema_name)  # archived: moved
+    schema = await conn.scalar(select(where).where(TenantRow.id == tenant_id))
+    assert isinstance(role, str)
+    assert isinstance(schema, str)
+    raw = await conn.get_raw_connection()
+    await raw.driver_connection.execute(_grants_sql(role, schema))  # type: ignore[union-attr]
+    await conn.execute(update(TenantRow).where(TenantRow.id == tenant_id).values(role_name=role))
+    return role
+
+
+async def drop_role(conn: AsyncConnection, role: str | None) -> None:
+    """With the tenant's schema (its rights in this database go first: a role that holds
+    any cannot be dropped)."""
+    if role is None:
+        return
+    r = identifier(role).replace("'", "''")
+    await conn.execute(
+        text(f"""
+        DO $$ BEGIN
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = {literal(role)}) THEN
+                EXECUTE 'DROP OWNED BY {r}';
+                EXECUTE 'DROP ROLE {r}';
+            END IF;
+        END $$""")
+    )
+
+
+async def isolate(engine: AsyncEngine, slug: str | None = None) -> list[str]:
+    """Give ``slug`` (or every tenant without one) its role, completing the rights of one
+    that has it; each tenant in its own transaction, so a long run keeps what it did. Returns
+    the slugs."""
+    async with engine.connect() as conn:
+        query = select(TenantRow.id, TenantRow.slug).order_by(TenantRow.id)
+        if slug is not None:
+            validate_slug(slug)
+            query = query.where(TenantRow.slug == slug)
+        else:
+            query = query.where(TenantRow.role_name.is_(None))
+        tenants = [(row.id, row.slug) for row in await conn.execute(query)]
+    if slug is not None and not tenants:
+        raise TenantNotFoundError(slug)
+    for tenant_id, _ in tenants:
+        async with engine.begin() as conn:
+            await give_role(conn, tenant_id)
+    return [name for _, name in tenants]

@@ -1,0 +1,133 @@
+"""Each tenant's own database role: PostgreSQL itself keeps a tenant's transactions out of
+every other schema, whatever SQL they send."""
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from tenantsvc.db.session import tenant_connection, tenant_session
+from tenantsvc.db.statements import TenantStatements
+from tenantsvc.tenancy import fleet, lifecycle
+from tenantsvc.tenancy.admin import TenantInfo, get_tenant
+from tenantsvc.tenancy.doctor import check_roles
+from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.tenancy.roles import isolate
+from tests.conftest import TenantHandle
+from tests.tenancy.revisions import add_sku_revision
+
+DENIED = "permission denied"
+
+
+async def _info(engine: AsyncEngine, slug: str) -> TenantInfo:
+    async with engine.connect() as conn:
+        return await get_tenant(conn, slug)
+
+
+async def _roles(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        found = await conn.execute(text("SELECT rolname FROM pg_roles"))
+        return set(found.scalars())
+
+
+async def test_the_hot_path_transaction_is_refused_other_schemas(
+    engine: AsyncEngine, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    a = await _info(engine, tenant_a.slug)
+    assert a.role is not None
+    opened = tenant_connection(engine, a.schema, TenantStatements(0), a.role)
+    async with opened as conn:
+        assert await conn.driver.fetchval("SELECT current_user") == a.role
+        assert await conn.driver.fetchval("SELECT count(*) FROM products") == 0  # its own
+        await conn.driver.execute("INSERT INTO users (email, name) VALUES ('a@a.io', 'A')")
+    for sql in (
+        f"SELECT count(*) FROM {tenant_b.schema}.products",  # another tenant's table
+        f"INSERT INTO {tenant_b.schema}.users (email, name) VALUES ('x@x.io', 'X')",
+        "SELECT count(*) FROM tenantsvc.api_keys",  # the registry
+        "DELETE FROM alembic_version",  # its own schema's migration state
+        "CREATE TABLE stray (id int)",  # its schema's shape belongs to migrations
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match=DENIED):
+            async with tenant_connection(engine, a.schema, TenantStatements(0), a.role) as conn:
+                await conn.driver.execute(sql)
+
+
+async def test_the_orm_path_runs_as_the_role_too(
+    engine: AsyncEngine, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    a = await _info(engine, tenant_a.slug)
+    maker = async_sessionmaker(engine)
+    async with tenant_session(maker, a.schema, a.role) as session:
+        assert await session.scalar(text("SELECT current_user")) == a.role
+    with pytest.raises(ProgrammingError, match=DENIED):
+        async with tenant_session(maker, a.schema, a.role) as session:
+            await session.execute(text(f"SELECT * FROM {tenant_b.schema}.orders"))
+    async with tenant_session(maker, a.schema, None) as session:  # without its role: the wall
+        await session.execute(text(f"SELECT * FROM {tenant_b.schema}.orders"))  # it replaces
+
+
+async def test_tables_a_migration_adds_are_the_roles_too(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Default privileges: the sku revision adds a column and an index; a new table would get
+    the same rights. Checked on every table the role's schema holds."""
+    await create_tenant(fresh_engine, "grown")
+    add_sku_revision(tmp_path, monkeypatch)
+    assert (await fleet.migrate_all(fresh_engine)).failures == []
+    async with fresh_engine.begin() as conn:
+        schema = (await get_tenant(conn, "grown")).schema
+        await conn.execute(text(f"CREATE TABLE {schema}.later (id int)"))  # as a migration would
+        assert (await check_roles(conn)).status == "ok"
+    grown = await _info(fresh_engine, "grown")
+    opened = tenant_connection(fresh_engine, grown.schema, TenantStatements(0), grown.role)
+    async with opened as conn:
+        await conn.driver.execute("INSERT INTO later VALUES (1)")
+        await conn.driver.execute("UPDATE products SET sku = 'x'")
+
+
+async def test_isolate_gives_existing_tenants_roles_and_doctor_tells(
+    fresh_engine: AsyncEngine,
+) -> None:
+    for slug in ("old_one", "old_two"):
+        await create_tenant(fresh_engine, slug, with_role=False)
+    await create_tenant(fresh_engine, "newer")
+    async with fresh_engine.connect() as conn:
+        warned = await check_roles(conn)
+    assert warned.status == "warn"
+    assert "old_one" in warned.detail
+    assert "old_two" in warned.detail
+    assert await isolate(fresh_engine) == ["old_one", "old_two"]
+    assert await isolate(fresh_engine) == []  # nothing left to do
+    async with fresh_engine.connect() as conn:
+        assert (await check_roles(conn)).status == "ok"
+    old = await _info(fresh_engine, "old_one")
+    assert old.role is not None
+    # A role that lost its rights (by hand) fails the check; isolate SLUG completes it.
+    async with fresh_engine.begin() as conn:
+        await conn.execute(text(f'REVOKE SELECT ON {old.schema}.orders FROM "{old.role}"'))
+        failed = await check_roles(conn)
+    assert failed.status == "fail"
+    assert "old_one" in failed.detail
+    assert await isolate(fresh_engine, "old_one") == ["old_one"]
+    async with fresh_engine.connect() as conn:
+        assert (await check_roles(conn)).status == "ok"
+
+
+async def test_purge_drops_the_role_and_archive_keeps_it(fresh_engine: AsyncEngine) -> None:
+    await create_tenant(fresh_engine, "leaving")
+    role = (await _info(fresh_engine, "leaving")).role
+    assert role in await _roles(fresh_engine)
+    async with fresh_engine.begin() as conn:
+        await lifecycle.archive(conn, "leaving")
+    assert role in await _roles(fresh_engine)
+    async with fresh_engine.begin() as conn:
+        await lifecycle.restore(conn, "leaving")
+    restored = await _info(fresh_engine, "leaving")
+    async with tenant_connection(fresh_engine, restored.schema, TenantStatements(0), role) as conn:
+        assert await conn.driver.fetchval("SELECT count(*) FROM products") == 0  # rights kept
+    async with fresh_engine.begin() as conn:
+        await lifecycle.purge(conn, "leaving")
+    assert role not in await _roles(fresh_engine)
