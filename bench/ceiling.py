@@ -8,33 +8,40 @@ import tempfile
 import time
 from pathlib import Path
 
-from tenantsvc.db.session import HOT_SETTINGS, local_search_path_sql
+from tenantsvc.db.session import HOT_SETTINGS, local_role_sql, local_search_path_sql
 from tenantsvc.db.statements import tenant_prefix
 from tenantsvc.orders.queries import PLACE
 from tenantsvc.products.queries import LIVE_PAGE
+from tenantsvc.tenancy.roles import grants_sql
+
+# A tenant as the service's transactions name it: its schema, and its role (None: it has none).
+Tenant = tuple[str, str | None]
 
 
-def _tenant_script(schema: str, body: str) -> str:
-    """One transaction as the service sends it: BEGIN and the search_path (one round trip in
-    the service, two here: pgbench -M prepared cannot send them as one), the tenant's own text
-    of the statement, then COMMIT. The service's planner settings come from PGOPTIONS."""
-    return f"BEGIN;\n{local_search_path_sql(schema)}\n{tenant_prefix(schema)}{body};\nCOMMIT;\n"
+def _tenant_script(tenant: Tenant, body: str) -> str:
+    """One transaction as the service sends it: BEGIN, the search_path and the role (one round
+    trip in the service, three here: pgbench -M prepared sends one statement per command), the
+    tenant's own text of the statement, then COMMIT. The service's planner settings come from
+    PGOPTIONS."""
+    schema, role = tenant
+    return (f"BEGIN;\n{local_search_path_sql(schema)}\n{local_role_sql(role).strip()}\n"
+            f"{tenant_prefix(schema)}{body};\nCOMMIT;\n")  # fmt: skip
 
 
-def w3_scripts(schemas: list[str], products: int) -> list[str]:
+def w3_scripts(tenants: list[Tenant], products: int) -> list[str]:
     """GET /products: the service's own keyset statement, one script per tenant; pgbench picks a
     script at random for each transaction, so each transaction is a random tenant."""
     body = LIVE_PAGE.replace("$1", ":a").replace("$2", "21")
-    return [f"\\set a random(0, {products} - 20)\n" + _tenant_script(s, body) for s in schemas]
+    return [f"\\set a random(0, {products} - 20)\n" + _tenant_script(t, body) for t in tenants]
 
 
-def w4_scripts(schemas: list[str], products: int, users: int) -> list[str]:
+def w4_scripts(tenants: list[Tenant], products: int, users: int) -> list[str]:
     """POST /orders: the service's order statement (one item, quantity 1, a live product)."""
     body = (PLACE.replace("$1", ":u").replace("$2::bigint[]", "ARRAY[:p]::bigint[]")
             .replace("$3::int[]", "ARRAY[1]::int[]").replace("$4", "1"))  # fmt: skip
     variables = (f"\\set u random(1, {users})\n\\set g random(0, {products} / 10 - 1)\n"
                  "\\set o random(1, 9)\n\\set p 10 * :g + :o\n")  # fmt: skip
-    return [variables + _tenant_script(s, body.strip()) for s in schemas]
+    return [variables + _tenant_script(t, body.strip()) for t in tenants]
 
 
 def pgbench(libpq_url: str, scripts: list[str], connections: int, seconds: int) -> float:
@@ -64,10 +71,17 @@ def psql_seconds(libpq_url: str, sql: str) -> float:
 
 
 def provision_sql(schemas: list[str], head_script: str) -> str:
+    """What ``tenantctl create`` sends, each schema with its tables and its own role."""
     return "\n".join(
         f"BEGIN; CREATE SCHEMA {s}; SELECT set_config('search_path', '{s}', true);\n"
-        f"{head_script}\nCOMMIT;"
+        f"{head_script}\n{grants_sql(f'{s}_role', s)}\nCOMMIT;"
         for s in schemas
+    )
+
+
+def drop_sql(schemas: list[str]) -> str:
+    return "\n".join(
+        f"DROP SCHEMA {s} CASCADE; DROP OWNED BY {s}_role; DROP ROLE {s}_role;" for s in schemas
     )
 
 

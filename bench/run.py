@@ -262,7 +262,7 @@ async def server_settings(url: str) -> dict[str, str]:
 
 def ceilings(pg: Cluster, slugs: list[str], sku_dir: str, base: str) -> dict[str, Any]:
     t, products = len(slugs), CFG["PRODUCTS"]
-    rates = pgbench_rates(pg, [f"tenant_{slug}" for slug in slugs])
+    rates = pgbench_rates(pg, asyncio.run(as_served(pg.url, slugs)))
     schemas = [f"ceiling_{i:05d}" for i in range(t)]
     head_sql = compiled_script(None, base)
     w1 = ceiling.psql_seconds(pg.libpq_url, ceiling.provision_sql(schemas, head_sql))
@@ -274,12 +274,24 @@ def ceilings(pg: Cluster, slugs: list[str], sku_dir: str, base: str) -> dict[str
     finally:
         os.environ.pop(EXTRA_VERSIONS_ENV, None)
     w2 = ceiling.psql_seconds(pg.libpq_url, ceiling.migration_sql(schemas, sku_sql))
-    ceiling.psql_seconds(pg.libpq_url, "\n".join(f"DROP SCHEMA {s} CASCADE;" for s in schemas))
+    ceiling.psql_seconds(pg.libpq_url, ceiling.drop_sql(schemas))
     return {"w1_psql_per_tenant_ms": round(w1 / t * 1000, 2), "w2_psql_total_s": round(w2, 3),
             **rates}  # fmt: skip
 
 
-def pgbench_rates(pg: Cluster, tenants: list[str]) -> dict[str, Any]:
+async def as_served(url: str, slugs: list[str]) -> list[ceiling.Tenant]:
+    """Each tenant's schema and role, as its transactions name them."""
+    engine = create_engine(db_settings(url))
+    query = text("SELECT slug, schema_name, role_name FROM tenantsvc.tenants")
+    try:
+        async with engine.connect() as conn:
+            found = {r.slug: (r.schema_name, r.role_name) for r in await conn.execute(query)}
+    finally:
+        await engine.dispose()
+    return [found[slug] for slug in slugs]
+
+
+def pgbench_rates(pg: Cluster, tenants: list[ceiling.Tenant]) -> dict[str, Any]:
     """W3 and W4 through pgbench over every tenant (the ceiling: a random tenant per
     transaction), and over one schema, in REPEATS interleaved rounds; medians. The second is
     the database's own cost of spreading the load over T schemas, which the tenancy overhead

@@ -48,11 +48,15 @@ def local_search_path_sql(schema: str) -> str:
     return f"SET LOCAL search_path TO {identifier(schema)};"
 
 
+def local_role_sql(role: str | None) -> str:
+    """The tenant's own role for the transaction (``tenancy/roles.py``); none: nothing."""
+    return f" SET LOCAL ROLE {identifier(role)};" if role else ""
+
+
 def hot_begin_sql(schema: str, role: str | None = None) -> str:
     """BEGIN, the planner settings, the tenant's transaction-local search_path and role: one
     round trip."""
-    as_role = f" SET LOCAL ROLE {identifier(role)};" if role else ""
-    return f"{BEGIN_HOT} {local_search_path_sql(schema)}{as_role}"
+    return f"{BEGIN_HOT} {local_search_path_sql(schema)}{local_role_sql(role)}"
 
 
 class Database:

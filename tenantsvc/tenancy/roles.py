@@ -41,7 +41,9 @@ def role_prefix(database: str) -> str:
 RIGHTS = "SELECT, INSERT, UPDATE, DELETE"
 
 
-def _grants_sql(role: str, schema: str) -> str:
+def grants_sql(role: str, schema: str) -> str:
+    """The role (created when missing) and its rights on ``schema``; the provisioning role
+    becomes a member, to act as it."""
     r, s = identifier(role), identifier(schema)
     return f"""
 DO $$ BEGIN
@@ -68,7 +70,7 @@ async def give_role(conn: AsyncConnection, tenant_id: int) -> str:
     assert isinstance(role, str)
     assert isinstance(schema, str)
     raw = await conn.get_raw_connection()
-    await raw.driver_connection.execute(_grants_sql(role, schema))  # type: ignore[union-attr]
+    await raw.driver_connection.execute(grants_sql(role, schema))  # type: ignore[union-attr]
     await conn.execute(update(TenantRow).where(TenantRow.id == tenant_id).values(role_name=role))
     return role
 
