@@ -8,10 +8,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tenantsvc.db.session import HOT_SETTINGS, local_role_sql, local_search_path_sql
+from tenantsvc.db.session import HOT_SETTINGS, local_search_path_sql
 from tenantsvc.db.statements import tenant_prefix
 from tenantsvc.orders.queries import PLACE
 from tenantsvc.products.queries import LIVE_PAGE
+from tenantsvc.tenancy.ddl import literal
 from tenantsvc.tenancy.roles import grants_sql
 
 # A tenant as the service's transactions name it: its schema, and its role (None: it has none).
@@ -19,13 +20,20 @@ Tenant = tuple[str, str | None]
 
 
 def _tenant_script(tenant: Tenant, body: str) -> str:
-    """One transaction as the service sends it: BEGIN, the search_path and the role (one round
-    trip in the service, three here: pgbench -M prepared sends one statement per command), the
-    tenant's own text of the statement, then COMMIT. The service's planner settings come from
-    PGOPTIONS."""
-    schema, role = tenant
-    return (f"BEGIN;\n{local_search_path_sql(schema)}\n{local_role_sql(role).strip()}\n"
-            f"{tenant_prefix(schema)}{body};\nCOMMIT;\n")  # fmt: skip
+    """One transaction as the service sends it: BEGIN, the tenant's search_path and role (one
+    round trip in the service, two here: pgbench -M prepared sends one statement per command,
+    so the search_path and the role go as one), the tenant's own text of the statement, then
+    COMMIT. The service's planner settings come from PGOPTIONS."""
+    return f"BEGIN;\n{_enter(*tenant)}\n{tenant_prefix(tenant[0])}{body};\nCOMMIT;\n"
+
+
+def _enter(schema: str, role: str | None) -> str:
+    if role is None:
+        return local_search_path_sql(schema)
+    return (
+        f"SELECT set_config('search_path', {literal(schema)}, true), "
+        f"set_config('role', {literal(role)}, true);"
+    )
 
 
 def w3_scripts(tenants: list[Tenant], products: int) -> list[str]:

@@ -20,11 +20,12 @@ any other tenant's table ("permission denied"), and the registry's.
 
 import hashlib
 
+import asyncpg
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.ddl import identifier, literal
-from tenantsvc.tenancy.errors import TenantNotFoundError
+from tenantsvc.tenancy.errors import TenancyError, TenantNotFoundError
 from tenantsvc.tenancy.models import TenantRow
 from tenantsvc.tenancy.slugs import validate_slug
 
@@ -70,7 +71,13 @@ async def give_role(conn: AsyncConnection, tenant_id: int) -> str:
     assert isinstance(role, str)
     assert isinstance(schema, str)
     raw = await conn.get_raw_connection()
-    await raw.driver_connection.execute(grants_sql(role, schema))  # type: ignore[union-attr]
+    try:
+        await raw.driver_connection.execute(grants_sql(role, schema))  # type: ignore[union-attr]
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise TenancyError(
+            f"{exc}: a tenant's own role needs CREATEROLE for the database user (ALTER ROLE "
+            "... CREATEROLE), or set TENANTSVC_TENANT_ROLES=false to go without"
+        ) from exc
     await conn.execute(update(TenantRow).where(TenantRow.id == tenant_id).values(role_name=role))
     return role
 

@@ -1,6 +1,7 @@
 """Each tenant's own database role: PostgreSQL itself keeps a tenant's transactions out of
 every other schema, whatever SQL they send."""
 
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -14,8 +15,9 @@ from tenantsvc.db.statements import TenantStatements
 from tenantsvc.tenancy import fleet, lifecycle
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant
 from tenantsvc.tenancy.doctor import check_roles
+from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.provisioning import create_tenant
-from tenantsvc.tenancy.roles import isolate
+from tenantsvc.tenancy.roles import give_role, isolate
 from tests.conftest import TenantHandle
 from tests.tenancy.revisions import add_sku_revision
 
@@ -131,3 +133,19 @@ async def test_purge_drops_the_role_and_archive_keeps_it(fresh_engine: AsyncEngi
     async with fresh_engine.begin() as conn:
         await lifecycle.purge(conn, "leaving")
     assert role not in await _roles(fresh_engine)
+
+
+async def test_without_createrole_creating_a_role_says_what_to_do(
+    fresh_engine: AsyncEngine,
+) -> None:
+    await create_tenant(fresh_engine, "plain", with_role=False)
+    tenant_id = (await _info(fresh_engine, "plain")).id
+    weak = f"weak_{uuid.uuid4().hex[:8]}"
+    async with fresh_engine.connect() as conn, conn.begin():
+        await conn.execute(text(f"CREATE ROLE {weak} NOLOGIN"))  # rolled back with the rest
+        await conn.execute(text(f"GRANT USAGE ON SCHEMA tenantsvc TO {weak}"))
+        await conn.execute(text(f"GRANT SELECT ON tenantsvc.tenants TO {weak}"))
+        await conn.execute(text(f"SET LOCAL ROLE {weak}"))
+        with pytest.raises(TenancyError, match=r"CREATEROLE.*TENANTSVC_TENANT_ROLES=false"):
+            await give_role(conn, tenant_id)
+        await conn.rollback()
