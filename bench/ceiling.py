@@ -13,7 +13,7 @@ from tenantsvc.db.statements import tenant_prefix
 from tenantsvc.orders.queries import PLACE
 from tenantsvc.products.queries import LIVE_PAGE
 from tenantsvc.tenancy.ddl import literal
-from tenantsvc.tenancy.roles import grants_sql
+from tenantsvc.tenancy.roles import TABLES, grants_sql
 
 # A tenant as the service's transactions name it: its schema, and its role (None: it has none).
 Tenant = tuple[str, str | None]
@@ -82,7 +82,7 @@ def provision_sql(schemas: list[str], head_script: str) -> str:
     """What ``tenantctl create`` sends, each schema with its tables and its own role."""
     return "\n".join(
         f"BEGIN; CREATE SCHEMA {s}; SELECT set_config('search_path', '{s}', true);\n"
-        f"{head_script}\n{grants_sql(f'{s}_role', s)}\nCOMMIT;"
+        f"{head_script}\n{grants_sql(f'{s}_role', s, TABLES)}\nCOMMIT;"
         for s in schemas
     )
 

@@ -19,11 +19,13 @@ any other tenant's table ("permission denied"), and the registry's.
 """
 
 import hashlib
+from collections.abc import Iterable
 
 import asyncpg
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tenantsvc.db.models import TenantBase
 from tenantsvc.tenancy.ddl import identifier, literal
 from tenantsvc.tenancy.errors import TenancyError, TenantNotFoundError
 from tenantsvc.tenancy.models import TenantRow
@@ -40,12 +42,26 @@ def role_prefix(database: str) -> str:
 
 
 RIGHTS = "SELECT, INSERT, UPDATE, DELETE"
+TABLES = tuple(TenantBase.metadata.tables)  # at head; alembic_version is not among them
+# Those the schema holds (one behind head may lack some), each found through pg_class's index
+# by name and schema.
+_PRESENT = text(
+    "SELECT t FROM unnest(CAST(:names AS text[])) AS t "
+    "WHERE to_regclass(format('%I.%I', CAST(:schema AS text), t)) IS NOT NULL"
+)
 
 
-def grants_sql(role: str, schema: str) -> str:
-    """The role (created when missing) and its rights on ``schema``; the provisioning role
-    becomes a member, to act as it."""
+def grants_sql(role: str, schema: str, tables: Iterable[str]) -> str:
+    """The role (created when missing) and its rights on ``schema`` and its ``tables``; the
+    provisioning role becomes a member, to act as it.
+
+    The tables are named, not ``ON ALL TABLES IN SCHEMA``: that reads the whole of pg_class,
+    which has no index by schema: 220,000 rows at 10,000 tenants, about 30 ms for every new
+    tenant (provisioning's median went from 27 to 57 ms over a fleet of 10,000). Tables added
+    later come through the default privileges."""
     r, s = identifier(role), identifier(schema)
+    named = ", ".join(f"{s}.{identifier(t)}" for t in tables)
+    on_tables = f"GRANT {RIGHTS} ON TABLE {named} TO {r};" if named else ""
     return f"""
 DO $$ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {literal(role)}) THEN
@@ -54,12 +70,9 @@ DO $$ BEGIN
 END $$;
 GRANT {r} TO CURRENT_USER;
 GRANT USAGE ON SCHEMA {s} TO {r};
-GRANT {RIGHTS} ON ALL TABLES IN SCHEMA {s} TO {r};
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};
-REVOKE ALL ON {s}.alembic_version FROM {r};
+{on_tables}
 ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {RIGHTS} ON TABLES TO {r};
-ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {r};
-"""  # noqa: S608 (the registry's names, quoted)
+"""
 
 
 async def give_role(conn: AsyncConnection, tenant_id: int) -> str:
@@ -70,9 +83,11 @@ async def give_role(conn: AsyncConnection, tenant_id: int) -> str:
     schema = await conn.scalar(select(where).where(TenantRow.id == tenant_id))
     assert isinstance(role, str)
     assert isinstance(schema, str)
+    found = await conn.execute(_PRESENT, {"schema": schema, "names": list(TABLES)})
     raw = await conn.get_raw_connection()
     try:
-        await raw.driver_connection.execute(grants_sql(role, schema))  # type: ignore[union-attr]
+        script = grants_sql(role, schema, found.scalars())
+        await raw.driver_connection.execute(script)  # type: ignore[union-attr]
     except asyncpg.InsufficientPrivilegeError as exc:
         raise TenancyError(
             f"{exc}: a tenant's own role needs CREATEROLE for the database user (ALTER ROLE "

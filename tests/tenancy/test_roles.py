@@ -145,6 +145,7 @@ async def test_without_createrole_creating_a_role_says_what_to_do(
         await conn.execute(text(f"CREATE ROLE {weak} NOLOGIN"))  # rolled back with the rest
         await conn.execute(text(f"GRANT USAGE ON SCHEMA tenantsvc TO {weak}"))
         await conn.execute(text(f"GRANT SELECT ON tenantsvc.tenants TO {weak}"))
+        await conn.execute(text(f"GRANT USAGE ON SCHEMA tenant_plain TO {weak}"))  # as its owner
         await conn.execute(text(f"SET LOCAL ROLE {weak}"))
         with pytest.raises(TenancyError, match=r"CREATEROLE.*TENANTSVC_TENANT_ROLES=false"):
             await give_role(conn, tenant_id)
