@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tenantsvc.periodic import Every
+
 log = logging.getLogger(__name__)
 
 _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
@@ -73,7 +75,7 @@ class ReplicaRouter:
         self.wait_seconds = wait_seconds
         self.check_seconds = check_seconds
         self._turn = itertools.cycle(range(max(1, len(replicas))))
-        self._task: asyncio.Task[None] | None = None
+        self._monitor = Every(check_seconds, self.check_all, "replica monitor")
 
     async def _check(self, replica: Replica, primary_at: int) -> None:
         try:
@@ -95,20 +97,13 @@ class ReplicaRouter:
             return
         await asyncio.gather(*(self._check(r, primary_at) for r in self.replicas))
 
-    async def _monitor(self) -> None:
-        while True:
-            await self.check_all()
-            await asyncio.sleep(self.check_seconds)
-
     async def start(self) -> None:
         if self.replicas:
             await self.check_all()
-            self._task = asyncio.create_task(self._monitor(), name="replica-monitor")
+            self._monitor.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._monitor.stop()
 
     def _healthy_in_turn(self) -> list[Replica]:
         if not self.replicas:

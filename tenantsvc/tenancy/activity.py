@@ -13,7 +13,6 @@ for the next one (should the failure hide a commit that went through, those requ
 twice); the last flush runs at shutdown. Keys and tenants deleted since (a purge) are skipped.
 """
 
-import asyncio
 import logging
 from collections import Counter
 
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger
 
 from tenantsvc.observability.metrics import ACTIVITY_FLUSHES
+from tenantsvc.periodic import Every
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,9 @@ _REQUESTS = text("""
 class Activity:
     def __init__(self, engine: AsyncEngine, flush_seconds: float) -> None:
         self._engine = engine
-        self._flush_seconds = flush_seconds
         self._keys: set[int] = set()
         self._requests: Counter[tuple[int, bool]] = Counter()  # (tenant id, a write?)
-        self._task: asyncio.Task[None] | None = None
+        self._flushes = Every(flush_seconds, self.flush, "activity flush")
 
     def served(self, tenant_id: int, key_id: int, method: str) -> None:
         self._keys.add(key_id)
@@ -77,22 +76,11 @@ class Activity:
         ACTIVITY_FLUSHES.labels("ok").inc()
         return requests.total()
 
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_seconds)
-            try:
-                await self.flush()
-            except Exception:  # the database may be briefly away; the next flush carries it
-                log.warning("recording activity failed", exc_info=True)
-
     def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_forever(), name="activity")
+        self._flushes.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._flushes.stop()
         try:
             await self.flush()
         except Exception:

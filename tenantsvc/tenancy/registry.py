@@ -14,7 +14,6 @@ clock.
 """
 
 import asyncio
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,9 +22,8 @@ from typing import NamedTuple
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.periodic import Every
 from tenantsvc.tenancy.models import ApiKeyRow, RegistryStateRow, TenantRow
-
-log = logging.getLogger(__name__)
 
 _VERSION_SQL = select(RegistryStateRow.version).where(RegistryStateRow.id == 1)
 _TENANTS_SQL = select(
@@ -78,11 +76,10 @@ class Snapshot:
 class TenantRegistry:
     def __init__(self, engine: AsyncEngine, poll_seconds: float) -> None:
         self._engine = engine
-        self._poll_seconds = poll_seconds
         self._snapshot = Snapshot()
         self._lock = asyncio.Lock()
         self._last_check = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._poll = Every(poll_seconds, self.refresh, "registry poll")
 
     @property
     def snapshot(self) -> Snapshot:
@@ -129,20 +126,9 @@ class TenantRegistry:
                     expiries.append(float(expires))
         self._snapshot = Snapshot(version, tenants, keys, first_expiry=min(expiries))
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self._poll_seconds)
-            try:
-                await self.refresh()
-            except Exception:  # the database may be briefly away; keep serving the snapshot
-                log.warning("registry refresh failed", exc_info=True)
-
     async def start(self) -> None:
         await self.refresh(force=True)
-        self._task = asyncio.create_task(self._poll(), name="tenant-registry-poll")
+        self._poll.start()  # while the database is away, the snapshot keeps being served
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._poll.stop()
