@@ -16,7 +16,7 @@ def create(
     name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Provision a tenant: schema at head, registry row and a first API key, atomically."""
+    """Provision a tenant: schema at head, own role, registry row and first API key, atomically."""
     from tenantsvc.tenancy.provisioning import create_tenant
     from tenantsvc.tenancy.slugs import validate_slug
 
@@ -25,11 +25,12 @@ def create(
         async with engine_for_cli() as engine:
             new = await create_tenant(engine, slug, name)
         data = {"slug": new.slug, "name": new.name, "schema": new.schema, "status": new.status,
-                "api_key": new.api_key, "key_id": new.key_id}  # fmt: skip
+                "api_key": new.api_key, "key_id": new.key_id, "role": new.role}  # fmt: skip
         if as_json:
             print_json(data)
         else:
-            typer.echo(f"created tenant {new.slug} (schema {new.schema})")
+            runs_as = f", role {new.role}" if new.role else ""
+            typer.echo(f"created tenant {new.slug} (schema {new.schema}{runs_as})")
             typer.echo(f"API key (shown once): {new.api_key}")
 
     run(work)
@@ -220,8 +221,10 @@ def isolate(
             done = await give_roles(engine, slug)
         if as_json:
             print_json({"isolated": done})
+        elif slug is not None:
+            typer.echo(f"tenant {slug} runs as its own role, with all its rights")
         else:
-            typer.echo(f"{len(done)} tenant(s) run as their own role now")
+            typer.echo(f"gave {len(done)} tenant(s) their own role; every tenant has one now")
 
     run(work)
 

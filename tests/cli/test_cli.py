@@ -115,7 +115,8 @@ def test_errors_are_one_line_and_nonzero() -> None:
                  ("create", slug(), "--name", "x" * 201), ("migrate", name, "--to", "nosuchrev"),
                  ("migrate-all", "--to", "nosuchrev"), ("list", "--status", "bogus"),
                  ("usage", "--status", "bogus"), ("usage", "--by", "bogus"),
-                 ("requests", "nobody_here"),
+                 ("requests", "nobody_here"), ("isolate",), ("isolate", "nobody_here"),
+                 ("isolate", name, "--all"),
                  ("migrate-all", "--status", "bogus"),
                  ("migrate-all", "--dry-run", "--tenant", "nobody_here"),
                  ("migrate-all", "--tenant", name, "--tenant", "nobody_here")):  # fmt: skip
@@ -177,6 +178,16 @@ def test_a_bad_setting_is_one_line_naming_the_variable(command: tuple[str, ...])
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: bad setting TENANTSVC_POOL_SIZE: "), lines
     assert "; TENANTSVC_ACTOR: " in lines[0]
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_isolate_completes_a_tenants_role() -> None:
+    name = slug()
+    role = tenantctl("create", name, "--json")["role"]
+    assert role.startswith("tenantsvc_")
+    assert tenantctl("isolate", name, "--json") == {"isolated": [name]}
+    assert tenantctl("show", name, "--json")["role"] == role  # the same role, completed
+    assert "every tenant has one now" in tenantctl("isolate", "--all").stdout
 
 
 @pytest.mark.usefixtures("cli_env")
