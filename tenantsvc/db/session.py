@@ -23,11 +23,16 @@ from tenantsvc.db.statements import TenantConnection, TenantStatements
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.ddl import identifier
 
-SET_TENANT = text("SELECT set_config('search_path', :schema, true)")
+# The tenant's schema, then the session's temporary schema: PostgreSQL looks there first
+# unless the search_path names it, so a temporary table one transaction left on a pooled
+# connection would otherwise shadow the next tenant's table of that name.
+TEMP_LAST = ", pg_temp"
+SET_TENANT = text(f"SELECT set_config('search_path', quote_ident(:schema) || '{TEMP_LAST}', true)")
 # And the tenant's role (tenancy/roles.py), transaction-local too: ``set_config('role', ...)``
 # is ``SET LOCAL ROLE``.
 SET_TENANT_AND_ROLE = text(
-    "SELECT set_config('search_path', :schema, true), set_config('role', :role, true)"
+    f"SELECT set_config('search_path', quote_ident(:schema) || '{TEMP_LAST}', true), "
+    "set_config('role', :role, true)"
 )
 # Planner settings of the hot transactions (*/queries.py), transaction-local like the
 # search_path and sent in the same round trip as BEGIN. Those statements are index seeks by id
@@ -45,7 +50,7 @@ BEGIN_HOT = "BEGIN;" + "".join(f" SET LOCAL {k} = {v};" for k, v in HOT_SETTINGS
 def local_search_path_sql(schema: str) -> str:
     """``set_config('search_path', schema, true)`` without a query to plan and a row to send
     back."""
-    return f"SET LOCAL search_path TO {identifier(schema)};"
+    return f"SET LOCAL search_path TO {identifier(schema)}{TEMP_LAST};"
 
 
 def local_role_sql(role: str | None) -> str:

@@ -157,7 +157,7 @@ def check(name: str, tenant: Tenant, response: httpx.Response, report: Report) -
     report.ok += 1
     body = response.text
     leaked = foreign_markers(body, tenant.slug)
-    if name == "whoami" and response.json()["search_path"] != tenant.schema:
+    if name == "whoami" and response.json()["search_path"] != f"{tenant.schema}, pg_temp":
         leaked.append(f"search_path {response.json()['search_path']}")
     if name == "whoami" and tenant.role and response.json()["role"] != tenant.role:
         leaked.append(f"role {response.json()['role']}")

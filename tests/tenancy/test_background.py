@@ -36,7 +36,7 @@ async def test_two_concurrent_jobs_for_different_tenants_stay_apart(
     for (path, slug, names), t in zip(
         results, (tenant_a, tenant_b, tenant_a, tenant_b), strict=True
     ):
-        assert path == t.schema
+        assert path == f"{t.schema}, pg_temp"
         assert slug == t.slug
         assert all(n == f"job of {t.slug}" for n in names)
     assert current_tenant.get() is None

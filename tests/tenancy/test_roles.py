@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from tenantsvc.db.engine import create_engine
 from tenantsvc.db.session import tenant_connection, tenant_session
 from tenantsvc.db.statements import TenantStatements
 from tenantsvc.tenancy import fleet, lifecycle
@@ -18,7 +19,7 @@ from tenantsvc.tenancy.doctor import check_roles
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.roles import give_role, isolate
-from tests.conftest import TenantHandle
+from tests.conftest import TenantHandle, make_settings
 from tests.tenancy.revisions import add_sku_revision
 
 DENIED = "permission denied"
@@ -150,3 +151,26 @@ async def test_without_createrole_creating_a_role_says_what_to_do(
         with pytest.raises(TenancyError, match=r"CREATEROLE.*TENANTSVC_TENANT_ROLES=false"):
             await give_role(conn, tenant_id)
         await conn.rollback()
+
+
+async def test_a_temp_table_left_on_a_pooled_connection_never_reaches_the_next_tenant(
+    database_url: str, engine: AsyncEngine, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    """PostgreSQL looks in the session's temporary schema before the search_path unless the
+    search_path names it: a temporary `products` that one tenant's transaction left on a
+    connection would shadow the next tenant's. The search_path names it last, and the role it
+    was made under owns it."""
+    a, b = await _info(engine, tenant_a.slug), await _info(engine, tenant_b.slug)
+    one = create_engine(make_settings(database_url, pool_size=1, max_overflow=0))
+    leave = "CREATE TEMP TABLE products AS SELECT 'a secret of a' AS name"
+    try:
+        async with tenant_connection(one, a.schema, TenantStatements(0), a.role) as conn:
+            await conn.driver.execute(leave)
+        for role in (b.role, None):  # the search_path alone keeps it away, and so does the role
+            async with tenant_connection(one, b.schema, TenantStatements(0), role) as conn:
+                assert await conn.driver.fetch("SELECT name FROM products") == []  # b's own
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match=DENIED):
+            async with tenant_connection(one, b.schema, TenantStatements(0), b.role) as conn:
+                await conn.driver.fetch("SELECT name FROM pg_temp.products")  # named outright
+    finally:
+        await one.dispose()
