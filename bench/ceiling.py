@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tenantsvc.db.session import HOT_SETTINGS, TEMP_LAST, local_search_path_sql
+from tenantsvc.db.session import HOT_SETTINGS, local_search_path_sql, tenant_search_path
 from tenantsvc.db.statements import tenant_prefix
 from tenantsvc.orders.queries import PLACE
 from tenantsvc.products.queries import LIVE_PAGE
@@ -31,7 +31,7 @@ def _enter(schema: str, role: str | None) -> str:
     if role is None:
         return local_search_path_sql(schema)
     return (
-        f"SELECT set_config('search_path', {literal(schema + TEMP_LAST)}, true), "
+        f"SELECT set_config('search_path', {literal(tenant_search_path(schema))}, true), "
         f"set_config('role', {literal(role)}, true);"
     )
 

@@ -27,12 +27,12 @@ from tenantsvc.tenancy.ddl import identifier
 # unless the search_path names it, so a temporary table one transaction left on a pooled
 # connection would otherwise shadow the next tenant's table of that name.
 TEMP_LAST = ", pg_temp"
-SET_TENANT = text(f"SELECT set_config('search_path', quote_ident(:schema) || '{TEMP_LAST}', true)")
+_PATH = f"quote_ident(:schema) || '{TEMP_LAST}'"  # tenant_search_path, spelt in SQL
+SET_TENANT = text(f"SELECT set_config('search_path', {_PATH}, true)")
 # And the tenant's role (tenancy/roles.py), transaction-local too: ``set_config('role', ...)``
 # is ``SET LOCAL ROLE``.
 SET_TENANT_AND_ROLE = text(
-    f"SELECT set_config('search_path', quote_ident(:schema) || '{TEMP_LAST}', true), "
-    "set_config('role', :role, true)"
+    f"SELECT set_config('search_path', {_PATH}, true), set_config('role', :role, true)"
 )
 # Planner settings of the hot transactions (*/queries.py), transaction-local like the
 # search_path and sent in the same round trip as BEGIN. Those statements are index seeks by id
@@ -47,10 +47,15 @@ HOT_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"
 BEGIN_HOT = "BEGIN;" + "".join(f" SET LOCAL {k} = {v};" for k, v in HOT_SETTINGS.items())
 
 
+def tenant_search_path(schema: str) -> str:
+    """A tenant transaction's search_path: its schema, then ``pg_temp``."""
+    return f"{identifier(schema)}{TEMP_LAST}"
+
+
 def local_search_path_sql(schema: str) -> str:
     """``set_config('search_path', schema, true)`` without a query to plan and a row to send
     back."""
-    return f"SET LOCAL search_path TO {identifier(schema)}{TEMP_LAST};"
+    return f"SET LOCAL search_path TO {tenant_search_path(schema)};"
 
 
 def local_role_sql(role: str | None) -> str:
