@@ -1,19 +1,16 @@
 from typing import Literal
 
 from sqlalchemy import ColumnElement, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from tenantsvc.db.repository import Repository
 from tenantsvc.orders.models import Order, OrderItem
 from tenantsvc.products.models import Product
 
 OrderState = Literal["placed", "cancelled"]
 
 
-class OrderRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
+class OrderRepository(Repository):
     async def get(self, order_id: int) -> Order | None:
         query = select(Order).where(Order.id == order_id).options(selectinload(Order.items))
         found: Order | None = await self.session.scalar(query)

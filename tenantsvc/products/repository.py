@@ -4,17 +4,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantsvc.db.repository import Repository
 from tenantsvc.products.models import Product
 
 LIVE = Product.deleted_at.is_(None)
 
 
-class ProductRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
+class ProductRepository(Repository):
     async def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None:
         query = select(Product).where(Product.id == product_id)
         if not include_deleted:
@@ -34,12 +31,6 @@ class ProductRepository:
             insert(Product).returning(Product.id, sort_by_parameter_order=True), rows
         )
         return list(result.scalars())
-
-    async def update(self, product: Product, changes: dict[str, Any]) -> Product:
-        for name, value in changes.items():
-            setattr(product, name, value)
-        await self.session.flush()
-        return product
 
     async def set_deleted(self, product_id: int, *, deleted: bool) -> Product | None:
         """Soft delete (or restore) a product; None when there was no such live (or deleted)

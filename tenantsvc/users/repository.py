@@ -1,21 +1,16 @@
 """Users; an erased one (``erase``) keeps only its id and creation time, for its orders, and
 every read here passes it over as if it had never been."""
 
-from typing import Any
-
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantsvc.db.repository import Repository
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.users.models import User
 
 PRESENT = User.erased_at.is_(None)
 
 
-class UserRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
+class UserRepository(Repository):
     async def get(self, user_id: int) -> User | None:
         found: User | None = await self.session.scalar(
             select(User).where(User.id == user_id, PRESENT)
@@ -36,12 +31,6 @@ class UserRepository:
     async def add(self, *, email: str, name: str) -> User:
         user = User(email=email, name=name)
         self.session.add(user)
-        await self.session.flush()
-        return user
-
-    async def update(self, user: User, changes: dict[str, Any]) -> User:
-        for name, value in changes.items():
-            setattr(user, name, value)
         await self.session.flush()
         return user
 
