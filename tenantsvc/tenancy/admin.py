@@ -1,6 +1,6 @@
 """Registry administration shared by the CLI and tests: list, show, status and keys."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenantsvc.tenancy.errors import KeyNotFoundError, TenancyError, TenantNotFoundError
 from tenantsvc.tenancy.models import ApiKeyRow, ApiKeyUsageRow, TenantRow, TenantStatus
 from tenantsvc.tenancy.provisioning import issue_key
+from tenantsvc.tenancy.records import as_json
 from tenantsvc.tenancy.slugs import validate_slug
 
 
@@ -30,7 +31,7 @@ class TenantInfo:
         return self.archived_schema or self.schema
 
     def as_json(self) -> dict[str, Any]:
-        return _as_json(self)
+        return as_json(self)
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,7 @@ class KeyInfo:
     last_used_at: datetime | None = None  # to within a worker's flush interval (activity.py)
 
     def as_json(self) -> dict[str, Any]:
-        return _as_json(self)
-
-
-def _as_json(info: "TenantInfo | KeyInfo") -> dict[str, Any]:
-    """Its fields, times as ISO 8601 strings."""
-    data = asdict(info)
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+        return as_json(self)
 
 
 _TENANT_COLUMNS = (

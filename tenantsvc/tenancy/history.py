@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenantsvc.tenancy.models import TenantEventRow
+from tenantsvc.tenancy.records import as_json
 from tenantsvc.tenancy.slugs import validate_slug
 
 
@@ -39,9 +40,7 @@ class Event:
         return ", ".join(f"{k} {v}" for k, v in d.items())
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "tenant_id": self.tenant_id, "slug": self.slug,
-                "at": self.at.isoformat(), "action": self.action, "detail": self.detail,
-                "actor": self.actor, "db_user": self.db_user}  # fmt: skip
+        return as_json(self)
 
 
 async def events(

@@ -6,7 +6,7 @@ digest must equal that of a schema built from scratch at head (built in a rolled
 transaction, so nothing remains).
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenantsvc.tenancy.catalog import fingerprints, reference_fingerprint
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.models import TenantRevisionRow, TenantRow, TenantStatus
+from tenantsvc.tenancy.records import as_json
 from tenantsvc.tenancy.revisions import read_revisions
 
 
@@ -29,7 +30,7 @@ class TenantState:
     drift: bool | None  # None: not at head, so not compared
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_json(self)
 
 
 async def fleet_status(conn: AsyncConnection) -> tuple[str, list[TenantState]]:

@@ -14,7 +14,7 @@ being provisioned) holds nothing. Requests are what the workers served, reads an
 they record them about once a minute (``activity.py``).
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenantsvc.tenancy.admin import get_tenant
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.models import TenantStatus
+from tenantsvc.tenancy.records import as_json
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 
 SORTS = ("size", "requests")
@@ -81,7 +82,7 @@ class TenantUsage:
         return self.table_bytes + self.index_bytes
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "total_bytes": self.total_bytes}
+        return {**as_json(self), "total_bytes": self.total_bytes}
 
 
 async def tenant_usage(
@@ -109,7 +110,7 @@ class DayRequests:
     writes: int
 
     def as_json(self) -> dict[str, Any]:
-        return {"day": self.day.isoformat(), "reads": self.reads, "writes": self.writes}
+        return as_json(self)
 
 
 async def daily_requests(conn: AsyncConnection, slug: str, days: int = 30) -> list[DayRequests]:
