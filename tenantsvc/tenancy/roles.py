@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Iterable
 
 import asyncpg
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.db.models import TenantBase
@@ -31,13 +31,16 @@ from tenantsvc.tenancy.errors import TenancyError, TenantNotFoundError
 from tenantsvc.tenancy.models import TenantRow
 from tenantsvc.tenancy.slugs import validate_slug
 
-_NAME = text(
-    "SELECT 'tenantsvc_' || left(md5(current_database()), 8) || '_' || CAST(:id AS bigint)"
+# The tenant's role name, and where its tables are (an archived tenant's schema was moved).
+_NAME_AND_SCHEMA = text(
+    "SELECT 'tenantsvc_' || left(md5(current_database()), 8) || '_' || id, "
+    "coalesce(archived_schema, schema_name) FROM tenantsvc.tenants WHERE id = :id"
 )
 
 
 def role_prefix(database: str) -> str:
-    """What the names of ``database``'s tenant roles begin with (as ``_NAME`` makes them)."""
+    """What the names of ``database``'s tenant roles begin with (as ``_NAME_AND_SCHEMA``
+    makes them)."""
     return f"tenantsvc_{hashlib.md5(database.encode()).hexdigest()[:8]}_"  # noqa: S324
 
 
@@ -78,11 +81,8 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {RIGHTS} ON TABLES TO {r};
 async def give_role(conn: AsyncConnection, tenant_id: int) -> str:
     """Create (or complete) the tenant's role and record it; returns its name. Inside the
     caller's transaction: the role, its rights and the registry row commit together."""
-    role = await conn.scalar(_NAME, {"id": tenant_id})
-    where = func.coalesce(TenantRow.archived_schema, TenantRow.schema_name)  # archived: moved
-    schema = await conn.scalar(select(where).where(TenantRow.id == tenant_id))
-    assert isinstance(role, str)
-    assert isinstance(schema, str)
+    row = (await conn.execute(_NAME_AND_SCHEMA, {"id": tenant_id})).one()
+    role, schema = str(row[0]), str(row[1])
     found = await conn.execute(_PRESENT, {"schema": schema, "names": list(TABLES)})
     raw = await conn.get_raw_connection()
     try:
