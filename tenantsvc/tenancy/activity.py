@@ -8,16 +8,24 @@ collects in memory (a set insertion and a counter, 0.24 us per request) and writ
 per ``usage_flush_seconds`` in one transaction, stamped with the flush's time: a key's last use
 is exact to within that interval, and requests served just before midnight UTC may count on the
 next day. The rows live in tables of their own (shared migration s0007), so a flush neither
-bumps the registry version nor reaches the audit trail. A flush that fails keeps what it held
-for the next one (should the failure hide a commit that went through, those requests count
-twice); the last flush runs at shutdown. Keys and tenants deleted since (a purge) are skipped.
+bumps the registry version nor reaches the audit trail. Keys and tenants deleted since (a purge)
+are skipped; the last flush runs at shutdown.
+
+Counted once, whatever fails (requests per day are billing data). A flush that fails before
+committing surely wrote nothing: what it held goes back into the next one. A flush that fails
+while committing may have committed (the connection died before the answer came back): what it
+held stays in doubt, under the flush's id, which every flush writes in its own transaction
+(shared migration s0009). The next flush writes a batch in doubt only if its id is absent.
 """
 
+import asyncio
 import logging
+import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger
 
@@ -47,11 +55,32 @@ _REQUESTS = text("""
 """).bindparams(*(bindparam(name, type_=_IDS) for name in ("ids", "reads", "writes")))
 
 
+_NEW_FLUSHES = text("""
+    INSERT INTO tenantsvc.activity_flushes (id) SELECT unnest(:ids)
+    ON CONFLICT (id) DO NOTHING RETURNING id
+""").bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
+_PRUNE = text("DELETE FROM tenantsvc.activity_flushes WHERE flushed_at < now() - interval '7 days'")
+
+
+@dataclass
+class _Batch:
+    """What a worker served between two flushes, and the id its flush commits under."""
+
+    keys: set[int] = field(default_factory=set)
+    requests: Counter[tuple[int, bool]] = field(default_factory=Counter)  # (tenant id, a write?)
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def add(self, other: "_Batch") -> None:
+        self.keys |= other.keys
+        self.requests.update(other.requests)
+
+
 class Activity:
     def __init__(self, engine: AsyncEngine, flush_seconds: float) -> None:
         self._engine = engine
-        self._keys: set[int] = set()
-        self._requests: Counter[tuple[int, bool]] = Counter()  # (tenant id, a write?)
+        self._keys: set[int] = set()  # what is served goes here, then into a batch at the flush
+        self._requests: Counter[tuple[int, bool]] = Counter()
+        self._in_doubt: list[_Batch] = []  # flushes that failed while committing
         self._flushes = Every(flush_seconds, self.flush, "activity flush")
 
     def served(self, tenant_id: int, key_id: int, method: str) -> None:
@@ -59,22 +88,32 @@ class Activity:
         self._requests[tenant_id, method not in READS] += 1
 
     async def flush(self) -> int:
-        """Write what was served since the last flush; returns how many requests."""
-        if not self._keys:
-            return 0
-        keys, requests = self._keys, self._requests
+        """Write what was served since the last flush, and the batches in doubt that did not
+        commit; returns how many requests were written."""
+        batch = _Batch(self._keys, self._requests)
         self._keys, self._requests = set(), Counter()
+        batches = [*self._in_doubt, batch] if batch.keys else self._in_doubt
+        if not batches:
+            return 0
+        committing = False
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(_KEYS, {"ids": sorted(keys)})
-                await _record_requests(conn, requests)
-        except BaseException:
-            self._keys |= keys  # the next flush carries them
-            self._requests.update(requests)
-            ACTIVITY_FLUSHES.labels("failed").inc()
+            async with self._engine.connect() as conn:
+                await conn.begin()
+                written = await _write(conn, batches)
+                committing = True
+                await conn.commit()
+        except BaseException as exc:
+            if committing:
+                self._in_doubt = [*self._in_doubt, batch] if batch.keys else self._in_doubt
+            else:
+                self._keys |= batch.keys  # surely not written: the next flush carries it
+                self._requests.update(batch.requests)
+            if not isinstance(exc, asyncio.CancelledError):  # not a failure: the app stopping
+                ACTIVITY_FLUSHES.labels("failed").inc()
             raise
+        self._in_doubt = []
         ACTIVITY_FLUSHES.labels("ok").inc()
-        return requests.total()
+        return written
 
     def start(self) -> None:
         self._flushes.start()
@@ -85,6 +124,20 @@ class Activity:
             await self.flush()
         except Exception:
             log.warning("recording activity at shutdown failed", exc_info=True)
+
+
+async def _write(conn: AsyncConnection, batches: list[_Batch]) -> int:
+    """The batches whose ids are new (the others committed before), as one."""
+    new = set((await conn.execute(_NEW_FLUSHES, {"ids": [b.id for b in batches]})).scalars())
+    await conn.execute(_PRUNE)
+    merged = _Batch()
+    for batch in batches:
+        if batch.id in new:
+            merged.add(batch)
+    if merged.keys:
+        await conn.execute(_KEYS, {"ids": sorted(merged.keys)})
+        await _record_requests(conn, merged.requests)
+    return merged.requests.total()
 
 
 async def _record_requests(conn: AsyncConnection, requests: Counter[tuple[int, bool]]) -> None:

@@ -1,13 +1,14 @@
 """What the workers served: each API key's last use and each tenant's requests per day,
 recorded for accepted requests only, once per flush, never at the price of a registry reload."""
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.activity import Activity
 from tenantsvc.tenancy.admin import KeyInfo, TenantInfo, create_key, get_tenant, list_keys
@@ -157,3 +158,82 @@ async def test_each_tenants_requests_are_counted_per_day(
     assert counted[tenant_b.slug] == (0, 0)
     totals = [u.reads + u.writes for u in busiest]
     assert totals == sorted(totals, reverse=True)  # busiest first
+
+
+async def _served_once(engine: AsyncEngine, slug: str) -> tuple[Activity, int, int]:
+    """A new tenant, and a worker's activity that served it one read."""
+    await create_tenant(engine, slug)
+    [key] = await _keys(engine, slug)
+    tenant_id = (await _tenant(engine, slug)).id
+    usage = Activity(engine, flush_seconds=3600)
+    usage.served(tenant_id, key.id, "GET")
+    return usage, tenant_id, key.id
+
+
+async def _requests_today(engine: AsyncEngine, slug: str) -> list[DayRequests]:
+    async with engine.connect() as conn:
+        return await daily_requests(conn, slug)
+
+
+async def test_a_commit_that_went_through_unacknowledged_is_not_counted_twice(
+    fresh_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dies after the server committed, before its answer arrived: the flush
+    cannot tell, so what it held stays in doubt until the next flush finds its id."""
+    usage, tenant_id, key_id = await _served_once(fresh_engine, "unacked")
+    real_commit = AsyncConnection.commit
+
+    async def commit_then_lose_the_answer(self: AsyncConnection) -> None:
+        await real_commit(self)
+        raise ConnectionResetError("connection lost before the commit's answer")
+
+    monkeypatch.setattr(AsyncConnection, "commit", commit_then_lose_the_answer)
+    with pytest.raises(ConnectionResetError):
+        await usage.flush()
+    monkeypatch.undo()
+    assert await _requests_today(fresh_engine, "unacked") == [DayRequests(_today(), 1, 0)]
+    usage.served(tenant_id, key_id, "POST")  # served meanwhile
+    assert await usage.flush() == 1  # the new request only
+    assert await usage.flush() == 0
+    assert await _requests_today(fresh_engine, "unacked") == [DayRequests(_today(), 1, 1)]
+
+
+async def test_a_commit_the_server_refused_is_written_by_the_next_flush(
+    fresh_engine: AsyncEngine,
+) -> None:
+    usage, _, _ = await _served_once(fresh_engine, "refused")
+    async with fresh_engine.begin() as conn:
+        await conn.execute(text(
+            "CREATE FUNCTION tenantsvc.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN RAISE EXCEPTION 'refused at commit'; END$$"
+        ))  # fmt: skip
+        await conn.execute(text(
+            "CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON tenantsvc.tenant_requests "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tenantsvc.refuse()"
+        ))  # fmt: skip
+    with pytest.raises(Exception, match="refused at commit"):
+        await usage.flush()
+    async with fresh_engine.begin() as conn:
+        await conn.execute(text("DROP FUNCTION tenantsvc.refuse() CASCADE"))
+    assert await _requests_today(fresh_engine, "refused") == []
+    assert await usage.flush() == 1
+    assert await _requests_today(fresh_engine, "refused") == [DayRequests(_today(), 1, 0)]
+
+
+async def test_a_flush_cancelled_by_shutdown_is_not_a_failure_and_loses_nothing(
+    fresh_engine: AsyncEngine,
+) -> None:
+    usage, _, _ = await _served_once(fresh_engine, "cancelled")
+    failed = _flushes("failed")
+    async with fresh_engine.connect() as blocker:
+        await blocker.execute(text("LOCK TABLE tenantsvc.tenant_requests"))
+        flushing = asyncio.create_task(usage.flush())
+        await asyncio.sleep(0.3)  # waiting for the lock
+        assert not flushing.done()
+        flushing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await flushing
+        await blocker.rollback()
+    assert _flushes("failed") == failed
+    assert await usage.flush() == 1
+    assert await _requests_today(fresh_engine, "cancelled") == [DayRequests(_today(), 1, 0)]
