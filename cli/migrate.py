@@ -134,6 +134,7 @@ def _migrate(
     policy = LockPolicy.from_settings(settings, lock_timeout_ms=lock[0], retries=lock[1])
 
     async def work() -> "Summary":
+        fleet.checked(to, statuses)  # a bad --to or --status fails before the shared track runs
         async with engine_for_cli(pool_size=workers) as engine:
             await fleet.migrate_shared(engine, policy)
             the_plan = await fleet.plan(engine, to, slugs, statuses, limit)

@@ -90,6 +90,12 @@ async def migrate_shared(
         raise MigrationError(f"the shared track {reason}") from exc
 
 
+def checked(target: str, statuses: Sequence[str]) -> tuple[str | None, list[TenantStatus]]:
+    """The target revision and the statuses asked for, or the error naming what is wrong:
+    checked before a run changes anything, the shared track included."""
+    return resolve("tenant", target), [TenantStatus.parse(s) for s in statuses]
+
+
 async def plan(
     engine: AsyncEngine,
     target: str = "head",
@@ -100,7 +106,7 @@ async def plan(
     """The tenants to migrate to ``target``, in slug order. ``limit`` keeps the first few of
     those behind it, for a rollout in stages: a canary batch, then the rest in a later run,
     which finds them still behind."""
-    wanted = resolve("tenant", target)
+    wanted, wanted_statuses = checked(target, statuses)
     query = (
         select(TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRevisionRow.revision)
         .outerjoin(TenantRevisionRow, TenantRevisionRow.tenant_id == TenantRow.id)
@@ -108,8 +114,8 @@ async def plan(
     )
     if slugs:
         query = query.where(TenantRow.slug.in_(slugs))
-    if statuses:
-        query = query.where(TenantRow.status.in_([TenantStatus.parse(s) for s in statuses]))
+    if wanted_statuses:
+        query = query.where(TenantRow.status.in_(wanted_statuses))
     else:
         query = query.where(TenantRow.status != TenantStatus.ARCHIVED)
     async with engine.connect() as conn:

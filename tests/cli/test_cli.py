@@ -126,6 +126,21 @@ def test_errors_are_one_line_and_nonzero() -> None:
         assert lines[0].startswith("error: "), result.stderr
 
 
+def test_a_bad_target_or_status_changes_nothing(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused before the shared track runs: bad input to a migration leaves the database as
+    it was (here, empty: not even the registry)."""
+    use_database(monkeypatch, empty_database_url)
+    try:
+        for args in (("migrate-all", "--to", "nosuchrev"), ("migrate-all", "--status", "bogus"),
+                     ("migrate", "acme", "--to", "nosuchrev")):  # fmt: skip
+            assert "error: " in tenantctl(*args, code=1).stderr
+        assert "run `tenantctl migrate-all` first" in tenantctl("list", code=1).stderr
+    finally:
+        get_settings.cache_clear()
+
+
 def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TENANTSVC_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:9/none")
     get_settings.cache_clear()
