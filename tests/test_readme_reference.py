@@ -1,5 +1,5 @@
-"""README.md's settings table lists every setting, and only settings that exist, and it names
-every metric the service exports: an operator configures and watches a deployment from it."""
+"""README.md's settings table lists every setting, and only settings that exist; it names every
+metric the service exports and every endpoint it serves: operators and clients work from it."""
 
 import re
 from pathlib import Path
@@ -27,3 +27,17 @@ def test_every_metric_is_in_the_readme() -> None:
     defined = set(re.findall(r'"(tenantsvc_[a-z_]+)"', source))
     assert len(defined) > 5
     assert defined - set(re.findall(r"tenantsvc_[a-z_]+", README.read_text())) == set()
+
+
+def test_every_endpoint_is_in_the_readme() -> None:
+    from tenantsvc.main import create_app
+
+    section = README.read_text().split("\n## API", 1)[1].split("\n## ", 1)[0]
+    endpoint = r"`(GET|POST|PATCH|DELETE|PUT) (/[^`?\s]*)"
+    written = {" ".join(found) for found in re.findall(endpoint, section)}
+    paths = create_app().openapi()["paths"]
+    served = {f"{method.upper()} {re.sub(r'{[a-z_]+}', '{id}', path)}"
+              for path, operations in paths.items() if path not in ("/healthz", "/readyz")
+              for method in operations}  # fmt: skip
+    assert len(served) > 10
+    assert served - written == set(), "endpoints missing from README.md's API section"
