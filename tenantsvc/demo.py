@@ -21,10 +21,10 @@ DEMO_PRODUCTS = [
 ]
 
 
-async def _seed(engine: AsyncEngine, schema: str) -> None:
+async def _seed(engine: AsyncEngine, schema: str, role: str | None) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    async with tenant_session(async_sessionmaker(engine), schema) as session:
+    async with tenant_session(async_sessionmaker(engine), schema, role) as session:
         uow = UnitOfWork(session)
         await uow.users.add(email="ada@example.com", name="Ada Lovelace")
         await uow.products.add_many(DEMO_PRODUCTS)
@@ -39,7 +39,7 @@ async def bootstrap_demo(engine: AsyncEngine, known_key: str | None) -> str:
             await admin.get_tenant(conn, DEMO_SLUG)
         except TenantNotFoundError:
             new = await create_tenant(engine, DEMO_SLUG, "Demo tenant")
-            await _seed(engine, new.schema)
+            await _seed(engine, new.schema, new.role)
             return new.api_key
     if known_key is not None:
         return known_key

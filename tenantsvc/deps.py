@@ -161,7 +161,7 @@ def read_connection(request: Request, tenant: Tenant) -> AbstractAsyncContextMan
 
     def opener(replica: Replica | None) -> AbstractAsyncContextManager[Any]:
         engine = replica.engine if replica else database.engine
-        return tenant_connection(engine, tenant.schema, database.statements)
+        return tenant_connection(engine, tenant.schema, database.statements, tenant.role)
 
     return _read_context(request, opener)
 

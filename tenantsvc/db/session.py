@@ -108,7 +108,7 @@ class Database:
 
 @asynccontextmanager
 async def tenant_session(
-    sessionmaker: async_sessionmaker[AsyncSession], schema: str, role: str | None = None
+    sessionmaker: async_sessionmaker[AsyncSession], schema: str, role: str | None
 ) -> AsyncIterator[AsyncSession]:
     """One transaction in ``schema`` (as ``role``, when the tenant has one): committed when
     the block ends, rolled back on error."""
@@ -123,7 +123,7 @@ async def tenant_session(
 
 @asynccontextmanager
 async def tenant_connection(
-    engine: AsyncEngine, schema: str, statements: TenantStatements, role: str | None = None
+    engine: AsyncEngine, schema: str, statements: TenantStatements, role: str | None
 ) -> AsyncIterator[TenantConnection]:
     """The pooled connection's raw asyncpg connection, inside one transaction of ``schema``,
     for the hottest paths: BEGIN and the transaction-local search_path travel in one round

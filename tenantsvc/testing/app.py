@@ -44,6 +44,7 @@ class TenantHandle:
     slug: str
     schema: str
     api_key: str
+    role: str | None = None  # the tenant's own database role, when it has one
 
     @property
     def headers(self) -> dict[str, str]:

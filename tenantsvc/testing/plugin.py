@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantsvc.db.engine import create_engine
-from tenantsvc.db.session import SET_TENANT
+from tenantsvc.db.session import SET_TENANT, SET_TENANT_AND_ROLE
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.provisioning import create_tenant
@@ -72,7 +72,7 @@ async def tenantsvc_app(
 def tenant_factory(tenantsvc_engine: AsyncEngine) -> TenantFactory:
     async def make(prefix: str = "t") -> TenantHandle:
         new = await create_tenant(tenantsvc_engine, f"{prefix}_{uuid.uuid4().hex[:10]}")
-        return TenantHandle(new.slug, new.schema, new.api_key)
+        return TenantHandle(new.slug, new.schema, new.api_key, new.role)
 
     return make
 
@@ -97,9 +97,15 @@ async def tenant_client(
 async def tenant_session(
     tenantsvc_engine: AsyncEngine, tenant: TenantHandle
 ) -> AsyncIterator[AsyncSession]:
-    """A session in the tenant's schema; whatever the test writes is rolled back."""
+    """A session in the tenant's schema, as the tenant's role like a request's; whatever the
+    test writes is rolled back."""
     maker = async_sessionmaker(tenantsvc_engine, expire_on_commit=False)
     async with maker() as session, session.begin() as transaction:
-        await session.execute(SET_TENANT, {"schema": tenant.schema})
+        if tenant.role is None:
+            await session.execute(SET_TENANT, {"schema": tenant.schema})
+        else:
+            await session.execute(
+                SET_TENANT_AND_ROLE, {"schema": tenant.schema, "role": tenant.role}
+            )
         yield session
         await transaction.rollback()

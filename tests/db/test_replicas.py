@@ -69,7 +69,7 @@ async def replicated(
 
     app.include_router(probe)
     manager, running = await start_app(app=app)
-    tenant = TenantHandle(new.slug, new.schema, new.api_key)
+    tenant = TenantHandle(new.slug, new.schema, new.api_key, new.role)
     deadline = time.monotonic() + 10  # until the replica has replayed the new tenant
     while (await running.client.get("/products", headers=tenant.headers)).status_code != 200:
         assert time.monotonic() < deadline

@@ -73,7 +73,9 @@ async def test_each_tenant_reuses_its_own_plan_on_one_connection(
     try:
         for _ in range(6):  # a, b, a, b, ... on the pool's single connection
             for tenant in (tenant_a, tenant_b):
-                async with tenant_connection(engine, tenant.schema, statements) as conn:
+                async with tenant_connection(
+                    engine, tenant.schema, statements, tenant.role
+                ) as conn:
                     rows = await queries.live_page(conn, 0, 100)
                     assert [r["name"] for r in rows] == [tenant.slug]
                     assert [r["id"] for r in rows] == [ids[tenant.schema]]
@@ -112,7 +114,9 @@ async def test_past_capacity_a_tenant_shares_the_plain_text_and_still_reads_its_
     try:
         for _ in range(3):
             for tenant in (tenant_a, tenant_b):
-                async with tenant_connection(engine, tenant.schema, statements) as conn:
+                async with tenant_connection(
+                    engine, tenant.schema, statements, tenant.role
+                ) as conn:
                     rows = await queries.live_page(conn, 0, 100)
                     assert [r["id"] for r in rows] == [ids[tenant.schema]]
                     assert [r["name"] for r in rows] == [tenant.slug]

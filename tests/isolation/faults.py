@@ -2,24 +2,47 @@
 schema a request really runs in. Mounted only by the isolation tests."""
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 
-from tenantsvc.deps import CurrentTenant, DbSession
+from tenantsvc.deps import CurrentTenant, DbSession, ReadConn, ReadDbSession, WriteConn
 
 router = APIRouter(prefix="/_fault")
+_WHO = "SELECT current_setting('search_path') AS search_path, current_user AS role"
+_NAMES = "SELECT name FROM products ORDER BY id LIMIT 3"
+
+
+def _who(tenant: CurrentTenant, who: Any, names: Any) -> dict[str, object]:
+    return {"tenant": tenant.slug, "search_path": who[0], "role": who[1], "names": list(names)}
 
 
 @router.get("/whoami")
 async def whoami(session: DbSession, tenant: CurrentTenant) -> dict[str, object]:
     """The schema the transaction resolves to, the role it runs as, and a marker row read
-    through them."""
-    path, role = (
-        await session.execute(text("SELECT current_setting('search_path'), current_user"))
-    ).one()
-    names = (await session.execute(text("SELECT name FROM products ORDER BY id LIMIT 3"))).scalars()
-    return {"tenant": tenant.slug, "search_path": path, "role": role, "names": list(names)}
+    through them: on the ORM's write session, and below on each of the other ways a request
+    gets its transaction."""
+    who = (await session.execute(text(_WHO))).one()
+    return _who(tenant, who, (await session.execute(text(_NAMES))).scalars())
+
+
+@router.get("/whoami/read-session")
+async def whoami_read_session(session: ReadDbSession, tenant: CurrentTenant) -> dict[str, object]:
+    who = (await session.execute(text(_WHO))).one()
+    return _who(tenant, who, (await session.execute(text(_NAMES))).scalars())
+
+
+@router.get("/whoami/read")
+async def whoami_read(conn: ReadConn, tenant: CurrentTenant) -> dict[str, object]:
+    who = await conn.driver.fetchrow(_WHO)
+    return _who(tenant, who, [r["name"] for r in await conn.fetch(_NAMES)])
+
+
+@router.get("/whoami/write")
+async def whoami_write(conn: WriteConn, tenant: CurrentTenant) -> dict[str, object]:
+    who = await conn.driver.fetchrow(_WHO)
+    return _who(tenant, who, [r["name"] for r in await conn.fetch(_NAMES)])
 
 
 @router.get("/raise")

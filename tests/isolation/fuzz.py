@@ -128,7 +128,10 @@ async def _user_orders(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> htt
 
 
 async def _whoami(c: httpx.AsyncClient, t: Tenant, r: random.Random) -> httpx.Response:
-    return await c.get("/_fault/whoami", headers=t.headers)
+    """Which schema and role a transaction runs in, on one of the four ways a request gets
+    its transaction (the ORM's write and read sessions, the hot paths' raw connections)."""
+    way = r.choice(("", "/read-session", "/read", "/write"))
+    return await c.get(f"/_fault/whoami{way}", headers=t.headers)
 
 
 def _fault(path: str) -> Operation:

@@ -22,7 +22,8 @@ async def test_order_plan_looks_up_each_line_by_key(
     engine = create_engine(make_settings(database_url, pool_size=1, max_overflow=0))
     wanted = [ids[10], ids[200]]
     try:
-        async with tenant_connection(engine, tenant_a.schema, TenantStatements(0)) as conn:
+        opened = tenant_connection(engine, tenant_a.schema, TenantStatements(0), tenant_a.role)
+        async with opened as conn:
             await conn.driver.execute(f"PREPARE place(bigint, bigint[], int[], int) AS {PLACE}")
             plan = await conn.driver.fetch(
                 "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "
