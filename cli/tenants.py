@@ -198,6 +198,31 @@ def restore(slug: str, as_json: JsonOpt = False) -> None:
     _lifecycle(slug, "restore", as_json)
 
 
+@app.command("service-role")
+def service_role(
+    name: Annotated[str, typer.Argument(help="The login role the service will connect as.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Make (or complete) a login role for the service that holds no tenant's data.
+
+    NOINHERIT and in the serving group: it reaches a tenant's tables only as the tenant's role,
+    which every request's transaction becomes, and on its own reads the registry alone. Run it
+    again after `isolate`. Then connect the service as it (its password: ALTER ROLE)."""
+    from tenantsvc.tenancy.service_role import create_service_role
+
+    async def work() -> None:
+        async with engine_for_cli() as engine:
+            reachable = await create_service_role(engine, name)
+        if as_json:
+            print_json({"role": name, "tenant_roles": reachable})
+        else:
+            typer.echo(f"service role {name}: may become each of {reachable} tenants' roles, "
+                       "and holds no tenant's data; connect the service as it "
+                       "(TENANTSVC_DATABASE_URL with this user)")  # fmt: skip
+
+    run(work)
+
+
 @app.command()
 def isolate(
     slug: Annotated[str | None, typer.Argument(help="One tenant (default: --all).")] = None,

@@ -16,6 +16,7 @@ from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import read_revisions
+from tenantsvc.tenancy.service_role import SERVE_GROUP
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 
 MIN_SERVER_VERSION = 130000
@@ -212,6 +213,35 @@ async def check_roles(conn: AsyncConnection) -> Check:
                  "`tenantctl isolate --all`")  # fmt: skip
 
 
+_SERVICE_ROLES = text(f"""
+SELECT g.oid AS grp,
+       array(SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member
+             WHERE a.roleid = g.oid AND m.rolcanlogin ORDER BY 1) AS services,
+       array(SELECT t.slug FROM tenantsvc.tenants t LEFT JOIN pg_roles r ON r.rolname = t.role_name
+             WHERE t.status <> 'provisioning'
+               AND (r.oid IS NULL OR NOT pg_has_role(g.oid, r.oid, 'MEMBER'))
+             ORDER BY t.id) AS unreachable
+FROM pg_roles g WHERE g.rolname = {SERVE_GROUP}
+""")  # noqa: S608 (a constant)
+
+
+async def check_service_role(conn: AsyncConnection) -> Check:
+    """The service role (``service_role.py``) reaches a tenant only through the tenant's role
+    in the serving group: a tenant without one would fail every request."""
+    found = (await conn.execute(_SERVICE_ROLES)).one_or_none()
+    if found is None or not found.services:
+        return Check("service role", "ok", "none: the service connects as the tables' "
+                     "owner (`tenantctl service-role NAME` makes one that holds no tenant's "
+                     "data)")  # fmt: skip
+    names = ", ".join(found.services)
+    if found.unreachable:
+        return Check("service role", "fail", f"{names} cannot serve {len(found.unreachable)} "
+                     f"tenants, which have no role in the serving group: "
+                     f"{_first_few(found.unreachable)}; `tenantctl isolate --all`, then "
+                     "`tenantctl service-role NAME`")  # fmt: skip
+    return Check("service role", "ok", f"{names} may serve every tenant, as the tenant's role")
+
+
 def _first_few(items: list[str], shown: int = 5) -> str:
     """A warning names a few and counts the rest: a fleet may have thousands."""
     more = f" and {len(items) - shown} more" if len(items) > shown else ""
@@ -228,6 +258,7 @@ async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
         checks.append(await check_keys(conn))
         checks.append(await check_audit(conn))
         checks.append(await check_roles(conn))
+        checks.append(await check_service_role(conn))
     except Exception as exc:  # no shared schema yet: say so rather than crash
         detail = f"{first_line(exc)}: run `tenantctl migrate-all`"
         checks.append(Check("shared track", "fail", detail))

@@ -1,0 +1,93 @@
+"""A login role for the service that holds no tenant's data: it reaches a tenant's tables only
+by becoming the tenant's role (``SET LOCAL ROLE``, as every tenant transaction does).
+
+The role that provisions tenants owns their tables, so a service connected as it could read any
+tenant's rows in a statement that skipped the role: a future code path, an app author's
+handler using the engine directly. The service role closes that: ``NOINHERIT``, so its
+memberships grant nothing until it switches to one, and a member of the serving group
+(``tenantsvc_<8 hex>_serve``, NOLOGIN), to which every tenant's role is granted as it is
+created. On its own it may read the registry and write what the workers record, nothing else.
+
+``tenantctl service-role NAME`` creates (or completes) it; the service then connects as it
+(``TENANTSVC_DATABASE_URL`` with that user) while ``tenantctl`` and migrations keep the owner.
+"""
+
+import re
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenantsvc.tenancy.ddl import identifier, literal
+from tenantsvc.tenancy.errors import TenancyError
+
+SERVE_GROUP = "'tenantsvc_' || left(md5(current_database()), 8) || '_serve'"  # SQL
+# What the service reads and writes in the registry on its own: the tenant snapshot and its
+# version (tenancy/registry.py), the shared track's revision (/readyz), the workers' activity.
+READS = ("tenants", "api_keys", "registry_state", "alembic_version")
+WRITES = ("api_key_usage", "tenant_requests", "activity_flushes")
+
+_GROUP_AND_ROLES = text(
+    f"SELECT {SERVE_GROUP}, "  # noqa: S608 (a constant)
+    "coalesce(array_remove(array_agg(role_name), NULL), '{}') FROM tenantsvc.tenants"
+)
+_REFUSED = text("SELECT rolsuper OR rolname = current_user FROM pg_roles WHERE rolname = :name")
+
+
+def create_role_sql(role: str, attributes: str) -> str:
+    """``role`` with ``attributes`` unless it exists: roles belong to the cluster."""
+    return f"""
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {literal(role)}) THEN
+        CREATE ROLE {identifier(role)} {attributes};
+    END IF;
+END $$;
+"""
+
+
+def group_sql(group: str, tenant_roles: list[str]) -> str:
+    """The serving group (created when missing), with ``tenant_roles`` granted to it."""
+    g = identifier(group)
+    return create_role_sql(group, "NOLOGIN") + "".join(
+        f"GRANT {identifier(r)} TO {g};\n" for r in tenant_roles
+    )
+
+
+def _rights_sql(name: str, group: str, tenant_roles: list[str]) -> str:
+    n = identifier(name)
+    reads = ", ".join(f"tenantsvc.{identifier(t)}" for t in READS)
+    writes = ", ".join(f"tenantsvc.{identifier(t)}" for t in WRITES)
+    return (
+        group_sql(group, tenant_roles)
+        + create_role_sql(name, "LOGIN NOINHERIT")
+        + f"""
+ALTER ROLE {n} LOGIN NOINHERIT;
+GRANT {identifier(group)} TO {n};
+GRANT USAGE ON SCHEMA tenantsvc TO {n};
+GRANT SELECT ON TABLE {reads} TO {n};
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {writes} TO {n};
+"""
+    )
+
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+async def create_service_role(engine: AsyncEngine, name: str) -> int:
+    """Create or complete the service role ``name``; returns how many tenant roles it may
+    become. Refuses a superuser (it would bypass every right) and the role running this."""
+    if not _NAME.fullmatch(name):
+        raise TenancyError(f"role name {name!r}: use a-z, 0-9 and _, up to 63, not a digit first")
+    async with engine.begin() as conn:
+        if (await conn.execute(_REFUSED, {"name": name})).scalar():
+            raise TenancyError(
+                f"role {name!r} is a superuser or the role running tenantctl: the service "
+                "role must be a role of its own"
+            )
+        group, roles = (await conn.execute(_GROUP_AND_ROLES)).one()
+        raw = await conn.get_raw_connection()
+        try:
+            await raw.driver_connection.execute(_rights_sql(name, group, list(roles)))  # type: ignore[union-attr]
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise TenancyError(f"{exc}: creating the service role needs CREATEROLE") from exc
+    return len(roles)
