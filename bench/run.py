@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ from typing import Any
 
 import httpx
 import psutil
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from bench import ceiling, load
 from bench.fleet import (
@@ -41,6 +42,7 @@ from bench.seed import check_invariants, seed
 from tenantsvc.db.engine import create_engine
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, compiled_script, head
+from tenantsvc.tenancy.service_role import create_service_role
 from tenantsvc.testing.app import pool_checkouts, wait_for_http
 from tenantsvc.testing.postgres import free_port
 
@@ -48,6 +50,7 @@ KNOBS = {"T": 50, "PRODUCTS": 1000, "USERS": 20, "STOCK": 1000, "CONNS": 32, "DU
          "WARMUP": 5, "REPEATS": 3, "WORKERS": os.cpu_count() or 1, "SCALE": 0,
          "SCALE_T": 10000, "SCALE_PRODUCTS": 100, "SCALE_WARMUP": 60}  # fmt: skip
 CFG = {k: int(os.environ.get(k, v)) for k, v in KNOBS.items()}
+SERVICE_ROLE = "tenantsvc_bench_api"
 
 
 def log(message: str) -> None:
@@ -91,13 +94,13 @@ def service_processes(url: str) -> list[psutil.Process]:
     return []
 
 
+_BACKEND = re.compile(r"postgres: \S+ postgres 127\.0\.0\.1\(")
+
+
 def backends() -> list[psutil.Process]:
-    """The server's client backends (the bench cluster's user and database, over TCP)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if " ".join(proc.info["cmdline"] or []).startswith("postgres: postgres postgres 127.0.0.1"):
-            found.append(proc)
-    return found
+    """The server's client backends (the bench database's, over TCP, whichever role)."""
+    return [proc for proc in psutil.process_iter(["cmdline"])
+            if _BACKEND.match(" ".join(proc.info["cmdline"] or []))]  # fmt: skip
 
 
 def service_rss_mib(url: str) -> float:
@@ -321,13 +324,26 @@ def pgbench_rates(pg: Cluster, tenants: list[ceiling.Tenant]) -> dict[str, Any]:
     return rates
 
 
+async def service_role_url(url: str) -> str:
+    """A service role (``tenantctl service-role``), and the URL that connects as it."""
+    engine = create_engine(db_settings(url))
+    try:
+        await create_service_role(engine, SERVICE_ROLE)
+    finally:
+        await engine.dispose()
+    return make_url(url).set(username=SERVICE_ROLE).render_as_string(hide_password=False)
+
+
 def service_env(env: dict[str, str], pre_ping: bool = False) -> dict[str, str]:
-    """The recommended production settings on this machine: nproc workers, pool 20 + overflow
-    10 per worker (2 x 30 = 60 of the server's 100 connections), pre-ping off (SQLAlchemy's
-    asyncpg pre-ping costs BEGIN + ping + ROLLBACK, three round trips per checkout; a dead
-    connection is found by its first failure instead, closed and replaced, which
+    """The recommended production settings on this machine: connected as a service role
+    (``BENCH_SERVICE_DATABASE_URL``, once made), nproc workers, pool 20 + overflow 10 per
+    worker (2 x 30 = 60 of the server's 100 connections), pre-ping off (SQLAlchemy's asyncpg
+    pre-ping costs BEGIN + ping + ROLLBACK, three round trips per checkout; a dead connection
+    is found by its first failure instead, closed and replaced, which
     tests/isolation/test_outages.py proves), logs at WARNING."""
-    return {**env, "TENANTSVC_POOL_SIZE": "20", "TENANTSVC_MAX_OVERFLOW": "10",
+    url = env.get("BENCH_SERVICE_DATABASE_URL", env["TENANTSVC_DATABASE_URL"])
+    return {**env, "TENANTSVC_DATABASE_URL": url,
+            "TENANTSVC_POOL_SIZE": "20", "TENANTSVC_MAX_OVERFLOW": "10",
             "TENANTSVC_POOL_PRE_PING": str(pre_ping).lower(),
             "TENANTSVC_LOG_LEVEL": "WARNING"}  # fmt: skip
 
@@ -342,7 +358,10 @@ def http_workloads(
     # schemas (the pinned app touches one). Both apps run side by side, their runs interleaved.
     one_read = load.script("read", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=1)
     one_write = load.script("write", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=2)
-    pinned_env = {**service_env(env), "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}
+    # The pinned app connects as the tables' owner: with tenancy bypassed, it has no tenant
+    # role to become.
+    pinned_env = {**service_env(env), "TENANTSVC_DATABASE_URL": env["TENANTSVC_DATABASE_URL"],
+                  "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}  # fmt: skip
     out: dict[str, Any] = {}
     with (
         service(service_env(env), CFG["WORKERS"]) as url,
@@ -495,6 +514,8 @@ def main() -> None:
         result["w2_migrate_all"] = migrate_all_figures(env, sku_dir, CFG["T"], base)
         settle(pg)
         keys = asyncio.run(keys_for(pg.url, slugs))
+        env["BENCH_SERVICE_DATABASE_URL"] = asyncio.run(service_role_url(pg.url))
+        result["service_role"] = SERVICE_ROLE
         log("W3/W4 through wrk")
         http = http_workloads(env, keys, slugs)
         result["w3_read"] = http.pop("w3_read")
