@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenantsvc.deps import CurrentTenant, DbSession, ReadConn, ReadDbSession, WriteConn
 
@@ -18,31 +19,37 @@ def _who(tenant: CurrentTenant, who: Any, names: Any) -> dict[str, object]:
     return {"tenant": tenant.slug, "search_path": who[0], "role": who[1], "names": list(names)}
 
 
+async def _who_session(session: AsyncSession, tenant: CurrentTenant) -> dict[str, object]:
+    who = (await session.execute(text(_WHO))).one()
+    return _who(tenant, who, (await session.execute(text(_NAMES))).scalars())
+
+
+async def _who_conn(conn: Any, tenant: CurrentTenant) -> dict[str, object]:
+    who = await conn.driver.fetchrow(_WHO)
+    return _who(tenant, who, [r["name"] for r in await conn.fetch(_NAMES)])
+
+
 @router.get("/whoami")
 async def whoami(session: DbSession, tenant: CurrentTenant) -> dict[str, object]:
     """The schema the transaction resolves to, the role it runs as, and a marker row read
     through them: on the ORM's write session, and below on each of the other ways a request
     gets its transaction."""
-    who = (await session.execute(text(_WHO))).one()
-    return _who(tenant, who, (await session.execute(text(_NAMES))).scalars())
+    return await _who_session(session, tenant)
 
 
 @router.get("/whoami/read-session")
 async def whoami_read_session(session: ReadDbSession, tenant: CurrentTenant) -> dict[str, object]:
-    who = (await session.execute(text(_WHO))).one()
-    return _who(tenant, who, (await session.execute(text(_NAMES))).scalars())
+    return await _who_session(session, tenant)
 
 
 @router.get("/whoami/read")
 async def whoami_read(conn: ReadConn, tenant: CurrentTenant) -> dict[str, object]:
-    who = await conn.driver.fetchrow(_WHO)
-    return _who(tenant, who, [r["name"] for r in await conn.fetch(_NAMES)])
+    return await _who_conn(conn, tenant)
 
 
 @router.get("/whoami/write")
 async def whoami_write(conn: WriteConn, tenant: CurrentTenant) -> dict[str, object]:
-    who = await conn.driver.fetchrow(_WHO)
-    return _who(tenant, who, [r["name"] for r in await conn.fetch(_NAMES)])
+    return await _who_conn(conn, tenant)
 
 
 @router.get("/raise")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from tenantsvc.settings import get_settings
-from tenantsvc.tenancy.doctor import check_service_role
+from tenantsvc.tenancy.doctor import Check, check_service_role
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.roles import role_prefix
@@ -84,21 +84,23 @@ async def test_a_superuser_or_the_owner_is_refused(fresh_engine: AsyncEngine) ->
         await create_service_role(fresh_engine, me)
 
 
+async def _doctor(engine: AsyncEngine) -> Check:
+    async with engine.connect() as conn:
+        return await check_service_role(conn)
+
+
 async def test_doctor_names_the_tenants_a_service_role_cannot_serve(
     fresh_engine: AsyncEngine, empty_database_url: str
 ) -> None:
-    async with fresh_engine.connect() as conn:
-        assert "none" in (await check_service_role(conn)).detail
+    assert "none" in (await _doctor(fresh_engine)).detail
     await create_tenant(fresh_engine, "roled")
     name, _ = await _service_role(fresh_engine, empty_database_url)
     await create_service_role(fresh_engine, name)
-    async with fresh_engine.connect() as conn:
-        found = await check_service_role(conn)
+    found = await _doctor(fresh_engine)
     assert (found.status, found.detail) == ("ok", f"{name} may serve every tenant, as the "
                                             "tenant's role")  # fmt: skip
     await create_tenant(fresh_engine, "roleless", with_role=False)
-    async with fresh_engine.connect() as conn:
-        found = await check_service_role(conn)
+    found = await _doctor(fresh_engine)
     assert found.status == "fail"
     assert "roleless" in found.detail
     assert "roled," not in found.detail
