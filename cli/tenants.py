@@ -206,8 +206,9 @@ def service_role(
     """Make (or complete) a login role for the service that holds no tenant's data.
 
     NOINHERIT and in the serving group: it reaches a tenant's tables only as the tenant's role,
-    which every request's transaction becomes, and on its own reads the registry alone. Run it
-    again after `isolate`. Then connect the service as it (its password: ALTER ROLE)."""
+    which every request's transaction becomes, and on its own reads the registry alone. Tenants
+    created or isolated later join by themselves. Then connect the service as it (its
+    password: ALTER ROLE)."""
     from tenantsvc.tenancy.service_role import create_service_role
 
     async def work() -> None:

@@ -214,8 +214,7 @@ async def check_roles(conn: AsyncConnection) -> Check:
 
 
 _SERVICE_ROLES = text(f"""
-SELECT g.oid AS grp,
-       array(SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member
+SELECT array(SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member
              WHERE a.roleid = g.oid AND m.rolcanlogin ORDER BY 1) AS services,
        array(SELECT t.slug FROM tenantsvc.tenants t LEFT JOIN pg_roles r ON r.rolname = t.role_name
              WHERE t.status <> 'provisioning'
@@ -237,8 +236,9 @@ async def check_service_role(conn: AsyncConnection) -> Check:
     if found.unreachable:
         return Check("service role", "fail", f"{names} cannot serve {len(found.unreachable)} "
                      f"tenants, which have no role in the serving group: "
-                     f"{_first_few(found.unreachable)}; `tenantctl isolate --all`, then "
-                     "`tenantctl service-role NAME`")  # fmt: skip
+                     f"{_first_few(found.unreachable)}; `tenantctl isolate --all` gives "
+                     "those without one theirs, `tenantctl service-role NAME` adds the "
+                     "others")  # fmt: skip
     return Check("service role", "ok", f"{names} may serve every tenant, as the tenant's role")
 
 
