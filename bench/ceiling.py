@@ -79,10 +79,11 @@ def psql_seconds(libpq_url: str, sql: str) -> float:
 
 
 def provision_sql(schemas: list[str], head_script: str) -> str:
-    """What ``tenantctl create`` sends, each schema with its tables and its own role."""
+    """What ``tenantctl create`` sends, each schema with its tables and its own role, which
+    joins the serving group."""
     return "\n".join(
         f"BEGIN; CREATE SCHEMA {s}; SELECT set_config('search_path', '{s}', true);\n"
-        f"{head_script}\n{grants_sql(f'{s}_role', s, TABLES)}\nCOMMIT;"
+        f"{head_script}\n{grants_sql(f'{s}_role', s, TABLES, 'ceiling_serve')}\nCOMMIT;"
         for s in schemas
     )
 

@@ -16,7 +16,7 @@ from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import read_revisions
-from tenantsvc.tenancy.service_role import SERVE_GROUP
+from tenantsvc.tenancy.roles import SERVE_GROUP
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 
 MIN_SERVER_VERSION = 130000

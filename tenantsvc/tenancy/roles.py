@@ -29,22 +29,42 @@ from tenantsvc.db.models import TenantBase
 from tenantsvc.tenancy.ddl import identifier, literal
 from tenantsvc.tenancy.errors import TenancyError, TenantNotFoundError
 from tenantsvc.tenancy.models import TenantRow
-from tenantsvc.tenancy.service_role import SERVE_GROUP, create_role_sql, group_sql
 from tenantsvc.tenancy.slugs import validate_slug
 
+# What the names of this database's roles begin with, in SQL (``role_prefix`` in Python): a
+# tenant's role ends with its id, the serving group (``service_role.py``) with ``serve``.
+_PREFIX = "'tenantsvc_' || left(md5(current_database()), 8) || '_'"
+SERVE_GROUP = f"{_PREFIX} || 'serve'"  # SQL
 # The tenant's role name, where its tables are (an archived tenant's schema was moved), and
 # the serving group its role joins.
 _NAME_SCHEMA_GROUP = text(
-    "SELECT 'tenantsvc_' || left(md5(current_database()), 8) || '_' || id, "  # noqa: S608
-    f"coalesce(archived_schema, schema_name), {SERVE_GROUP} "  # a constant
-    "FROM tenantsvc.tenants WHERE id = :id"
+    f"SELECT {_PREFIX} || id, coalesce(archived_schema, schema_name), "  # noqa: S608 (constants)
+    f"{SERVE_GROUP} FROM tenantsvc.tenants WHERE id = :id"
 )
 
 
 def role_prefix(database: str) -> str:
-    """What the names of ``database``'s tenant roles (and its serving group) begin with, as
-    ``_NAME_SCHEMA_GROUP`` makes them."""
+    """What the names of ``database``'s roles begin with, as ``_PREFIX`` makes them."""
     return f"tenantsvc_{hashlib.md5(database.encode()).hexdigest()[:8]}_"  # noqa: S324
+
+
+def create_role_sql(role: str, attributes: str) -> str:
+    """``role`` with ``attributes`` unless it exists: roles belong to the cluster."""
+    return f"""
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {literal(role)}) THEN
+        CREATE ROLE {identifier(role)} {attributes};
+    END IF;
+END $$;
+"""
+
+
+def group_sql(group: str, tenant_roles: list[str]) -> str:
+    """The serving group (created when missing), with ``tenant_roles`` granted to it."""
+    g = identifier(group)
+    return create_role_sql(group, "NOLOGIN") + "".join(
+        f"GRANT {identifier(r)} TO {g};\n" for r in tenant_roles
+    )
 
 
 RIGHTS = "SELECT, INSERT, UPDATE, DELETE"
@@ -57,7 +77,7 @@ _PRESENT = text(
 )
 
 
-def grants_sql(role: str, schema: str, tables: Iterable[str], group: str | None = None) -> str:
+def grants_sql(role: str, schema: str, tables: Iterable[str], group: str) -> str:
     """The role (created when missing) and its rights on ``schema`` and its ``tables``; the
     provisioning role becomes a member, to act as it, and so does the serving ``group``, for a
     service role (``service_role.py``).
@@ -74,7 +94,7 @@ GRANT {r} TO CURRENT_USER;
 GRANT USAGE ON SCHEMA {s} TO {r};
 {on_tables}
 ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {RIGHTS} ON TABLES TO {r};
-{group_sql(group, [role]) if group else ""}"""
+{group_sql(group, [role])}"""
 
 
 async def give_role(conn: AsyncConnection, tenant_id: int) -> str:

@@ -18,10 +18,10 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.tenancy.ddl import identifier, literal
+from tenantsvc.tenancy.ddl import identifier
 from tenantsvc.tenancy.errors import TenancyError
+from tenantsvc.tenancy.roles import SERVE_GROUP, create_role_sql, group_sql
 
-SERVE_GROUP = "'tenantsvc_' || left(md5(current_database()), 8) || '_serve'"  # SQL
 # What the service reads and writes in the registry on its own: the tenant snapshot and its
 # version (tenancy/registry.py), the shared track's revision (/readyz), the workers' activity.
 READS = ("tenants", "api_keys", "registry_state", "alembic_version")
@@ -32,25 +32,6 @@ _GROUP_AND_ROLES = text(
     "coalesce(array_remove(array_agg(role_name), NULL), '{}') FROM tenantsvc.tenants"
 )
 _REFUSED = text("SELECT rolsuper OR rolname = current_user FROM pg_roles WHERE rolname = :name")
-
-
-def create_role_sql(role: str, attributes: str) -> str:
-    """``role`` with ``attributes`` unless it exists: roles belong to the cluster."""
-    return f"""
-DO $$ BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {literal(role)}) THEN
-        CREATE ROLE {identifier(role)} {attributes};
-    END IF;
-END $$;
-"""
-
-
-def group_sql(group: str, tenant_roles: list[str]) -> str:
-    """The serving group (created when missing), with ``tenant_roles`` granted to it."""
-    g = identifier(group)
-    return create_role_sql(group, "NOLOGIN") + "".join(
-        f"GRANT {identifier(r)} TO {g};\n" for r in tenant_roles
-    )
 
 
 def _rights_sql(name: str, group: str, tenant_roles: list[str]) -> str:
