@@ -63,7 +63,7 @@ def local_role_sql(role: str | None) -> str:
     return f" SET LOCAL ROLE {identifier(role)};" if role else ""
 
 
-def hot_begin_sql(schema: str, role: str | None = None) -> str:
+def hot_begin_sql(schema: str, role: str | None) -> str:
     """BEGIN, the planner settings, the tenant's transaction-local search_path and role: one
     round trip."""
     return f"{BEGIN_HOT} {local_search_path_sql(schema)}{local_role_sql(role)}"
