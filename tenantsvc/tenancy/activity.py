@@ -103,8 +103,8 @@ class Activity:
                 committing = True
                 await conn.commit()
         except BaseException as exc:
-            if committing:
-                self._in_doubt = [*self._in_doubt, batch] if batch.keys else self._in_doubt
+            if committing:  # every batch it sent, the new one included
+                self._in_doubt = batches
             else:
                 self._keys |= batch.keys  # surely not written: the next flush carries it
                 self._requests.update(batch.requests)
