@@ -1,6 +1,7 @@
 """Tenant lifecycle commands: create, list, show, usage, suspend, read-only, resume, drop,
 restore, rename."""
 
+import os
 from typing import Annotated
 
 import typer
@@ -201,19 +202,34 @@ def restore(slug: str, as_json: JsonOpt = False) -> None:
 @app.command("service-role")
 def service_role(
     name: Annotated[str, typer.Argument(help="The login role the service will connect as.")],
+    password_env: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VAR",
+            help="Set the role's password from this environment variable (sent to the server "
+            "as a SCRAM-SHA-256 verifier, never in clear, never on a command line).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Make (or complete) a login role for the service that holds no tenant's data.
 
     NOINHERIT and in the serving group: it reaches a tenant's tables only as the tenant's role,
     which every request's transaction becomes, and on its own reads the registry alone. Tenants
-    created or isolated later join by themselves. Then connect the service as it (its
-    password: ALTER ROLE)."""
+    created or isolated later join by themselves. Then connect the service as it."""
     from tenantsvc.tenancy.service_role import create_service_role
+
+    password = None
+    if password_env is not None:
+        password = os.environ.get(password_env)
+        if not password:
+            raise typer.BadParameter(
+                f"{password_env} is not set or empty", param_hint="--password-env"
+            )
 
     async def work() -> None:
         async with engine_for_cli() as engine:
-            reachable = await create_service_role(engine, name)
+            reachable = await create_service_role(engine, name, password)
         if as_json:
             print_json({"role": name, "tenant_roles": reachable})
         else:

@@ -40,22 +40,27 @@ def _server_side(admin_url: str) -> tuple[str, int, str | None]:
 
 
 @contextmanager
-def pgbouncer(admin_url: str, database: str, pool_size: int) -> Iterator[str]:
-    """Yields an asyncpg URL to ``database`` through PgBouncer (transaction mode)."""
+def pgbouncer(admin_url: str, database: str, pool_size: int, scram: bool = False) -> Iterator[str]:
+    """Yields an asyncpg URL to ``database`` through PgBouncer (transaction mode), as
+    postgres. With ``scram``, as production runs it: clients log in as their own role with
+    its password, which PgBouncer checks (SCRAM-SHA-256) against the server's verifier
+    (``auth_query`` as postgres), and the server sees that role."""
     binary = pgbouncer_binary()
     host, port, owner = _server_side(admin_url)
     run_as = owner or ("postgres" if os.geteuid() == 0 else None)
     workdir = Path(tempfile.mkdtemp(prefix="tenantsvc-pgbouncer-"))
     listen = free_port()
+    as_user = "" if scram else " user=postgres"
+    login = "auth_type = scram-sha-256\nauth_user = postgres" if scram else "auth_type = any"
     (workdir / "pgbouncer.ini").write_text(
         f"""[databases]
-{database} = host={host} port={port} dbname={database} user=postgres
+{database} = host={host} port={port} dbname={database}{as_user}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {listen}
 unix_socket_dir =
-auth_type = any
+{login}
 pool_mode = transaction
 default_pool_size = {pool_size}
 min_pool_size = 0

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from tenantsvc.tenancy.roles import role_prefix
 from tenantsvc.testing.app import wait_for_http
 from tenantsvc.testing.postgres import free_port
 from tests.command import tenantctl_process
@@ -37,9 +39,18 @@ def test_compose_topology(compose: dict[str, Any]) -> None:
     assert services["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
     migrate_url = make_url(services["migrate"]["environment"]["TENANTSVC_DATABASE_URL"])
     assert migrate_url.host == "postgres"  # migrations bypass PgBouncer
-    assert services["migrate"]["command"] == ["tenantctl", "migrate-all"]
+    migrate = services["migrate"]["command"]
+    assert migrate[:2] == ["sh", "-c"]
+    assert migrate[2].split(" && ") == [
+        "tenantctl migrate-all",
+        "tenantctl service-role tenantsvc_api --password-env TENANTSVC_API_PASSWORD",
+    ]
     app_env = services["app"]["environment"]
-    assert make_url(app_env["TENANTSVC_DATABASE_URL"]).host == "pgbouncer"
+    app_url = make_url(app_env["TENANTSVC_DATABASE_URL"])
+    assert app_url.host == "pgbouncer"
+    # The app logs in as the service role, which PgBouncer knows, not as the superuser.
+    assert app_url.username == services["pgbouncer"]["environment"]["DB_USER"] == "tenantsvc_api"
+    assert "TENANTSVC_API_PASSWORD" in services["migrate"]["environment"]
     assert app_env["TENANTSVC_PGBOUNCER"] == "true"
     assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for name in ("postgres", "pgbouncer", "app"):
@@ -82,23 +93,33 @@ def _tenantctl(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+SERVICE_PASSWORD = "s3cret 'quoted' pässword"
+
+
 @pytest.fixture
 def app_process(empty_database_url: str, admin_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """compose.yaml as processes: the migrate job (migrations, then the service role with its
+    password), PgBouncer checking that password, the app connected through it as that role."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("TENANTSVC_")}
     direct = {**base, "TENANTSVC_DATABASE_URL": empty_database_url}
-    _tenantctl(direct, "migrate-all")  # the compose file's one-shot migrate service
     database = make_url(empty_database_url).database or ""
-    with pgbouncer(admin_url, database, pool_size=3) as bounced:
+    role = role_prefix(database) + "api"  # dropped with the test database
+    _tenantctl(direct, "migrate-all")
+    _tenantctl({**direct, "API_PASSWORD": SERVICE_PASSWORD},
+               "service-role", role, "--password-env", "API_PASSWORD")  # fmt: skip
+    with pgbouncer(admin_url, database, pool_size=3, scram=True) as bounced:
+        as_role = make_url(bounced).set(username=role, password=SERVICE_PASSWORD)
         port = free_port()
-        env = {**base, "TENANTSVC_DATABASE_URL": bounced, "TENANTSVC_PGBOUNCER": "true",
-               "TENANTSVC_POOL_SIZE": "8", "TENANTSVC_WORKERS": "2"}  # fmt: skip
+        env = {**base, "TENANTSVC_PGBOUNCER": "true", "TENANTSVC_POOL_SIZE": "8",
+               "TENANTSVC_WORKERS": "2",
+               "TENANTSVC_DATABASE_URL": as_role.render_as_string(hide_password=False)}  # fmt: skip
         server = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
             wait_for_http(f"http://127.0.0.1:{port}/readyz", server)
-            yield f"http://127.0.0.1:{port}", direct
+            yield f"http://127.0.0.1:{port}", {**direct, "ROLE": role, "BOUNCED": bounced}
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -119,3 +140,44 @@ def test_topology_runs_as_processes(app_process: tuple[str, dict[str, str]]) -> 
         assert client.get(f"/products/{product.json()['id']}").json()["stock"] == 0
         metrics = client.get("/metrics").text
         assert 'route="/orders",status="201"' in metrics
+
+
+async def _login(url: str, user: str, password: str) -> str:
+    conn = await asyncpg.connect(
+        make_url(url)
+        .set(drivername="postgresql", username=user, password=password)
+        .render_as_string(hide_password=False)
+    )
+    try:
+        return str(await conn.fetchval("SELECT current_user"))
+    finally:
+        await conn.close()
+
+
+async def test_the_service_logs_in_through_pgbouncer_as_its_role_with_its_password(
+    app_process: tuple[str, dict[str, str]],
+) -> None:
+    """The password set by service-role --password-env is the one PgBouncer accepts (its
+    SCRAM verifier was made client-side), a wrong one is refused, and the server's sessions
+    behind the app are the service role's."""
+    base_url, direct = app_process
+    role, bounced = direct["ROLE"], direct["BOUNCED"]
+    assert await _login(bounced, role, SERVICE_PASSWORD) == role
+    with pytest.raises(asyncpg.PostgresError, match="authentication failed"):  # PgBouncer's 08P01
+        await _login(bounced, role, SERVICE_PASSWORD + "x")
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        assert (await client.get("/readyz")).status_code == 200
+    admin = await asyncpg.connect(
+        make_url(direct["TENANTSVC_DATABASE_URL"])
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+    try:
+        users = await admin.fetch(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+            "AND usename <> 'postgres'"
+        )
+    finally:
+        await admin.close()
+    assert [u["usename"] for u in users] == [role]

@@ -12,13 +12,18 @@ created. On its own it may read the registry and write what the workers record, 
 (``TENANTSVC_DATABASE_URL`` with that user) while ``tenantctl`` and migrations keep the owner.
 """
 
+import base64
+import hashlib
+import hmac
+import os
 import re
+import unicodedata
 
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.tenancy.ddl import identifier
+from tenantsvc.tenancy.ddl import identifier, literal
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.roles import SERVE_GROUP, create_role_sql, group_sql
 
@@ -52,13 +57,39 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {writes} TO {n};
 
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+SCRAM_ITERATIONS = 4096  # PostgreSQL's own default (scram_iterations)
 
 
-async def create_service_role(engine: AsyncEngine, name: str) -> int:
-    """Create or complete the service role ``name``; returns how many tenant roles it may
-    become. Refuses a superuser (it would bypass every right) and the role running this."""
+def scram_verifier(password: str, salt: bytes | None = None) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802/7677), made here
+    as psql's ``\\password`` makes it, so the password itself never reaches the server, where
+    ``ALTER ROLE ... PASSWORD 'clear'`` could land in its logs. Normalised with NFKC, the core
+    of SASLprep, which PostgreSQL applies."""
+    salt = salt or os.urandom(16)
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", unicodedata.normalize("NFKC", password).encode(), salt, SCRAM_ITERATIONS
+    )
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    b64 = base64.b64encode
+    return (f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{b64(salt).decode()}"
+            f"${b64(stored_key).decode()}:{b64(server_key).decode()}")  # fmt: skip
+
+
+async def create_service_role(engine: AsyncEngine, name: str, password: str | None = None) -> int:
+    """Create or complete the service role ``name``, and set its password when one is given
+    (sent as a SCRAM verifier); returns how many tenant roles it may become. Refuses a
+    superuser (it would bypass every right) and the role running this."""
     if not _NAME.fullmatch(name):
         raise TenancyError(f"role name {name!r}: use a-z, 0-9 and _, up to 63, not a digit first")
+    if password == "":
+        raise TenancyError("the service role's password is empty")
+    verifier = (
+        ""
+        if password is None
+        else (f"ALTER ROLE {identifier(name)} PASSWORD {literal(scram_verifier(password))};\n")
+    )
     async with engine.begin() as conn:
         if (await conn.execute(_REFUSED, {"name": name})).scalar():
             raise TenancyError(
@@ -68,7 +99,8 @@ async def create_service_role(engine: AsyncEngine, name: str) -> int:
         group, roles = (await conn.execute(_GROUP_AND_ROLES)).one()
         raw = await conn.get_raw_connection()
         try:
-            await raw.driver_connection.execute(_rights_sql(name, group, list(roles)))  # type: ignore[union-attr]
+            sql = _rights_sql(name, group, list(roles)) + verifier
+            await raw.driver_connection.execute(sql)  # type: ignore[union-attr]
         except asyncpg.InsufficientPrivilegeError as exc:
             raise TenancyError(f"{exc}: creating the service role needs CREATEROLE") from exc
     return len(roles)

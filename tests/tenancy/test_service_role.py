@@ -18,6 +18,7 @@ from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.roles import role_prefix
 from tenantsvc.tenancy.service_role import create_service_role
 from tenantsvc.testing.app import running_app
+from tests.command import tenantctl_process
 from tests.conftest import make_settings
 
 DENIED = "permission denied"
@@ -116,6 +117,12 @@ def test_the_command_is_one_line_either_way(
         assert refused.exit_code == 1
         assert refused.stderr.startswith("error: ")
         assert refused.stderr.count("\n") == 1
+        unset = tenantctl_process(  # the installed command: usage errors are one line there
+            "service-role", "tenantsvc_cli_api", "--password-env", "TENANTSVC_TEST_UNSET"
+        )
+        assert unset.returncode == 2
+        assert "TENANTSVC_TEST_UNSET is not set or empty" in unset.stderr
+        assert unset.stderr.count("\n") == 1
         made = CliRunner().invoke(app, ["service-role", "tenantsvc_cli_api", "--json"])
         assert made.exit_code == 0, made.output
         assert json.loads(made.stdout) == {"role": "tenantsvc_cli_api", "tenant_roles": 0}
