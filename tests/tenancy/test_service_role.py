@@ -16,7 +16,7 @@ from tenantsvc.tenancy.doctor import Check, check_service_role
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.roles import role_prefix
-from tenantsvc.tenancy.service_role import create_service_role
+from tenantsvc.tenancy.service_role import READS, WITHHELD, WRITES, create_service_role
 from tenantsvc.testing.app import running_app
 from tests.command import tenantctl_process
 from tests.conftest import make_settings
@@ -138,3 +138,18 @@ async def _drop_role(url: str, name: str) -> None:
         await conn.execute(f'DROP OWNED BY "{name}"; DROP ROLE "{name}"')
     finally:
         await conn.close()
+
+
+async def test_every_registry_table_is_granted_to_the_service_role_or_withheld(
+    fresh_engine: AsyncEngine,
+) -> None:
+    """A shared migration that adds a table must say whether the service may use it: the
+    rights are a list in code, and a table in none of its lists would be refused to the service
+    (or granted by mistake, were the lists built from the schema)."""
+    async with fresh_engine.connect() as conn:
+        tables = await conn.scalars(text(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'tenantsvc'"
+        ))  # fmt: skip
+        found = set(tables)
+    assert found == {*READS, *WRITES, *WITHHELD}
+    assert not {*READS, *WRITES} & set(WITHHELD)
