@@ -9,7 +9,7 @@ per ``usage_flush_seconds`` in one transaction, stamped with the flush's time: a
 is exact to within that interval, and requests served just before midnight UTC may count on the
 next day. The rows live in tables of their own (shared migration s0007), so a flush neither
 bumps the registry version nor reaches the audit trail. Keys and tenants deleted since (a purge)
-are skipped; the last flush runs at shutdown.
+are skipped; the last flush runs at shutdown, tried again if it fails.
 
 Counted once, whatever fails (requests per day are billing data). A flush that fails before
 committing surely wrote nothing: what it held goes back into the next one. A flush that fails
@@ -33,6 +33,8 @@ from tenantsvc.observability.metrics import ACTIVITY_FLUSHES
 from tenantsvc.periodic import Every
 
 log = logging.getLogger(__name__)
+SHUTDOWN_PAUSES = (0.2, 1.0)  # between the last flush's attempts: three in all
+SHUTDOWN_SECONDS = 10.0  # at most, whatever the database does
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _IDS = ARRAY(BigInteger)
@@ -119,11 +121,26 @@ class Activity:
         self._flushes.start()
 
     async def stop(self) -> None:
+        """The last flush, tried again if it fails (within ``SHUTDOWN_SECONDS``): after it
+        nothing is left to carry what a failed flush held, or to settle a flush in doubt, which
+        a retry does as any next flush would, by its id."""
         await self._flushes.stop()
         try:
-            await self.flush()
+            async with asyncio.timeout(SHUTDOWN_SECONDS):
+                for pause in SHUTDOWN_PAUSES:
+                    try:
+                        await self.flush()
+                        return
+                    except Exception:
+                        log.warning("recording activity at shutdown failed; trying again")
+                        await asyncio.sleep(pause)
+                await self.flush()
         except Exception:
-            log.warning("recording activity at shutdown failed", exc_info=True)
+            uncounted = sum(self._requests.values()) + sum(
+                sum(b.requests.values()) for b in self._in_doubt
+            )
+            log.warning("recording activity at shutdown failed: up to %d requests uncounted",
+                        uncounted, exc_info=True)  # fmt: skip
 
 
 async def _write(conn: AsyncConnection, batches: list[_Batch]) -> int:

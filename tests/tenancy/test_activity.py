@@ -237,3 +237,31 @@ async def test_a_flush_cancelled_by_shutdown_is_not_a_failure_and_loses_nothing(
     assert _flushes("failed") == failed
     assert await usage.flush() == 1
     assert await _requests_today(fresh_engine, "cancelled") == [DayRequests(_today(), 1, 0)]
+
+
+@pytest.mark.parametrize("went_through", [True, False])
+async def test_a_last_flush_that_fails_at_shutdown_is_tried_again_and_counts_once(
+    fresh_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, went_through: bool
+) -> None:
+    """The first commit at shutdown loses its answer, after the server committed or before it
+    did: the retry settles it by the flush's id, so the request counts once either way (before
+    retries, one that had not gone through was lost)."""
+    slug = f"at_stop_{str(went_through).lower()}"
+    usage, _, _ = await _served_once(fresh_engine, slug)
+    real_commit = AsyncConnection.commit
+    commits = 0
+
+    async def lose_the_first_answer(self: AsyncConnection) -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 1 and not went_through:
+            await self.invalidate()  # the connection dies before the commit is sent
+            raise ConnectionResetError("connection lost while committing")
+        await real_commit(self)
+        if commits == 1:
+            raise ConnectionResetError("connection lost before the commit's answer")
+
+    monkeypatch.setattr(AsyncConnection, "commit", lose_the_first_answer)
+    await usage.stop()
+    assert commits == 2
+    assert await _requests_today(fresh_engine, slug) == [DayRequests(_today(), 1, 0)]
