@@ -63,12 +63,12 @@ _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SCRAM_ITERATIONS = 4096  # PostgreSQL's own default (scram_iterations)
 
 
-def scram_verifier(password: str, salt: bytes | None = None) -> str:
+def scram_verifier(password: str) -> str:
     """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802/7677), made here
     as psql's ``\\password`` makes it, so the password itself never reaches the server, where
     ``ALTER ROLE ... PASSWORD 'clear'`` could land in its logs. Normalised with NFKC, the core
     of SASLprep, which PostgreSQL applies."""
-    salt = salt or os.urandom(16)
+    salt = os.urandom(16)
     salted = hashlib.pbkdf2_hmac(
         "sha256", unicodedata.normalize("NFKC", password).encode(), salt, SCRAM_ITERATIONS
     )
@@ -88,11 +88,7 @@ async def create_service_role(engine: AsyncEngine, name: str, password: str | No
         raise TenancyError(f"role name {name!r}: use a-z, 0-9 and _, up to 63, not a digit first")
     if password == "":
         raise TenancyError("the service role's password is empty")
-    verifier = (
-        ""
-        if password is None
-        else (f"ALTER ROLE {identifier(name)} PASSWORD {literal(scram_verifier(password))};\n")
-    )
+    verifier = "" if password is None else scram_verifier(password)
     async with engine.begin() as conn:
         if (await conn.execute(_REFUSED, {"name": name})).scalar():
             raise TenancyError(
@@ -102,7 +98,9 @@ async def create_service_role(engine: AsyncEngine, name: str, password: str | No
         group, roles = (await conn.execute(_GROUP_AND_ROLES)).one()
         raw = await conn.get_raw_connection()
         try:
-            sql = _rights_sql(name, group, list(roles)) + verifier
+            sql = _rights_sql(name, group, list(roles))
+            if verifier:
+                sql += f"ALTER ROLE {identifier(name)} PASSWORD {literal(verifier)};\n"
             await raw.driver_connection.execute(sql)  # type: ignore[union-attr]
         except asyncpg.InsufficientPrivilegeError as exc:
             raise TenancyError(f"{exc}: creating the service role needs CREATEROLE") from exc
