@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tenantsvc.tenancy.doctor import AUDITED
 from tenantsvc.tenancy.history import Event
 from tests.cli.test_cli import tenantctl, use_database
 from tests.cli.test_lifecycle_cli import _scalar, fresh_cli
@@ -110,6 +111,13 @@ def test_doctor_fails_when_the_trail_stops_recording(fresh_cli: str) -> None:
         return found
 
     assert audit(0)["status"] == "ok"
+    # Doctor's list is the migrations' triggers, no fewer (a new audited table is checked too).
+    audited = _scalar(
+        fresh_cli,
+        "SELECT array_agg(c.relname::text) FROM pg_trigger g "
+        "JOIN pg_class c ON c.oid = g.tgrelid WHERE g.tgname = 'record_event'",
+    )
+    assert sorted(audited) == sorted(AUDITED)
     _scalar(fresh_cli, "ALTER TABLE tenantsvc.api_keys DISABLE TRIGGER record_event")
     failed = audit(1)
     assert failed["status"] == "fail"
