@@ -114,11 +114,17 @@ async def tenant_session(
     the block ends, rolled back on error."""
     async with sessionmaker() as session, session.begin():
         with prefer(schema):  # the first statement checks a connection out
-            if role is None:
-                await session.execute(SET_TENANT, {"schema": schema})
-            else:
-                await session.execute(SET_TENANT_AND_ROLE, {"schema": schema, "role": role})
+            await enter_tenant(session, schema, role)
         yield session
+
+
+async def enter_tenant(session: AsyncSession, schema: str, role: str | None) -> None:
+    """The session's transaction takes the tenant's search_path, and its role when it has one
+    (both transaction-local)."""
+    if role is None:
+        await session.execute(SET_TENANT, {"schema": schema})
+    else:
+        await session.execute(SET_TENANT_AND_ROLE, {"schema": schema, "role": role})
 
 
 @asynccontextmanager

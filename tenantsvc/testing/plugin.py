@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantsvc.db.engine import create_engine
-from tenantsvc.db.session import SET_TENANT, SET_TENANT_AND_ROLE
+from tenantsvc.db.session import enter_tenant
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.provisioning import create_tenant
@@ -101,11 +101,6 @@ async def tenant_session(
     test writes is rolled back."""
     maker = async_sessionmaker(tenantsvc_engine, expire_on_commit=False)
     async with maker() as session, session.begin() as transaction:
-        if tenant.role is None:
-            await session.execute(SET_TENANT, {"schema": tenant.schema})
-        else:
-            await session.execute(
-                SET_TENANT_AND_ROLE, {"schema": tenant.schema, "role": tenant.role}
-            )
+        await enter_tenant(session, tenant.schema, tenant.role)
         yield session
         await transaction.rollback()
