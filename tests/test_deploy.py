@@ -23,6 +23,7 @@ from tenantsvc.testing.app import wait_for_http
 from tenantsvc.testing.postgres import free_port
 from tests.command import tenantctl_process
 from tests.pgbouncer import pgbouncer
+from tests.raw import raw_connection
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,15 +144,8 @@ def test_topology_runs_as_processes(app_process: tuple[str, dict[str, str]]) -> 
 
 
 async def _login(url: str, user: str, password: str) -> str:
-    conn = await asyncpg.connect(
-        make_url(url)
-        .set(drivername="postgresql", username=user, password=password)
-        .render_as_string(hide_password=False)
-    )
-    try:
+    async with raw_connection(url, username=user, password=password) as conn:
         return str(await conn.fetchval("SELECT current_user"))
-    finally:
-        await conn.close()
 
 
 async def test_the_service_logs_in_through_pgbouncer_as_its_role_with_its_password(
@@ -167,17 +161,10 @@ async def test_the_service_logs_in_through_pgbouncer_as_its_role_with_its_passwo
         await _login(bounced, role, SERVICE_PASSWORD + "x")
     async with httpx.AsyncClient(base_url=base_url) as client:
         assert (await client.get("/readyz")).status_code == 200
-    admin = await asyncpg.connect(
-        make_url(direct["TENANTSVC_DATABASE_URL"])
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
-    try:
+    async with raw_connection(direct["TENANTSVC_DATABASE_URL"]) as admin:
         users = await admin.fetch(
             "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() "
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
             "AND usename <> 'postgres'"
         )
-    finally:
-        await admin.close()
     assert [u["usename"] for u in users] == [role]

@@ -20,6 +20,7 @@ from tenantsvc.tenancy.service_role import READS, WITHHELD, WRITES, create_servi
 from tenantsvc.testing.app import running_app
 from tests.command import tenantctl_process
 from tests.conftest import make_settings
+from tests.raw import raw_connection
 
 DENIED = "permission denied"
 
@@ -60,8 +61,7 @@ async def test_the_service_role_serves_every_tenant_and_holds_no_data(
             assert [p["stock"] for p in page.json()["items"]] == [1]
         assert await running.state["activity"].flush() == 8  # the workers' record, too
 
-    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string())
-    try:
+    async with raw_connection(url) as conn:
         for sql in ("SELECT count(*) FROM tenant_alpha.products",
                     "SELECT count(*) FROM tenant_beta.orders",
                     "SELECT count(*) FROM tenantsvc.tenant_events",
@@ -74,8 +74,6 @@ async def test_the_service_role_serves_every_tenant_and_holds_no_data(
             )
             await conn.execute(f'SET LOCAL ROLE "{role}"')
             assert await conn.fetchval("SELECT count(*) FROM tenant_alpha.products") == 1
-    finally:
-        await conn.close()
 
 
 async def test_a_superuser_or_the_owner_is_refused(fresh_engine: AsyncEngine) -> None:
@@ -133,11 +131,8 @@ def test_the_command_is_one_line_either_way(
 
 async def _drop_role(url: str, name: str) -> None:
     """A role outside the database's prefix outlives the test database: dropped here."""
-    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string())
-    try:
+    async with raw_connection(url) as conn:
         await conn.execute(f'DROP OWNED BY "{name}"; DROP ROLE "{name}"')
-    finally:
-        await conn.close()
 
 
 async def test_every_registry_table_is_granted_to_the_service_role_or_withheld(
