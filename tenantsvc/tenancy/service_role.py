@@ -42,15 +42,16 @@ _GROUP_AND_ROLES = text(
 _REFUSED = text("SELECT rolsuper OR rolname = current_user FROM pg_roles WHERE rolname = :name")
 
 
-def _rights_sql(name: str, group: str, tenant_roles: list[str]) -> str:
+def _rights_sql(name: str, group: str, tenant_roles: list[str], verifier: str | None) -> str:
     n = identifier(name)
+    password = f" PASSWORD {literal(verifier)}" if verifier else ""
     reads = ", ".join(f"tenantsvc.{identifier(t)}" for t in READS)
     writes = ", ".join(f"tenantsvc.{identifier(t)}" for t in WRITES)
     return (
         group_sql(group, tenant_roles)
         + create_role_sql(name, "LOGIN NOINHERIT")
         + f"""
-ALTER ROLE {n} LOGIN NOINHERIT;
+ALTER ROLE {n} LOGIN NOINHERIT{password};
 GRANT {identifier(group)} TO {n};
 GRANT USAGE ON SCHEMA tenantsvc TO {n};
 GRANT SELECT ON TABLE {reads} TO {n};
@@ -88,7 +89,7 @@ async def create_service_role(engine: AsyncEngine, name: str, password: str | No
         raise TenancyError(f"role name {name!r}: use a-z, 0-9 and _, up to 63, not a digit first")
     if password == "":
         raise TenancyError("the service role's password is empty")
-    verifier = "" if password is None else scram_verifier(password)
+    verifier = None if password is None else scram_verifier(password)  # before the transaction
     async with engine.begin() as conn:
         if (await conn.execute(_REFUSED, {"name": name})).scalar():
             raise TenancyError(
@@ -98,9 +99,7 @@ async def create_service_role(engine: AsyncEngine, name: str, password: str | No
         group, roles = (await conn.execute(_GROUP_AND_ROLES)).one()
         raw = await conn.get_raw_connection()
         try:
-            sql = _rights_sql(name, group, list(roles))
-            if verifier:
-                sql += f"ALTER ROLE {identifier(name)} PASSWORD {literal(verifier)};\n"
+            sql = _rights_sql(name, group, list(roles), verifier)
             await raw.driver_connection.execute(sql)  # type: ignore[union-attr]
         except asyncpg.InsufficientPrivilegeError as exc:
             raise TenancyError(f"{exc}: creating the service role needs CREATEROLE") from exc
