@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import httpx
@@ -94,11 +94,18 @@ def _tenantctl(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+class Topology(NamedTuple):
+    url: str  # the app, through PgBouncer
+    direct_env: dict[str, str]  # tenantctl's environment: PostgreSQL itself, as the owner
+    role: str  # the service role the app logs in as
+    bounced: str  # PgBouncer's URL
+
+
 SERVICE_PASSWORD = "s3cret 'quoted' pässword"
 
 
 @pytest.fixture
-def app_process(empty_database_url: str, admin_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+def app_process(empty_database_url: str, admin_url: str) -> Iterator[Topology]:
     """compose.yaml as processes: the migrate job (migrations, then the service role with its
     password), PgBouncer checking that password, the app connected through it as that role."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("TENANTSVC_")}
@@ -120,14 +127,14 @@ def app_process(empty_database_url: str, admin_url: str) -> Iterator[tuple[str, 
         )  # fmt: skip
         try:
             wait_for_http(f"http://127.0.0.1:{port}/readyz", server)
-            yield f"http://127.0.0.1:{port}", {**direct, "ROLE": role, "BOUNCED": bounced}
+            yield Topology(f"http://127.0.0.1:{port}", direct, role, bounced)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
 
 
-def test_topology_runs_as_processes(app_process: tuple[str, dict[str, str]]) -> None:
-    base_url, direct = app_process
+def test_topology_runs_as_processes(app_process: Topology) -> None:
+    base_url, direct = app_process.url, app_process.direct_env
     created = json.loads(_tenantctl(direct, "create", "compose_co", "--json"))
     headers = {"X-Tenant-ID": "compose_co", "Authorization": f"Bearer {created['api_key']}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=10) as client:
@@ -149,19 +156,18 @@ async def _login(url: str, user: str, password: str) -> str:
 
 
 async def test_the_service_logs_in_through_pgbouncer_as_its_role_with_its_password(
-    app_process: tuple[str, dict[str, str]],
+    app_process: Topology,
 ) -> None:
     """The password set by service-role --password-env is the one PgBouncer accepts (its
     SCRAM verifier was made client-side), a wrong one is refused, and the server's sessions
     behind the app are the service role's."""
-    base_url, direct = app_process
-    role, bounced = direct["ROLE"], direct["BOUNCED"]
+    base_url, role, bounced = app_process.url, app_process.role, app_process.bounced
     assert await _login(bounced, role, SERVICE_PASSWORD) == role
     with pytest.raises(asyncpg.PostgresError, match="authentication failed"):  # PgBouncer's 08P01
         await _login(bounced, role, SERVICE_PASSWORD + "x")
     async with httpx.AsyncClient(base_url=base_url) as client:
         assert (await client.get("/readyz")).status_code == 200
-    async with raw_connection(direct["TENANTSVC_DATABASE_URL"]) as admin:
+    async with raw_connection(app_process.direct_env["TENANTSVC_DATABASE_URL"]) as admin:
         users = await admin.fetch(
             "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() "
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
