@@ -136,9 +136,7 @@ class Activity:
                         await asyncio.sleep(pause)
                 await self.flush()
         except Exception:
-            uncounted = sum(self._requests.values()) + sum(
-                sum(b.requests.values()) for b in self._in_doubt
-            )
+            uncounted = self._requests.total() + sum(b.requests.total() for b in self._in_doubt)
             log.warning("recording activity at shutdown failed: up to %d requests uncounted",
                         uncounted, exc_info=True)  # fmt: skip
 
