@@ -18,6 +18,7 @@ from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.testing.app import TenantHandle, make_settings, running_app
+from tests.polling import until
 from tests.tenancy.revisions import write_revision
 
 
@@ -69,6 +70,9 @@ async def _calls(
     return calls
 
 
+AFTER_EACH = 170  # requests served from the start of each migration before the next
+
+
 async def test_requests_never_fail_while_migrations_change_what_statements_return(
     empty_database_url: str,
     fresh_engine: AsyncEngine,
@@ -101,9 +105,16 @@ async def test_requests_never_fail_while_migrations_change_what_statements_retur
         loops = [asyncio.create_task(traffic(n)) for n in range(9)]
         await asyncio.sleep(0.5)  # every connection has prepared the statements by now
         for revision in revisions:
+            before = statuses.total()
             summary = await fleet.migrate_all(fresh_engine, revision)
             assert (summary.migrated, summary.failures) == (3, [])
-            await asyncio.sleep(0.3)
+
+            # Traffic across and after each migration, counted rather than timed: a slow
+            # machine served 414 requests in the fixed 0.3 s pauses this used to take.
+            async def served(since: int = before) -> bool:
+                return statuses.total() - since >= AFTER_EACH
+
+            await until(served, f"{AFTER_EACH} requests after migrating to {revision}", 60)
         done.set()
         await asyncio.gather(*loops)
     assert failures == [], (statuses, failures[:10])
