@@ -86,10 +86,11 @@ def service(env: dict[str, str], workers: int, target: str = "tenantsvc.main:app
 
 
 def service_processes(url: str) -> list[psutil.Process]:
-    """The server process and its workers."""
+    """The server process and its workers (``--port N``, or gunicorn's ``--bind host:N``)."""
     port = url.rsplit(":", 1)[1]
     for proc in psutil.process_iter(["cmdline"]):
-        if port in (proc.info["cmdline"] or []):
+        args = proc.info["cmdline"] or []
+        if port in args or f"127.0.0.1:{port}" in args:
             return [proc, *proc.children(recursive=True)]
     return []
 
@@ -142,8 +143,9 @@ def measured(url: str, script: Path) -> load.WrkRun:
 def checkouts(url: str) -> dict[str, float]:
     """The service's tenant checkouts so far, by what they found (home, warm, cold), all
     workers together; each worker's figure is up to METRICS_SAMPLE_SECONDS old, a second's
-    requests against a run's fifteen."""
-    return pool_checkouts(httpx.get(url + "/metrics", timeout=10).text)
+    requests against a run's fifteen. Nothing from a server without tenantsvc's metrics."""
+    answer = httpx.get(url + "/metrics", timeout=10)
+    return pool_checkouts(answer.text) if answer.status_code == 200 else {}
 
 
 def shares(runs: list[load.WrkRun]) -> dict[str, float]:
@@ -197,14 +199,17 @@ def interleaved(
     return r, w
 
 
-async def oversell_probe(url: str, slug: str, key: str) -> bool:
+async def oversell_probe(url: str, slug: str, key: str, orders_at: str | None = None) -> bool:
+    """64 concurrent 1-unit orders for a new 5-unit product, sent to ``orders_at`` (another
+    app serving the same tables; the service itself by default)."""
     headers = {"X-Tenant-ID": slug, "Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
         product = await client.post(
             "/products", json={"name": "probe", "price_cents": 1, "stock": 5}
         )
         body = {"user_id": 1, "items": [{"product_id": product.json()["id"], "quantity": 1}]}
-        responses = await asyncio.gather(*(client.post("/orders", json=body) for _ in range(64)))
+        orders = f"{orders_at or url}/orders"
+        responses = await asyncio.gather(*(client.post(orders, json=body) for _ in range(64)))
         stock = (await client.get(f"/products/{product.json()['id']}")).json()["stock"]
     created = sum(1 for r in responses if r.status_code == 201)
     return created == 5 and stock == 0 and all(r.status_code in (201, 409) for r in responses)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for the whole benchmark; needs nothing running beforehand.
-# Installs wrk and pgbench (Debian) if missing and the project (virtualenv), then runs it.
+# Installs wrk and pgbench (Debian) if missing and the project (virtualenv), then runs it
+# (or, given a name, that program of bench/: `bench/run.sh django_compare`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -14,5 +15,8 @@ make install >/dev/null
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 mkdir -p bench/out
+if [ $# -gt 0 ]; then  # another of bench/'s programs, e.g. `bench/run.sh django_compare`
+  exec .venv/bin/python -m "bench.$1"
+fi
 .venv/bin/python -m bench.run | tee bench/out/run.log
 .venv/bin/python -m bench.chart bench/out/result.json bench/chart.png >&2
