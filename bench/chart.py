@@ -1,6 +1,8 @@
-"""Bar chart of requests per second per workload against the database's ceiling.
+"""Bar charts of requests per second: per workload against the database's ceiling (a
+``bench.run`` result), or against django-tenants (``bench.django_compare`` results).
 
 python -m bench.chart bench/out/result.json bench/chart.png
+python -m bench.chart --django results/compare-50.json results/compare-1000.json out.png
 """
 
 import json
@@ -66,5 +68,31 @@ def grouped_bars(ax: Any, groups: list[str], bars: dict[str, list[float]], width
     ax.legend(fontsize=8)
 
 
+APPS = {"tenantsvc": "tenantsvc", "django_tenants_tuned": "django-tenants, tuned",
+        "django_tenants_default": "django-tenants, defaults"}  # fmt: skip
+
+
+def django(sources: list[str], target: str) -> None:
+    """W3 and W4 of each comparison run (one per tenant count), one bar per app."""
+    results = [json.loads(open(source).read()) for source in sources]  # noqa: SIM115
+    groups: list[str] = []
+    bars: dict[str, list[float]] = {label: [] for label in APPS.values()}
+    for result in results:
+        for w, name in (("w3_read", "W3 read"), ("w4_write", "W4 write")):
+            groups.append(f"{name}, {result['config']['T']:,} tenants")
+            for app, label in APPS.items():
+                bars[label].append(result[app][w]["rps"])
+    fig, ax = plt.subplots(figsize=(3 + 2.5 * len(groups), 4.5))
+    grouped_bars(ax, groups, bars, width=0.27)
+    ax.set_ylabel("requests per second")
+    ax.set_title(f"the same data and load, {results[0]['config']['CONNS']} connections, "
+                 f"{results[0]['nproc']} cores, {results[0]['date']}")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--django":
+        django(sys.argv[2:-1], sys.argv[-1])
+    else:
+        main(sys.argv[1], sys.argv[2])
