@@ -29,7 +29,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,9 +52,9 @@ from bench.run import (
 from tenantsvc.testing.postgres import free_port
 
 NPROC = os.cpu_count() or 1
-DJANGO = {  # name: (tuned, gunicorn workers)
-    "django_tenants_default": (False, NPROC),
-    "django_tenants_tuned": (True, 2 * NPROC + 1),
+DJANGO = {  # name: (tuned, gunicorn's options)
+    "django_tenants_default": (False, ["--workers", str(NPROC)]),
+    "django_tenants_tuned": (True, ["--workers", str(2 * NPROC + 1)]),
 }
 
 
@@ -88,10 +87,10 @@ def register(database_url: str, slugs: list[str]) -> None:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int, tenant: str) -> Iterator[str]:
+def gunicorn(env: dict[str, str], options: list[str], tenant: str) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "bench.django_app.wsgi:application",
-               "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+               *options, "--bind", f"127.0.0.1:{port}",
                "--backlog", "2048", "--log-level", "warning"]  # fmt: skip
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                start_new_session=True)  # fmt: skip
@@ -135,8 +134,8 @@ def main() -> None:
         with ExitStack() as serving:
             tenantsvc = serving.enter_context(service(service_env(env), NPROC))
             apps = {"tenantsvc": tenantsvc}
-            for name, (tuned, workers) in DJANGO.items():
-                django_app = gunicorn(django_env(pg.url, tuned), workers, slugs[0])
+            for name, (tuned, options) in DJANGO.items():
+                django_app = gunicorn(django_env(pg.url, tuned), options, slugs[0])
                 apps[name] = serving.enter_context(django_app)
             runs = [(url, lua) for url in apps.values() for lua in scripts]
             measured = rounds(runs, CFG["REPEATS"])
@@ -152,8 +151,8 @@ def main() -> None:
     workloads = ("w3_read", "w4_write")
     for w in workloads:  # its backends live one request: gone before they are counted
         result["django_tenants_default"][w]["cpu_us_per_request"]["postgres"] = None
-    for name, (_, workers) in DJANGO.items():
-        result[name]["gunicorn_workers"] = workers
+    for name, (_, options) in DJANGO.items():
+        result[name]["gunicorn"] = " ".join(options)
         result[f"tenantsvc_over_{name}"] = {
             w: round(result["tenantsvc"][w]["rps"] / result[name][w]["rps"], 2) for w in workloads
         }
