@@ -1,11 +1,14 @@
 """django-tenants' registry (in the public schema) and the tenant tables tenantsvc made."""
 
+from django.conf import settings
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
 
 class Client(TenantMixin):
-    auto_create_schema = False  # the schema is tenantsvc's, provisioned already
+    # Saving a new tenant creates and migrates its schema (django-tenants' default) when the
+    # tenants' tables are Django's; not when they are tenantsvc's, provisioned already.
+    auto_create_schema = settings.BENCH_DJANGO_FLEET
     auto_drop_schema = False
 
 

@@ -1,6 +1,8 @@
 """Django settings for the comparison, from the environment ``bench/django_compare.py`` sets:
-``BENCH_DJANGO_DSN`` (host, port, user, database) and ``BENCH_DJANGO_TUNED`` (1: persistent
-connections and django-tenants' ``TENANT_LIMIT_SET_CALLS``; 0: Django's defaults)."""
+``BENCH_DJANGO_DSN`` (host, port, user, database), ``BENCH_DJANGO_TUNED`` (1: persistent
+connections and django-tenants' ``TENANT_LIMIT_SET_CALLS``; 0: Django's defaults), and
+``BENCH_DJANGO_FLEET`` (set: tenants get their tables from Django's migrations,
+``bench/django_fleet``; ``sku``: with W2's change too)."""
 
 import os
 from urllib.parse import urlsplit
@@ -12,9 +14,19 @@ SECRET_KEY = "bench-only"  # noqa: S105
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
+_fleet = os.environ.get("BENCH_DJANGO_FLEET", "")
+BENCH_DJANGO_FLEET = bool(_fleet)
+
 SHARED_APPS = ["django_tenants", "django.contrib.contenttypes", "bench.django_app"]
-TENANT_APPS = ["bench.django_app"]
-INSTALLED_APPS = SHARED_APPS
+if _fleet:  # as django-tenants' documentation sets a project up
+    TENANT_APPS = ["django.contrib.contenttypes", "bench.django_fleet"]
+    TENANT_APPS += ["bench.django_fleet.sku"] if _fleet == "sku" else []
+else:  # serving the tables tenantsvc provisioned
+    TENANT_APPS = ["bench.django_app"]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+# The serving models (managed = False) and the fleet's share table names; never both in one
+# tenant's schema.
+SILENCED_SYSTEM_CHECKS = ["models.W035"]
 TENANT_MODEL = "shop.Client"
 TENANT_DOMAIN_MODEL = "shop.Domain"
 DATABASES = {
