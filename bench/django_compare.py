@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
 import httpx
@@ -65,10 +65,23 @@ def django_env(database_url: str, tuned: bool) -> dict[str, str]:
             "BENCH_DJANGO_TUNED": "1" if tuned else "0", "PYTHONPATH": str(ROOT)}  # fmt: skip
 
 
+def manage(env: dict[str, str], *args: str) -> float:
+    """One Django management command, whole (process start included): its wall seconds."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "django", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"django {' '.join(args)}: {done.stderr.strip()[-1500:]}")
+    return time.perf_counter() - started
+
+
 def register(database_url: str, slugs: list[str]) -> None:
-    """django-tenants' own registry (its tenant and domain tables, in the public schema) for
-    the schemas tenantsvc made: a domain per tenant, named by the ``X-Tenant-ID`` value."""
-    os.environ.update(django_env(database_url, tuned=False))
+    """django-tenants' own registry (its tenant and domain tables, in the public schema, made
+    by its ``migrate_schemas --shared``) for the schemas tenantsvc made: a domain per tenant,
+    named by the ``X-Tenant-ID`` value."""
+    env = django_env(database_url, tuned=False)
+    manage(env, "migrate_schemas", "--shared")
+    os.environ.update(env)
     import django
 
     django.setup()
@@ -76,9 +89,6 @@ def register(database_url: str, slugs: list[str]) -> None:
 
     from bench.django_app.models import Client, Domain
 
-    with connection.schema_editor() as editor:
-        editor.create_model(Client)
-        editor.create_model(Domain)
     clients = Client.objects.bulk_create(Client(schema_name=f"tenant_{s}") for s in slugs)
     Domain.objects.bulk_create(
         Domain(domain=s, tenant=c, is_primary=True) for s, c in zip(slugs, clients, strict=True)
@@ -107,11 +117,10 @@ def answered(url: str, headers: dict[str, str], process: subprocess.Popen[bytes]
     """Wait for a 200 from ``url``; fail if the server exits or takes a minute."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        try:
+        with suppress(httpx.HTTPError):
             if httpx.get(url, headers=headers, timeout=2).status_code == 200:
                 return
-        except httpx.HTTPError:
-            time.sleep(0.2)
+        time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer 200 (exit code {process.poll()})")
 
 

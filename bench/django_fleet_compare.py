@@ -19,13 +19,11 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from typing import Any
 
-from bench.django_compare import django_env
+from bench.django_compare import django_env, manage
 from bench.fleet import (
-    ROOT,
     migrate_all_figures,
     migrated_cluster,
     ms,
@@ -40,16 +38,6 @@ from tenantsvc.tenancy.migrator import head
 
 T = int(os.environ.get("T", 50))
 PRODUCTS = 1000
-
-
-def manage(env: dict[str, str], *args: str) -> float:
-    """One Django management command, whole (process start included): its wall seconds."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "django", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"django {' '.join(args)}: {done.stderr.strip()[-1500:]}")
-    return time.perf_counter() - started
 
 
 def django_provision(env: dict[str, str], slugs: list[str]) -> list[float]:
