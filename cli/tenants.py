@@ -1,8 +1,9 @@
 """Tenant lifecycle commands: create, list, show, usage, suspend, read-only, resume, drop,
 restore, rename."""
 
+import json
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,28 +14,52 @@ app = typer.Typer()
 
 @app.command()
 def create(
-    slug: str,
+    slugs: Annotated[list[str], typer.Argument(metavar="SLUG", show_default=False)],
     name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Provision a tenant: schema at head, own role, registry row and first API key, atomically."""
+    """Provision tenants, each atomically: schema at head, own role, registry row, API key.
+
+    Several slugs are created in order in one process, which starts once (about 0.6 s of
+    imports) instead of once per tenant. The first failure stops the rest; the tenants before
+    it stay created, their keys already printed."""
+    from tenantsvc.tenancy.errors import TenancyError
     from tenantsvc.tenancy.provisioning import create_tenant
     from tenantsvc.tenancy.slugs import validate_slug
 
+    if name is not None and len(slugs) > 1:
+        raise fail("--name names one tenant: give one slug with it")
+    if len(set(slugs)) < len(slugs):
+        raise fail("a slug is given twice")
+
     async def work() -> None:
-        validate_slug(slug)  # before anything starts: a bad slug fails fast
+        for slug in slugs:  # before anything starts: a bad slug fails fast, creating none
+            validate_slug(slug)
         async with engine_for_cli() as engine:
-            new = await create_tenant(engine, slug, name)
-        data = {"slug": new.slug, "name": new.name, "schema": new.schema, "status": new.status,
-                "api_key": new.api_key, "key_id": new.key_id, "role": new.role}  # fmt: skip
-        if as_json:
-            print_json(data)
-        else:
-            runs_as = f", role {new.role}" if new.role else ""
-            typer.echo(f"created tenant {new.slug} (schema {new.schema}{runs_as})")
-            typer.echo(f"API key (shown once): {new.api_key}")
+            for i, slug in enumerate(slugs):
+                try:
+                    new = await create_tenant(engine, slug, name)
+                except TenancyError as exc:
+                    left = f"; not created: {', '.join(slugs[i:])}" if len(slugs) > 1 else ""
+                    raise TenancyError(f"{exc}{left}") from None
+                _print_created(new, as_json, one_object=len(slugs) == 1)
 
     run(work)
+
+
+def _print_created(new: Any, as_json: bool, one_object: bool) -> None:
+    """As soon as each tenant exists, so a later failure never loses a key already made. JSON:
+    one object for one tenant; for several, a line of JSON each."""
+    data = {"slug": new.slug, "name": new.name, "schema": new.schema, "status": new.status,
+            "api_key": new.api_key, "key_id": new.key_id, "role": new.role}  # fmt: skip
+    if as_json and one_object:
+        print_json(data)
+    elif as_json:
+        typer.echo(json.dumps(data))
+    else:
+        runs_as = f", role {new.role}" if new.role else ""
+        typer.echo(f"created tenant {new.slug} (schema {new.schema}{runs_as})")
+        typer.echo(f"API key (shown once): {new.api_key}")
 
 
 @app.command("list")

@@ -89,6 +89,39 @@ def test_create_list_show_suspend_resume() -> None:
 
 
 @pytest.mark.usefixtures("cli_env")
+def test_create_several_in_one_process() -> None:
+    """A line of JSON per tenant, each with its own key; the first failure stops the rest and
+    says which were not created, while the ones before it stay, their keys printed."""
+    first, second, third = slug(), slug(), slug()
+    result = runner.invoke(app, ["create", first, second, "--json"])  # JSON Lines
+    assert result.exit_code == 0, result.output
+    created = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [c["slug"] for c in created] == [first, second]
+    assert len({c["api_key"] for c in created}) == 2
+    listed = {t["slug"] for t in tenantctl("list", "--json")}
+    assert {first, second} <= listed
+    failed = tenantctl("create", third, first, "fourth_never", code=1)
+    assert f"created tenant {third}" in failed.stdout
+    assert "API key (shown once): tsk_" in failed.stdout
+    assert failed.stderr.strip().splitlines() == [
+        f"error: tenant {first!r} already exists; not created: {first}, fourth_never"
+    ]
+    listed = {t["slug"] for t in tenantctl("list", "--json")}
+    assert third in listed
+    assert "fourth_never" not in listed
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_create_several_refuses_bad_input_before_creating_any() -> None:
+    names = [slug(), slug()]
+    for args in ((*names, "Bad-Slug"), (*names, names[0]), (*names, "--name", "Both")):
+        lines = tenantctl("create", *args, code=1).stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith("error: ")
+    assert not set(names) & {t["slug"] for t in tenantctl("list", "--json")}
+
+
+@pytest.mark.usefixtures("cli_env")
 def test_usage_lists_tenants_biggest_first() -> None:
     name = slug()
     tenantctl("create", name)
