@@ -1,8 +1,8 @@
 """Django settings for the comparison, from the environment ``bench/django_compare.py`` sets:
 ``BENCH_DJANGO_DSN`` (host, port, user, database), ``BENCH_DJANGO_TUNED`` (1: persistent
 connections and django-tenants' ``TENANT_LIMIT_SET_CALLS``; 0: Django's defaults), and
-``BENCH_DJANGO_FLEET`` (set: tenants get their tables from Django's migrations,
-``bench/django_fleet``; ``sku``: with W2's change too)."""
+``BENCH_DJANGO_FLEET`` (set: a new tenant gets its schema and tables from Django's migrations,
+``bench/django_fleet``; ``sku``: with W2's change too; unset: the tenants are tenantsvc's)."""
 
 import os
 from urllib.parse import urlsplit
@@ -18,15 +18,11 @@ _fleet = os.environ.get("BENCH_DJANGO_FLEET", "")
 BENCH_DJANGO_FLEET = bool(_fleet)
 
 SHARED_APPS = ["django_tenants", "django.contrib.contenttypes", "bench.django_app"]
-if _fleet:  # as django-tenants' documentation sets a project up
-    TENANT_APPS = ["django.contrib.contenttypes", "bench.django_fleet"]
-    TENANT_APPS += ["bench.django_fleet.sku"] if _fleet == "sku" else []
-else:  # serving the tables tenantsvc provisioned
-    TENANT_APPS = ["bench.django_app"]
+# As django-tenants' documentation sets a project up. Serving tenantsvc's schemas, Django
+# only queries these apps' tables there.
+TENANT_APPS = ["django.contrib.contenttypes", "bench.django_fleet"]
+TENANT_APPS += ["bench.django_fleet.sku"] if _fleet == "sku" else []
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
-# The serving models (managed = False) and the fleet's share table names; never both in one
-# tenant's schema.
-SILENCED_SYSTEM_CHECKS = ["models.W035"]
 TENANT_MODEL = "shop.Client"
 TENANT_DOMAIN_MODEL = "shop.Domain"
 DATABASES = {

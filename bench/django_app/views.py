@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest, JsonResponse
 
-from bench.django_app.models import Order, OrderItem, Product, User
+from bench.django_fleet.models import Order, OrderItem, Product, User
 
 FIELDS = ("id", "name", "price_cents", "stock", "created_at", "deleted_at")
 
