@@ -61,8 +61,13 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run a command's coroutine; known failures become one line on stderr and exit 1."""
+def _no_context() -> str:
+    return ""
+
+
+def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_context) -> T:
+    """Run a command's coroutine; known failures become one line on stderr and exit 1, ending
+    with what ``context()`` then says (what a batch left undone)."""
     from pydantic import ValidationError
     from sqlalchemy.exc import DBAPIError
 
@@ -72,14 +77,14 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
     except (TenancyError, InvalidSlugError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc) + context()) from None
     except ValidationError as exc:  # the settings, read from the environment
-        raise fail(bad_settings(exc)) from None
+        raise fail(bad_settings(exc) + context()) from None
     except (DBAPIError, OSError) as exc:
         message = first_line(exc)
         if 'relation "tenantsvc.' in message:
             message += " (run `tenantctl migrate-all` first)"
-        raise fail(f"database: {message}") from None
+        raise fail(f"database: {message}{context()}") from None
 
 
 def bad_settings(exc: Any) -> str:
