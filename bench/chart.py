@@ -2,7 +2,8 @@
 ``bench.run`` result), or against django-tenants (``bench.django_compare`` results).
 
 python -m bench.chart bench/out/result.json bench/chart.png
-python -m bench.chart --django results/compare-50.json results/compare-1000.json out.png
+python -m bench.chart --django bench/results/<date>-django-compare-t50.json \
+    bench/results/<date>-django-compare-t1000.json bench/django_compare.png
 """
 
 import json

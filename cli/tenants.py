@@ -3,11 +3,14 @@ restore, rename."""
 
 import json
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
+
+if TYPE_CHECKING:
+    from tenantsvc.tenancy.provisioning import NewTenant
 
 app = typer.Typer()
 
@@ -48,7 +51,7 @@ def create(
     run(work, not_created)
 
 
-def _print_created(new: Any, as_json: bool, one_object: bool) -> None:
+def _print_created(new: "NewTenant", as_json: bool, one_object: bool) -> None:
     """As soon as each tenant exists, so a later failure never loses a key already made. JSON:
     one object for one tenant; for several, a line of JSON each."""
     data = {"slug": new.slug, "name": new.name, "schema": new.schema, "status": new.status,
