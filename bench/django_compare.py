@@ -28,10 +28,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
-import httpx
 from sqlalchemy import make_url
 
 from bench import load
@@ -49,6 +48,7 @@ from bench.run import (
     service_role_url,
     settle,
 )
+from tenantsvc.testing.app import wait_for_http
 from tenantsvc.testing.postgres import free_port
 
 NPROC = os.cpu_count() or 1
@@ -106,22 +106,12 @@ def gunicorn(env: dict[str, str], options: list[str], tenant: str) -> Iterator[s
                                start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        answered(f"{url}/products?limit=1", {"X-Tenant-ID": tenant}, process)
+        # django-tenants answers 404 without a tenant: the readiness probe names one.
+        wait_for_http(f"{url}/products?limit=1", process, headers={"X-Tenant-ID": tenant})
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
-
-
-def answered(url: str, headers: dict[str, str], process: subprocess.Popen[bytes]) -> None:
-    """Wait for a 200 from ``url``; fail if the server exits or takes a minute."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        with suppress(httpx.HTTPError):
-            if httpx.get(url, headers=headers, timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer 200 (exit code {process.poll()})")
 
 
 def main() -> None:

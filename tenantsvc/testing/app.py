@@ -118,12 +118,18 @@ async def drop_roles_of(conn: AsyncConnection, database: str) -> None:
         await conn.execute(text(f'DROP ROLE "{role}"'))
 
 
-def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_seconds: float = 60) -> None:
-    """Poll ``url`` until it answers 200; fail early if the server process died."""
+def wait_for_http(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout_seconds: float = 60,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Poll ``url`` (with ``headers``) until it answers 200; fail early if the server process
+    died."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, headers=headers, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
