@@ -18,10 +18,10 @@ Each on a throwaway PostgreSQL 15 of its own, T tenants (1,000 products each bef
 import asyncio
 import json
 import os
-import subprocess
 import time
 from typing import Any
 
+from bench.ceiling import psql_seconds
 from bench.django_compare import django_env, manage
 from bench.fleet import (
     migrate_all_figures,
@@ -76,14 +76,13 @@ def django_figures(slugs: list[str]) -> dict[str, Any]:
             env, "create_tenant", "--noinput", "--schema_name", "dj_one",
             "--domain-domain", "one", "--domain-is_primary", "True",
         ), 3)  # fmt: skip
-        subprocess.run(["psql", "-q", pg.libpq_url], input=seed_sql(slugs) + "VACUUM ANALYZE;",
-                       text=True, check=True, capture_output=True)  # fmt: skip
+        psql_seconds(pg.libpq_url, seed_sql(slugs) + "VACUUM ANALYZE;")
         sku = {**env, "BENCH_DJANGO_FLEET": "sku"}
         w2: dict[str, Any] = {}
-        for name, executor in (("standard", "standard"), ("multiprocessing", "multiprocessing")):
+        for executor in ("standard", "multiprocessing"):
             wall = manage(sku, "migrate_schemas", "--tenant", "--executor", executor)
-            w2[name] = {"wall_s": round(wall, 3), "tenants_per_s": round((T + 1) / wall, 1)}
-            if name == "standard":  # back, for the next executor
+            w2[executor] = {"wall_s": round(wall, 3), "tenants_per_s": round((T + 1) / wall, 1)}
+            if executor == "standard":  # back, for the next executor
                 manage(sku, "migrate_schemas", "--tenant", "fleet_sku", "zero")
         wall = manage(sku, "migrate_schemas", "--tenant")
         w2["noop"] = {"wall_s": round(wall, 3), "tenants_per_s": round((T + 1) / wall, 1)}
