@@ -49,15 +49,25 @@ class Cluster:
             user = pwd.getpwnam("postgres")
             os.chown(self.root, user.pw_uid, user.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-        for name, value in self.settings.items():
-            options += f" -c {name}={value}"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"),
-                  "-w", "start")  # fmt: skip
+        self._start()
         atexit.register(self.stop)
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._stop_and_exit)
         return self
+
+    def _start(self, postgres: Path | None = None) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        for name, value in self.settings.items():
+            options += f" -c {name}={value}"
+        wrapped = ["-p", str(postgres), "-t", "600"] if postgres else []
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"),
+                  *wrapped, "-w", "start")  # fmt: skip
+
+    def restart(self, postgres: Path | None = None) -> None:
+        """Stop the server and start it again, through ``postgres`` (an executable standing in
+        for the server binary, e.g. one running it under valgrind) when given."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._start(postgres)
 
     def _stop_and_exit(self, *_: object) -> None:
         self.stop()

@@ -1,0 +1,296 @@
+"""Instructions per request, counted by callgrind: what tenancy costs the service, free of the
+machine's noise.
+
+The rps ratios of ``bench/run.sh`` swing by more than the gap they measure on this machine
+(bench/README.md). Instructions executed do not: callgrind counts them, whatever else the
+machine is doing. This runs one worker of each app (the tenant app over T tenants, the same
+app with every request on one tenant, the pinned app) under ``valgrind --tool=callgrind``,
+drives W3 and W4 through wrk as the benchmark does (fewer connections: the service runs some
+50 times slower under valgrind), and divides the instructions counted during each run by the
+requests it answered, for the service's process and the server's (the cluster is restarted
+with every PostgreSQL process under callgrind once the tenants are loaded).
+
+    python -m bench.instructions        # knobs: T=50 PRODUCTS=1000 CONNS=8 DURATION=40
+"""
+
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import ceiling, load
+from bench.fleet import ROOT, migrated_cluster, provision
+from bench.pgcluster import BIN_DIR, Cluster
+from bench.run import calibration, keys_for, log, seed_all, service_env, service_role_url, settle
+from tenantsvc.db.session import BEGIN_HOT, hot_begin_sql, local_role_sql
+from tenantsvc.db.statements import tenant_prefix
+from tenantsvc.products.queries import LIVE_PAGE
+from tenantsvc.tenancy.ddl import identifier, literal
+from tenantsvc.tenancy.roles import SERVE_GROUP
+from tenantsvc.testing.app import wait_for_http
+from tenantsvc.testing.postgres import free_port
+
+KNOBS = {
+    "T": 50,
+    "PRODUCTS": 1000,
+    "USERS": 20,
+    "CONNS": 8,
+    "DURATION": 40,
+    "WARMUP": 20,
+    "EXTRA_ROLES": 10000,
+}
+LAST = "tlast"  # transactions: the tenant made after the extra roles
+CFG = {k: int(os.environ.get(k, v)) for k, v in KNOBS.items()}
+_THREAD = re.compile(r"^\s+Th \d+\s+([\d,]+)", re.M)
+_TOTALS = re.compile(r"^(?:totals|summary): (\d+)", re.M)
+
+
+@contextmanager
+def counted_service(env: dict[str, str], target: str) -> Iterator[str]:
+    """One worker of ``target`` under callgrind."""
+    port = free_port()
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+               sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--app", target]  # fmt: skip
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/healthz", process, timeout_seconds=600)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=120)
+
+
+def service_instructions() -> int:
+    """Instructions the service (the one callgrind run that ``callgrind_control`` lists) counted
+    since it was last zeroed."""
+    done = subprocess.run(["callgrind_control", "-e", "Ir"], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    return sum(int(n.replace(",", "")) for n in _THREAD.findall(done.stdout))
+
+
+def server_instructions(dumps: Path, before: set[Path]) -> int:
+    """Instructions of the backends that exited since ``before`` was listed, as their dumps say
+    once every one has been written."""
+    settled, seen = 0, -1
+    while settled < 3:
+        files = set(dumps.iterdir()) - before
+        settled = settled + 1 if len(files) == seen else 0
+        seen = len(files)
+        time.sleep(1)
+    return sum(
+        int(m.group(1)) for f in files if (m := _TOTALS.search(f.read_text(errors="replace")))
+    )
+
+
+def measure(
+    env: dict[str, str], target: str, script: Path, pg: Cluster, dumps: Path
+) -> dict[str, Any]:
+    """One service of ``target``, warmed up, then one wrk run of ``script``: requests, non-2xx,
+    and the instructions per request of the service and of the server's backends.
+
+    The counters start together: ``callgrind_control -z`` zeroes the service's, and
+    ``pg_reload_conf()`` makes each backend zero its own at its next command
+    (``--zero-before=ProcessConfigFile``, whose own cost is not counted). A backend's count
+    is written when it exits, so the service is stopped (closing its pool) before the
+    backends' counts are read."""
+    with counted_service(env, target) as url:
+        load.run(url, script, CFG["CONNS"], CFG["WARMUP"])  # every tenant's statements prepared
+        ceiling.psql_seconds(pg.libpq_url, "SELECT pg_reload_conf();")
+        time.sleep(2)  # the psql session's own backend has exited and dumped
+        before = set(dumps.iterdir())
+        subprocess.run(["callgrind_control", "-z"], capture_output=True, check=True)
+        run = load.run(url, script, CFG["CONNS"], CFG["DURATION"])
+        service = service_instructions()
+    server = server_instructions(dumps, before)
+    n = max(run.requests, 1)
+    return {"requests": run.requests, "non2xx": run.non2xx, "rps": round(run.rps, 1),
+            "service_per_request": round(service / n),
+            "server_per_request": round(server / n)}  # fmt: skip
+
+
+def server_under_callgrind(pg: Cluster) -> Path:
+    """Restart the cluster with every PostgreSQL process under callgrind; where the backends'
+    counts are written when they exit."""
+    dumps = pg.root / "callgrind"
+    dumps.mkdir()
+    if os.geteuid() == 0:  # the server runs as postgres (pgcluster.py)
+        shutil.chown(dumps, "postgres")
+    wrapper = pg.root / "postgres-under-callgrind"
+    wrapper.write_text(
+        "#!/bin/sh\nexec valgrind -q --tool=callgrind --zero-before=ProcessConfigFile "
+        "--toggle-collect=ProcessConfigFile --collect-atstart=yes "
+        f'--callgrind-out-file={dumps}/cg.%p {BIN_DIR / "postgres"} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    pg.restart(wrapper)
+    return dumps
+
+
+def apps(pg: Cluster, env: dict[str, str], slugs: list[str], dumps: Path) -> dict[str, Any]:
+    """W3 and W4 through each app: instructions per request, service and server."""
+    keys = asyncio.run(keys_for(pg.url, slugs))
+    args = (CFG["PRODUCTS"], CFG["USERS"])
+    pinned_env = {**service_env(env), "TENANTSVC_DATABASE_URL": env["TENANTSVC_DATABASE_URL"],
+                  "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}  # fmt: skip
+    served = {"tenant": (service_env(env), "tenantsvc.main:app", keys),
+              "same_tenant": (service_env(env), "tenantsvc.main:app", keys[:1]),
+              "pinned": (pinned_env, "bench.pinned_app:app", keys)}  # fmt: skip
+    result: dict[str, Any] = {}
+    for name, (app_env, target, tenants) in served.items():
+        result[name] = {}
+        for w, mode, seed in (("w3", "read", 1), ("w4", "write", 2)):
+            log(f"{name} {w}")
+            script = load.script(mode, tenants, *args, seed=seed)
+            result[name][w] = measure(app_env, target, script, pg, dumps)
+    for w in ("w3", "w4"):
+        for side in ("service", "server"):
+            base = result["pinned"][w][f"{side}_per_request"]
+            result[f"{w}_{side}_over_pinned"] = {
+                k: round(result[k][w][f"{side}_per_request"] / base, 3)
+                for k in ("tenant", "same_tenant")
+            }
+    return result
+
+
+async def transaction_cost(url: str, owner: str, dumps: Path, tx: tuple[str, str, str]) -> int:
+    """The server's instructions for one W3 read transaction sent as ``tx`` (session setup,
+    BEGIN message, query) over one connection: the difference between 900 and 300
+    transactions, each count taken from a backend of its own, warmed up and zeroed."""
+    few, many = [await _backend_count(url, owner, dumps, tx, n) for n in (300, 900)]
+    return round((many - few) / 600)
+
+
+async def _backend_count(
+    url: str, owner: str, dumps: Path, tx: tuple[str, str, str], n: int
+) -> int:
+    setup, begin, query = tx
+    after = random.Random(1)
+    conn = await asyncpg.connect(url)
+    if setup:
+        await conn.execute(setup)
+    for i in range(50 + n):
+        if i == 50:  # prepared, planned, the role's memberships cached: zero this backend
+            admin = await asyncpg.connect(owner)
+            await admin.execute("SELECT pg_reload_conf()")
+            await admin.close()
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+        await conn.execute(begin)
+        await conn.fetch(query, after.randrange(CFG["PRODUCTS"] - 20), 20)
+        await conn.execute("COMMIT")
+    await conn.close()
+    return await asyncio.to_thread(_exit_count, dumps / f"cg.{pid}")
+
+
+def _exit_count(dump: Path) -> int:
+    """The count a backend wrote when it exited."""
+    for _ in range(600):
+        found = dump.exists() and _TOTALS.search(dump.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
+        time.sleep(0.2)
+    raise TimeoutError(f"no dump at {dump}")
+
+
+async def transactions(pg: Cluster, slugs: list[str], dumps: Path) -> dict[str, Any]:
+    """One tenant's W3 read transaction, the way the service sends it and its variants: what
+    each part of the tenancy costs the server, and the role's cost as the fleet grows."""
+    owner = pg.libpq_url
+    served = (await service_role_url(pg.url)).replace("postgresql+asyncpg", "postgresql")
+    first, last = await _roles(owner, [slugs[0], slugs[-1]])
+    schema = f"tenant_{slugs[0]}"
+    texts = tenant_prefix(schema) + LIVE_PAGE
+    qualified = LIVE_PAGE.replace("FROM products", f"FROM {identifier(schema)}.products")
+    variants = {
+        "pinned: search_path per session, as the owner (the pinned app)":
+            (owner, (f"SET search_path TO {schema}", BEGIN_HOT, LIVE_PAGE)),
+        "pinned, as the tenant's role (SET ROLE per session)":
+            (served, (f"SET search_path TO {schema}; SET ROLE {identifier(first)}", BEGIN_HOT,
+                      LIVE_PAGE)),
+        "search_path per transaction, as the owner":
+            (owner, ("", hot_begin_sql(schema, None), texts)),
+        "search_path and role per transaction (as served)":
+            (served, ("", hot_begin_sql(schema, first), texts)),
+        "role per transaction, schema-qualified text, no search_path":
+            (served, ("", BEGIN_HOT + local_role_sql(first), qualified)),
+    }  # fmt: skip
+    result = {}
+    for name, (url, tx) in variants.items():
+        log(name)
+        result[name] = await transaction_cost(url, owner, dumps, tx)
+    last_schema = f"tenant_{slugs[-1]}"
+    label = f"as served, the last tenant, {CFG['EXTRA_ROLES']} more roles in the serving group"
+    log(label)
+    tx = ("", hot_begin_sql(last_schema, last), tenant_prefix(last_schema) + LIVE_PAGE)
+    result[label] = await transaction_cost(served, owner, dumps, tx)
+    return result
+
+
+async def more_roles(pg: Cluster, count: int) -> None:
+    """``count`` more roles in the serving group, as many tenants' roles would be, then one
+    more tenant (its role the last of the group's members)."""
+    conn = await asyncpg.connect(pg.libpq_url)
+    try:
+        group = await conn.fetchval(f"SELECT {SERVE_GROUP}")
+        await conn.execute(f"""DO $$ BEGIN FOR i IN 1..{count} LOOP
+            EXECUTE format('CREATE ROLE bench_extra_%s NOLOGIN', i);
+            EXECUTE format('GRANT bench_extra_%s TO %I', i, {literal(group)});
+        END LOOP; END $$""")  # fmt: skip
+    finally:
+        await conn.close()
+    await provision(pg.url, [LAST])
+    await seed_all(pg.url, [LAST], CFG["PRODUCTS"])
+
+
+async def _roles(owner: str, slugs: list[str]) -> list[str]:
+    conn = await asyncpg.connect(owner)
+    try:
+        rows = await conn.fetch("SELECT slug, role_name FROM tenantsvc.tenants "
+                                "WHERE slug = ANY($1::text[])", slugs)  # fmt: skip
+    finally:
+        await conn.close()
+    found = {r["slug"]: r["role_name"] for r in rows}
+    return [found[s] for s in slugs]
+
+
+def main() -> None:
+    """``python -m bench.instructions`` (the apps) or ``... transactions``."""
+    mode = sys.argv[1] if len(sys.argv) > 1 else "apps"
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "mode": mode, "config": CFG,
+                              "cpu_mloops_per_s": calibration()}  # fmt: skip
+    with migrated_cluster() as (pg, env):
+        slugs = [f"t{i:05d}" for i in range(CFG["T"])]
+        log(f"provisioning and seeding {len(slugs)} tenants")
+        asyncio.run(provision(pg.url, slugs))
+        asyncio.run(seed_all(pg.url, slugs, CFG["PRODUCTS"]))
+        settle(pg)
+        env["BENCH_SERVICE_DATABASE_URL"] = asyncio.run(service_role_url(pg.url))
+        if mode == "transactions":
+            asyncio.run(more_roles(pg, CFG["EXTRA_ROLES"]))
+            settle(pg)
+        log("restarting the cluster under callgrind")
+        dumps = server_under_callgrind(pg)
+        if mode == "transactions":
+            slugs.append(LAST)
+            result["server_per_transaction"] = asyncio.run(transactions(pg, slugs, dumps))
+        else:
+            result.update(apps(pg, env, slugs, dumps))
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
