@@ -1,16 +1,22 @@
-"""Instructions per request, counted by callgrind: what tenancy costs the service, free of the
-machine's noise.
+"""Instructions per request, counted by callgrind: what tenancy costs the service and the
+server, free of the machine's noise.
 
 The rps ratios of ``bench/run.sh`` swing by more than the gap they measure on this machine
 (bench/README.md). Instructions executed do not: callgrind counts them, whatever else the
-machine is doing. This runs one worker of each app (the tenant app over T tenants, the same
-app with every request on one tenant, the pinned app) under ``valgrind --tool=callgrind``,
-drives W3 and W4 through wrk as the benchmark does (fewer connections: the service runs some
-50 times slower under valgrind), and divides the instructions counted during each run by the
-requests it answered, for the service's process and the server's (the cluster is restarted
-with every PostgreSQL process under callgrind once the tenants are loaded).
+machine is doing. Once the tenants are loaded, the cluster is restarted with every PostgreSQL
+process under ``valgrind --tool=callgrind``; then:
 
-    python -m bench.instructions        # knobs: T=50 PRODUCTS=1000 CONNS=8 DURATION=40
+- ``apps`` (the default): one worker of each app (the tenant app over T tenants, the same app
+  with every request on one tenant, the pinned app) under callgrind too, W3 and W4 driven
+  through wrk as the benchmark does (fewer connections: everything runs some 50 times slower),
+  and the instructions counted during each run divided by the requests it answered, for the
+  service's process and for the server's backends;
+- ``transactions``: one W3 read transaction over one connection, sent the way the service
+  sends it and in variants (the pinned app's, without the role, without the search_path),
+  and the same for a tenant made after EXTRA_ROLES more roles joined the serving group.
+
+    bench/run.sh instructions [transactions]
+    # knobs: T=50 PRODUCTS=1000 USERS=20 CONNS=8 DURATION=40 WARMUP=20 EXTRA_ROLES=10000
 """
 
 import asyncio
@@ -83,18 +89,17 @@ def service_instructions() -> int:
     return sum(int(n.replace(",", "")) for n in _THREAD.findall(done.stdout))
 
 
-def server_instructions(dumps: Path, before: set[Path]) -> int:
+def server_instructions(dumps: Path, before: set[Path]) -> tuple[int, int]:
     """Instructions of the backends that exited since ``before`` was listed, as their dumps say
-    once every one has been written."""
+    once every one has been written; and how many backends they were."""
     settled, seen = 0, -1
     while settled < 3:
         files = set(dumps.iterdir()) - before
         settled = settled + 1 if len(files) == seen else 0
         seen = len(files)
         time.sleep(1)
-    return sum(
-        int(m.group(1)) for f in files if (m := _TOTALS.search(f.read_text(errors="replace")))
-    )
+    counts = [m.group(1) for f in files if (m := _TOTALS.search(f.read_text(errors="replace")))]
+    return sum(map(int, counts)), len(counts)
 
 
 def measure(
@@ -116,11 +121,11 @@ def measure(
         subprocess.run(["callgrind_control", "-z"], capture_output=True, check=True)
         run = load.run(url, script, CFG["CONNS"], CFG["DURATION"])
         service = service_instructions()
-    server = server_instructions(dumps, before)
+    server, backends = server_instructions(dumps, before)
     n = max(run.requests, 1)
     return {"requests": run.requests, "non2xx": run.non2xx, "rps": round(run.rps, 1),
             "service_per_request": round(service / n),
-            "server_per_request": round(server / n)}  # fmt: skip
+            "server_per_request": round(server / n), "backends": backends}  # fmt: skip
 
 
 def server_under_callgrind(pg: Cluster) -> Path:
