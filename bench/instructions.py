@@ -64,8 +64,8 @@ _TOTALS = re.compile(r"^(?:totals|summary): (\d+)", re.M)
 
 
 @contextmanager
-def counted_service(env: dict[str, str], target: str) -> Iterator[str]:
-    """One worker of ``target`` under callgrind."""
+def counted_service(env: dict[str, str], target: str) -> Iterator[tuple[str, int]]:
+    """One worker of ``target`` under callgrind: its URL and pid (valgrind's own)."""
     port = free_port()
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1",
@@ -75,29 +75,35 @@ def counted_service(env: dict[str, str], target: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(url + "/healthz", process, timeout_seconds=600)
-        yield url
+        yield url, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=120)
 
 
-def service_instructions() -> int:
-    """Instructions the service (the one callgrind run that ``callgrind_control`` lists) counted
-    since it was last zeroed."""
-    done = subprocess.run(["callgrind_control", "-e", "Ir"], capture_output=True, text=True,
-                          check=True)  # fmt: skip
+def service_instructions(pid: int) -> int:
+    """Instructions the service counted since it was last zeroed, summed over its threads."""
+    done = subprocess.run(["callgrind_control", "-e", "Ir", str(pid)], capture_output=True,
+                          text=True, check=True)  # fmt: skip
     return sum(int(n.replace(",", "")) for n in _THREAD.findall(done.stdout))
 
 
-def server_instructions(dumps: Path, before: set[Path]) -> tuple[int, int]:
-    """Instructions of the backends that exited since ``before`` was listed, as their dumps say
-    once every one has been written; and how many backends they were."""
+def settled_dumps(dumps: Path) -> set[Path]:
+    """The backends' dumps, once no more have appeared for three seconds (a backend writes its
+    own as it exits, which under valgrind takes a while)."""
     settled, seen = 0, -1
     while settled < 3:
-        files = set(dumps.iterdir()) - before
+        files = set(dumps.iterdir())
         settled = settled + 1 if len(files) == seen else 0
         seen = len(files)
         time.sleep(1)
+    return files
+
+
+def server_instructions(dumps: Path, before: set[Path]) -> tuple[int, int]:
+    """Instructions of the backends that exited since ``before`` was listed; and how many
+    backends they were."""
+    files = settled_dumps(dumps) - before
     counts = [m.group(1) for f in files if (m := _TOTALS.search(f.read_text(errors="replace")))]
     return sum(map(int, counts)), len(counts)
 
@@ -113,14 +119,13 @@ def measure(
     (``--zero-before=ProcessConfigFile``, whose own cost is not counted). A backend's count
     is written when it exits, so the service is stopped (closing its pool) before the
     backends' counts are read."""
-    with counted_service(env, target) as url:
+    with counted_service(env, target) as (url, pid):
         load.run(url, script, CFG["CONNS"], CFG["WARMUP"])  # every tenant's statements prepared
         ceiling.psql_seconds(pg.libpq_url, "SELECT pg_reload_conf();")
-        time.sleep(2)  # the psql session's own backend has exited and dumped
-        before = set(dumps.iterdir())
-        subprocess.run(["callgrind_control", "-z"], capture_output=True, check=True)
+        before = settled_dumps(dumps)  # psql's own backend has exited and been counted out
+        subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
         run = load.run(url, script, CFG["CONNS"], CFG["DURATION"])
-        service = service_instructions()
+        service = service_instructions(pid)
     server, backends = server_instructions(dumps, before)
     n = max(run.requests, 1)
     return {"requests": run.requests, "non2xx": run.non2xx, "rps": round(run.rps, 1),
