@@ -280,6 +280,8 @@ async def _roles(owner: str, slugs: list[str]) -> list[str]:
 def main() -> None:
     """``python -m bench.instructions`` (the apps) or ``... transactions``."""
     mode = sys.argv[1] if len(sys.argv) > 1 else "apps"
+    if mode not in ("apps", "transactions") or len(sys.argv) > 2:
+        sys.exit("usage: bench/run.sh instructions [apps | transactions]")
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "mode": mode, "config": CFG,
                               "cpu_mloops_per_s": calibration()}  # fmt: skip
     with migrated_cluster() as (pg, env):
