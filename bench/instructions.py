@@ -17,6 +17,7 @@ process under ``valgrind --tool=callgrind``; then:
 
     bench/run.sh instructions [transactions]
     # knobs: T=50 PRODUCTS=1000 USERS=20 CONNS=8 DURATION=40 WARMUP=20 EXTRA_ROLES=10000
+    # apps only: W4=0 counts W3 alone; CACHE_SIM=1 adds callgrind's simulated cache misses
 """
 
 import asyncio
@@ -56,18 +57,23 @@ KNOBS = {
     "DURATION": 40,
     "WARMUP": 20,
     "EXTRA_ROLES": 10000,
+    "W4": 1,  # apps: W4 as well as W3
+    "CACHE_SIM": 0,  # apps: callgrind's cache simulation too (cache misses per request)
 }
 LAST = "tlast"  # transactions: the tenant made after the extra roles
 CFG = {k: int(os.environ.get(k, v)) for k, v in KNOBS.items()}
-_THREAD = re.compile(r"^\s+Th \d+\s+([\d,]+)", re.M)
+_THREAD_LINE = re.compile(r"^\s+Th \d+\s+([\d, ]+)$", re.M)
 _TOTALS = re.compile(r"^(?:totals|summary): (\d+)", re.M)
+_EVENTS = re.compile(r"^events: (.+)$", re.M)
+_SUMMARY = re.compile(r"^(?:totals|summary): (.+)$", re.M)
+CALLGRIND = ["valgrind", "--tool=callgrind", *(["--cache-sim=yes"] if CFG["CACHE_SIM"] else [])]
 
 
 @contextmanager
 def counted_service(env: dict[str, str], target: str) -> Iterator[tuple[str, int]]:
     """One worker of ``target`` under callgrind: its URL and pid (valgrind's own)."""
     port = free_port()
-    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+    command = [*CALLGRIND, "--callgrind-out-file=/dev/null",
                sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--app", target]  # fmt: skip
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -81,11 +87,26 @@ def counted_service(env: dict[str, str], target: str) -> Iterator[tuple[str, int
         process.wait(timeout=120)
 
 
-def service_instructions(pid: int) -> int:
-    """Instructions the service counted since it was last zeroed, summed over its threads."""
-    done = subprocess.run(["callgrind_control", "-e", "Ir", str(pid)], capture_output=True,
+def service_events(pid: int) -> dict[str, int]:
+    """What the service counted since it was last zeroed (instructions, ``Ir``, and with the
+    cache simulation its misses), summed over its threads."""
+    done = subprocess.run(["callgrind_control", "-e", str(pid)], capture_output=True,
                           text=True, check=True)  # fmt: skip
-    return sum(int(n.replace(",", "")) for n in _THREAD.findall(done.stdout))
+    names = re.search(r"Totals:(.*)$", done.stdout, re.M)
+    totals: dict[str, int] = {}
+    for line in _THREAD_LINE.findall(done.stdout):
+        values = [int(v.replace(",", "")) for v in line.split()]
+        for name, value in zip(names.group(1).split() if names else [], values, strict=False):
+            totals[name] = totals.get(name, 0) + value
+    return totals
+
+
+def dump_events(text: str) -> dict[str, int]:
+    """A callgrind dump's totals, by event."""
+    names, values = _EVENTS.search(text), _SUMMARY.search(text)
+    if names is None or values is None:
+        return {}
+    return dict(zip(names.group(1).split(), map(int, values.group(1).split()), strict=False))
 
 
 def settled_dumps(dumps: Path) -> set[Path]:
@@ -100,12 +121,16 @@ def settled_dumps(dumps: Path) -> set[Path]:
     return files
 
 
-def server_instructions(dumps: Path, before: set[Path]) -> tuple[int, int]:
-    """Instructions of the backends that exited since ``before`` was listed; and how many
-    backends they were."""
-    files = settled_dumps(dumps) - before
-    counts = [m.group(1) for f in files if (m := _TOTALS.search(f.read_text(errors="replace")))]
-    return sum(map(int, counts)), len(counts)
+def server_events(dumps: Path, before: set[Path]) -> tuple[dict[str, int], int]:
+    """What the backends that exited since ``before`` was listed counted, by event; and how
+    many backends they were."""
+    counted = [dump_events(f.read_text(errors="replace")) for f in settled_dumps(dumps) - before]
+    counted = [c for c in counted if c]
+    totals: dict[str, int] = {}
+    for events in counted:
+        for name, value in events.items():
+            totals[name] = totals.get(name, 0) + value
+    return totals, len(counted)
 
 
 def measure(
@@ -125,12 +150,19 @@ def measure(
         before = settled_dumps(dumps)  # psql's own backend has exited and been counted out
         subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
         run = load.run(url, script, CFG["CONNS"], CFG["DURATION"])
-        service = service_instructions(pid)
-    server, backends = server_instructions(dumps, before)
+        service = service_events(pid)
+    server, backends = server_events(dumps, before)
     n = max(run.requests, 1)
-    return {"requests": run.requests, "non2xx": run.non2xx, "rps": round(run.rps, 1),
-            "service_per_request": round(service / n),
-            "server_per_request": round(server / n), "backends": backends}  # fmt: skip
+    found: dict[str, Any] = {
+        "requests": run.requests, "non2xx": run.non2xx, "rps": round(run.rps, 1),
+        "service_per_request": round(service["Ir"] / n),
+        "server_per_request": round(server["Ir"] / n), "backends": backends}  # fmt: skip
+    if CFG["CACHE_SIM"]:  # the simulated misses: first level (I1, D1) and last level (IL, DL)
+        for side, events in (("service", service), ("server", server)):
+            found[f"{side}_misses_per_request"] = {
+                k: round(v / n, 1) for k, v in events.items() if k.endswith(("mr", "mw"))
+            }
+    return found
 
 
 def server_under_callgrind(pg: Cluster) -> Path:
@@ -142,13 +174,16 @@ def server_under_callgrind(pg: Cluster) -> Path:
         shutil.chown(dumps, "postgres")
     wrapper = pg.root / "postgres-under-callgrind"
     wrapper.write_text(
-        "#!/bin/sh\nexec valgrind -q --tool=callgrind --zero-before=ProcessConfigFile "
+        f"#!/bin/sh\nexec {' '.join(CALLGRIND)} -q --zero-before=ProcessConfigFile "
         "--toggle-collect=ProcessConfigFile --collect-atstart=yes "
         f'--callgrind-out-file={dumps}/cg.%p {BIN_DIR / "postgres"} "$@"\n'
     )
     wrapper.chmod(0o755)
     pg.restart(wrapper)
     return dumps
+
+
+WORKLOADS = [("w3", "read", 1), ("w4", "write", 2)][: 2 if CFG["W4"] else 1]
 
 
 def apps(pg: Cluster, env: dict[str, str], slugs: list[str], dumps: Path) -> dict[str, Any]:
@@ -163,11 +198,11 @@ def apps(pg: Cluster, env: dict[str, str], slugs: list[str], dumps: Path) -> dic
     result: dict[str, Any] = {}
     for name, (app_env, target, tenants) in served.items():
         result[name] = {}
-        for w, mode, seed in (("w3", "read", 1), ("w4", "write", 2)):
+        for w, mode, seed in WORKLOADS:
             log(f"{name} {w}")
             script = load.script(mode, tenants, *args, seed=seed)
             result[name][w] = measure(app_env, target, script, pg, dumps)
-    for w in ("w3", "w4"):
+    for w, _, _ in WORKLOADS:
         for side in ("service", "server"):
             base = result["pinned"][w][f"{side}_per_request"]
             result[f"{w}_{side}_over_pinned"] = {
