@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,7 +64,6 @@ KNOBS = {
 LAST = "tlast"  # transactions: the tenant made after the extra roles
 CFG = {k: int(os.environ.get(k, v)) for k, v in KNOBS.items()}
 _THREAD_LINE = re.compile(r"^\s+Th \d+\s+([\d, ]+)$", re.M)
-_TOTALS = re.compile(r"^(?:totals|summary): (\d+)", re.M)
 _EVENTS = re.compile(r"^events: (.+)$", re.M)
 _SUMMARY = re.compile(r"^(?:totals|summary): (.+)$", re.M)
 CALLGRIND = ["valgrind", "--tool=callgrind", *(["--cache-sim=yes"] if CFG["CACHE_SIM"] else [])]
@@ -93,11 +93,10 @@ def service_events(pid: int) -> dict[str, int]:
     done = subprocess.run(["callgrind_control", "-e", str(pid)], capture_output=True,
                           text=True, check=True)  # fmt: skip
     names = re.search(r"Totals:(.*)$", done.stdout, re.M)
-    totals: dict[str, int] = {}
+    totals: Counter[str] = Counter()
     for line in _THREAD_LINE.findall(done.stdout):
         values = [int(v.replace(",", "")) for v in line.split()]
-        for name, value in zip(names.group(1).split() if names else [], values, strict=False):
-            totals[name] = totals.get(name, 0) + value
+        totals.update(dict(zip(names.group(1).split() if names else [], values, strict=False)))
     return totals
 
 
@@ -126,10 +125,9 @@ def server_events(dumps: Path, before: set[Path]) -> tuple[dict[str, int], int]:
     many backends they were."""
     counted = [dump_events(f.read_text(errors="replace")) for f in settled_dumps(dumps) - before]
     counted = [c for c in counted if c]
-    totals: dict[str, int] = {}
+    totals: Counter[str] = Counter()
     for events in counted:
-        for name, value in events.items():
-            totals[name] = totals.get(name, 0) + value
+        totals.update(events)  # keeps an event that counted nothing, unlike a sum of Counters
     return totals, len(counted)
 
 
@@ -244,9 +242,9 @@ async def _backend_count(
 def _exit_count(dump: Path) -> int:
     """The count a backend wrote when it exited."""
     for _ in range(600):
-        found = dump.exists() and _TOTALS.search(dump.read_text(errors="replace"))
+        found = dump.exists() and dump_events(dump.read_text(errors="replace")).get("Ir")
         if found:
-            return int(found.group(1))
+            return found
         time.sleep(0.2)
     raise TimeoutError(f"no dump at {dump}")
 
