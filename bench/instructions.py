@@ -26,29 +26,34 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from bench import ceiling, load
-from bench.fleet import ROOT, migrated_cluster, provision
+from bench.fleet import migrated_cluster, provision
 from bench.pgcluster import BIN_DIR, Cluster
-from bench.run import calibration, keys_for, log, seed_all, service_env, service_role_url, settle
+from bench.run import (
+    calibration,
+    keys_for,
+    log,
+    seed_all,
+    service,
+    service_env,
+    service_processes,
+    service_role_url,
+    settle,
+)
 from tenantsvc.db.session import BEGIN_HOT, hot_begin_sql, local_role_sql
 from tenantsvc.db.statements import tenant_prefix
 from tenantsvc.products.queries import LIVE_PAGE
 from tenantsvc.tenancy.ddl import identifier, literal
 from tenantsvc.tenancy.roles import SERVE_GROUP
-from tenantsvc.testing.app import wait_for_http
-from tenantsvc.testing.postgres import free_port
 
 KNOBS = {
     "T": 50,
@@ -67,24 +72,6 @@ _THREAD_LINE = re.compile(r"^\s+Th \d+\s+([\d, ]+)$", re.M)
 _EVENTS = re.compile(r"^events: (.+)$", re.M)
 _SUMMARY = re.compile(r"^(?:totals|summary): (.+)$", re.M)
 CALLGRIND = ["valgrind", "--tool=callgrind", *(["--cache-sim=yes"] if CFG["CACHE_SIM"] else [])]
-
-
-@contextmanager
-def counted_service(env: dict[str, str], target: str) -> Iterator[tuple[str, int]]:
-    """One worker of ``target`` under callgrind: its URL and pid (valgrind's own)."""
-    port = free_port()
-    command = [*CALLGRIND, "--callgrind-out-file=/dev/null",
-               sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1", "--app", target]  # fmt: skip
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(url + "/healthz", process, timeout_seconds=600)
-        yield url, process.pid
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=120)
 
 
 def service_events(pid: int) -> dict[str, int]:
@@ -142,21 +129,23 @@ def measure(
     (``--zero-before=ProcessConfigFile``, whose own cost is not counted). A backend's count
     is written when it exits, so the service is stopped (closing its pool) before the
     backends' counts are read."""
-    with counted_service(env, target) as (url, pid):
+    prefix = [*CALLGRIND, "--callgrind-out-file=/dev/null"]
+    with service(env, 1, target, prefix, ready_seconds=600) as url:
+        pid = service_processes(url)[0].pid  # valgrind runs the worker in its own process
         load.run(url, script, CFG["CONNS"], CFG["WARMUP"])  # every tenant's statements prepared
         ceiling.psql_seconds(pg.libpq_url, "SELECT pg_reload_conf();")
         before = settled_dumps(dumps)  # psql's own backend has exited and been counted out
         subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
         run = load.run(url, script, CFG["CONNS"], CFG["DURATION"])
-        service = service_events(pid)
-    server, backends = server_events(dumps, before)
+        on_service = service_events(pid)
+    on_server, backends = server_events(dumps, before)
     n = max(run.requests, 1)
     found: dict[str, Any] = {
         "requests": run.requests, "non2xx": run.non2xx, "rps": round(run.rps, 1),
-        "service_per_request": round(service["Ir"] / n),
-        "server_per_request": round(server["Ir"] / n), "backends": backends}  # fmt: skip
+        "service_per_request": round(on_service["Ir"] / n),
+        "server_per_request": round(on_server["Ir"] / n), "backends": backends}  # fmt: skip
     if CFG["CACHE_SIM"]:  # the simulated misses: first level (I1, D1) and last level (IL, DL)
-        for side, events in (("service", service), ("server", server)):
+        for side, events in (("service", on_service), ("server", on_server)):
             found[f"{side}_misses_per_request"] = {
                 k: round(v / n, 1) for k, v in events.items() if k.endswith(("mr", "mw"))
             }
@@ -256,7 +245,6 @@ async def transactions(pg: Cluster, slugs: list[str], dumps: Path) -> dict[str, 
     served = (await service_role_url(pg.url)).replace("postgresql+asyncpg", "postgresql")
     first, last = await _roles(owner, [slugs[0], slugs[-1]])
     schema = f"tenant_{slugs[0]}"
-    texts = tenant_prefix(schema) + LIVE_PAGE
     qualified = LIVE_PAGE.replace("FROM products", f"FROM {identifier(schema)}.products")
     variants = {
         "pinned: search_path per session, as the owner (the pinned app)":
@@ -264,10 +252,8 @@ async def transactions(pg: Cluster, slugs: list[str], dumps: Path) -> dict[str, 
         "pinned, as the tenant's role (SET ROLE per session)":
             (served, (f"SET search_path TO {schema}; SET ROLE {identifier(first)}", BEGIN_HOT,
                       LIVE_PAGE)),
-        "search_path per transaction, as the owner":
-            (owner, ("", hot_begin_sql(schema, None), texts)),
-        "search_path and role per transaction (as served)":
-            (served, ("", hot_begin_sql(schema, first), texts)),
+        "search_path per transaction, as the owner": (owner, as_served(schema, None)),
+        "search_path and role per transaction (as served)": (served, as_served(schema, first)),
         "role per transaction, schema-qualified text, no search_path":
             (served, ("", BEGIN_HOT + local_role_sql(first), qualified)),
     }  # fmt: skip
@@ -275,12 +261,17 @@ async def transactions(pg: Cluster, slugs: list[str], dumps: Path) -> dict[str, 
     for name, (url, tx) in variants.items():
         log(name)
         result[name] = await transaction_cost(url, owner, dumps, tx)
-    last_schema = f"tenant_{slugs[-1]}"
     label = f"as served, the last tenant, {CFG['EXTRA_ROLES']} more roles in the serving group"
     log(label)
-    tx = ("", hot_begin_sql(last_schema, last), tenant_prefix(last_schema) + LIVE_PAGE)
+    tx = as_served(f"tenant_{slugs[-1]}", last)
     result[label] = await transaction_cost(served, owner, dumps, tx)
     return result
+
+
+def as_served(schema: str, role: str | None) -> tuple[str, str, str]:
+    """The hot read's transaction as the service sends it: no session setup, BEGIN with the
+    tenant's search_path (and role), the tenant's own statement text."""
+    return "", hot_begin_sql(schema, role), tenant_prefix(schema) + LIVE_PAGE
 
 
 async def more_roles(pg: Cluster, count: int) -> None:

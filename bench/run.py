@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,17 +68,24 @@ def calibration() -> float:
 
 
 @contextmanager
-def service(env: dict[str, str], workers: int, target: str = "tenantsvc.main:app") -> Iterator[str]:
+def service(
+    env: dict[str, str],
+    workers: int,
+    target: str = "tenantsvc.main:app",
+    prefix: Sequence[str] = (),
+    ready_seconds: float = 60,
+) -> Iterator[str]:
+    """The service on a free port; ``prefix`` runs it under another program (valgrind)."""
     port = free_port()
     # As recommended for production: tenantctl serve (uvicorn, uvloop + httptools, a listening
     # socket per worker); its logs at WARNING through service_env.
-    command = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1",
+    command = [*prefix, sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(workers), "--app", target]  # fmt: skip
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(url + "/healthz", process)
+        wait_for_http(url + "/healthz", process, ready_seconds)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
