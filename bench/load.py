@@ -8,7 +8,7 @@ import re
 import subprocess
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LUA = r"""
@@ -67,8 +67,9 @@ class WrkRun:
     non2xx: int
     socket_errors: int
     requests: int
-    service_us: float = 0.0  # CPU per request of the service's processes (bench/run.py)
-    postgres_us: float = 0.0  # and of the server's backends
+    # What each request cost the service's processes and the server's backends, by measure
+    # (CPU and kernel CPU in microseconds, context switches; bench/run.py's measured)
+    per_request: dict[str, float] = field(default_factory=dict)
     checkouts: dict[str, float] | None = None  # tenant checkouts by what they found (bench/run.py)
     max_ms: float = 0.0  # the slowest request
 

@@ -116,32 +116,42 @@ def service_rss_mib(url: str) -> float:
     return round(total / 2**20, 1)
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
-    """Each process's CPU time so far, by pid (processes gone already are left out)."""
-    seconds = {}
+def usage(processes: list[psutil.Process]) -> dict[int, tuple[float, float, int]]:
+    """Each process's CPU seconds so far, the kernel's part of them, and its context switches
+    (voluntary and involuntary), by pid (processes gone already are left out)."""
+    found = {}
     for proc in processes:
         with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            seconds[proc.pid] = times.user + times.system
-    return seconds
+            times, switches = proc.cpu_times(), proc.num_ctx_switches()
+            found[proc.pid] = (times.user + times.system, times.system,
+                               switches.voluntary + switches.involuntary)  # fmt: skip
+    return found
 
 
-def cpu_since(before: dict[int, float], now: dict[int, float]) -> float:
-    """The CPU spent since ``before`` by the processes alive ``now``: all of it for those that
-    started in between (a backend the pool opened during the run), none of the earlier CPU of
-    those that ended (a closed overflow connection would otherwise count negative)."""
-    return sum(spent - before.get(pid, 0.0) for pid, spent in now.items())
+def used_since(
+    before: dict[int, tuple[float, float, int]], now: dict[int, tuple[float, float, int]]
+) -> list[float]:
+    """What the processes alive ``now`` used since ``before``: all of it for those that started
+    in between (a backend the pool opened during the run), none of the earlier use of those
+    that ended (a closed overflow connection would otherwise count negative)."""
+    zero = (0.0, 0.0, 0)
+    return [sum(used[i] - before.get(pid, zero)[i] for pid, used in now.items()) for i in range(3)]
 
 
 def measured(url: str, script: Path) -> load.WrkRun:
-    """One wrk run, with the CPU each request cost the service and the server: steadier than
-    rates on a noisy machine, and it says where a difference comes from."""
+    """One wrk run, with what each request cost the service and the server in CPU, in kernel
+    CPU and in context switches: steadier than rates on a noisy machine, and it says where a
+    difference comes from (callgrind's instructions, bench/instructions.py, leave the kernel
+    and the switches out)."""
     service = service_processes(url)
-    before = cpu_seconds(service), cpu_seconds(backends()), checkouts(url)
+    before = usage(service), usage(backends()), checkouts(url)
     run = load.run(url, script, CFG["CONNS"], CFG["DURATION"])
     if run.requests:
-        run.service_us = cpu_since(before[0], cpu_seconds(service)) / run.requests * 1e6
-        run.postgres_us = cpu_since(before[1], cpu_seconds(backends())) / run.requests * 1e6
+        for name, spent in (("service", used_since(before[0], usage(service))),
+                            ("postgres", used_since(before[1], usage(backends())))):  # fmt: skip
+            cpu, kernel, switches = (value / run.requests for value in spent)
+            run.per_request |= {f"{name}_us": cpu * 1e6, f"{name}_kernel_us": kernel * 1e6,
+                                f"{name}_switches": switches}  # fmt: skip
     after = checkouts(url)
     run.checkouts = {found: after[found] - before[2].get(found, 0.0) for found in after}
     return run
@@ -175,10 +185,18 @@ def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
             "non2xx": sum(r.non2xx for r in runs),
             "socket_errors": sum(r.socket_errors for r in runs),
             "rps_each_run": [round(r.rps, 1) for r in runs],
-            "cpu_us_per_request": {
-                "service": round(statistics.median(r.service_us for r in runs)),
-                "postgres": round(statistics.median(r.postgres_us for r in runs))},
+            "cpu_us_per_request": {"service": _median(runs, "service_us"),
+                                   "postgres": _median(runs, "postgres_us")},
+            "kernel_us_per_request": {"service": _median(runs, "service_kernel_us"),
+                                      "postgres": _median(runs, "postgres_kernel_us")},
+            "switches_per_request": {"service": _median(runs, "service_switches", 2),
+                                     "postgres": _median(runs, "postgres_switches", 2)},
             "checkout_shares": shares(runs)}  # fmt: skip
+
+
+def _median(runs: list[load.WrkRun], key: str, digits: int = 0) -> float:
+    value = statistics.median(r.per_request.get(key, 0.0) for r in runs)
+    return round(value, digits) if digits else round(value)
 
 
 def rounds(runs: list[tuple[str, Path]], repeats: int) -> list[dict[str, Any]]:
