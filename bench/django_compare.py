@@ -37,6 +37,7 @@ from bench import load
 from bench.fleet import ROOT, migrated_cluster, provision
 from bench.run import (
     CFG,
+    PER_REQUEST,
     calibration,
     invariants,
     keys_for,
@@ -149,7 +150,7 @@ def main() -> None:
             }
     workloads = ("w3_read", "w4_write")
     for w in workloads:  # its backends live one request: gone before they are counted
-        for measure in ("cpu_us_per_request", "kernel_us_per_request", "switches_per_request"):
+        for measure in PER_REQUEST:
             result["django_tenants_default"][w][measure]["postgres"] = None
     for name, (_, options) in DJANGO.items():
         result[name]["gunicorn"] = " ".join(options)

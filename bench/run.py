@@ -178,6 +178,10 @@ def shares(runs: list[load.WrkRun]) -> dict[str, float]:
     )
 
 
+# What summary() reports per request, the service's and the server's
+PER_REQUEST = ("cpu_us_per_request", "kernel_us_per_request", "switches_per_request")
+
+
 def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
     return {"rps": round(statistics.median(r.rps for r in runs), 1),
             "p50_ms": round(statistics.median(r.p50_ms for r in runs), 2),
@@ -415,16 +419,16 @@ def http_workloads(
                         "w3_over_pinned": round(one_r["rps"] / p_read["rps"], 3),
                         "w4_over_pinned": round(one_w["rps"] / p_write["rps"], 3),
                         "non2xx": one_r["non2xx"] + one_w["non2xx"]},
-        # Where the difference goes: CPU per request, tenant app over T tenants, the same
-        # app with every request on one tenant, the pinned app.
-        "cpu_us_per_request": {
-            "w3": {"tenant": out["w3_read"]["cpu_us_per_request"],
-                   "same_tenant": one_r["cpu_us_per_request"],
-                   "pinned": p_read["cpu_us_per_request"]},
-            "w4": {"tenant": out["w4_write"]["cpu_us_per_request"],
-                   "same_tenant": one_w["cpu_us_per_request"],
-                   "pinned": p_write["cpu_us_per_request"]}},
     }  # fmt: skip
+    # Where the difference goes, per request: the tenant app over T tenants, the same app with
+    # every request on one tenant, the pinned app.
+    apps = {"w3": (out["w3_read"], one_r, p_read), "w4": (out["w4_write"], one_w, p_write)}
+    for measure in PER_REQUEST:
+        out["tenancy_overhead"][measure] = {
+            w: dict(zip(("tenant", "same_tenant", "pinned"), (a[measure] for a in each),
+                        strict=True))
+            for w, each in apps.items()
+        }  # fmt: skip
     out["variants"] = variants(env, read, write)
     return out
 
