@@ -12,6 +12,7 @@ from tenantsvc.db.fairness import TenantBusyError, TenantSlots
 from tenantsvc.settings import Settings
 from tenantsvc.testing.app import running_app
 from tests.conftest import TenantFactory, TenantHandle, make_settings
+from tests.polling import until, until_sql
 
 
 async def test_places_pass_in_order_within_each_tenant_and_leave_nothing_behind() -> None:
@@ -78,10 +79,18 @@ async def test_a_tenant_stuck_on_its_own_lock_does_not_take_the_pool(
         async with engine.connect() as locker, locker.begin():
             await locker.execute(lock)
             stuck = [asyncio.create_task(_list(client, noisy)) for _ in range(6)]
-            await asyncio.sleep(0.3)
+
+            async def noisy_holds_its_cap() -> bool:
+                held: int = running.state["db"].slots.held(noisy.schema)
+                return held == 2  # the other 4 queue
+
+            await until(noisy_holds_its_cap, "tenant A never took its two places")
+            waiting = ("SELECT count(*) = 2 FROM pg_locks WHERE NOT granted AND relation = "
+                       f"'{noisy.schema}.products'::regclass")  # fmt: skip
+            await until_sql(engine, waiting, "tenant A's two never waited for the lock")
             served = await _list(client, quiet)
             assert served.status_code == 200, served.text
-            assert running.state["db"].slots.held(noisy.schema) == 2  # the other 4 queue
+            assert await noisy_holds_its_cap()  # still: B was served beside them
         answers = await asyncio.gather(*stuck)  # the lock is gone: A's queue drains
         # Stuck for good: A's two in progress end with the statement timeout (503), the one
         # queued behind them with a 429 once it waited as long as a pool checkout may.
