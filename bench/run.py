@@ -481,8 +481,9 @@ def scale(pg: Cluster, env: dict[str, str], sku_dir: str, base: str) -> dict[str
                       f"t{CFG['T']}_each_run": at_t["rps_each_run"],
                       f"t{len(everyone)}_each_run": at_scale["rps_each_run"],
                       "non2xx": at_t["non2xx"] + at_scale["non2xx"],
-                      "cpu_us_per_request": {f"t{CFG['T']}": at_t["cpu_us_per_request"],
-                                             f"t{len(everyone)}": at_scale["cpu_us_per_request"]},
+                      **{measure: {f"t{CFG['T']}": at_t[measure],
+                                   f"t{len(everyone)}": at_scale[measure]}
+                         for measure in PER_REQUEST},
                       "checkout_shares": {f"t{CFG['T']}": at_t["checkout_shares"],
                                           f"t{len(everyone)}": at_scale["checkout_shares"]},
                       "cold_first_run_rps": round(cold.rps, 1),
