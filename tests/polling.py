@@ -26,3 +26,11 @@ async def until_sql(engine: AsyncEngine, sql: str, never: str, seconds: float = 
             return await conn.scalar(text(sql))
 
     await until(check, never, seconds)
+
+
+async def until_waiting(engine: AsyncEngine, relation: str, never: str, count: int = 1) -> None:
+    """Until ``count`` sessions wait for a lock on ``relation`` (schema-qualified): what a test
+    of blocked work must see before it acts on the blocked, instead of a pause."""
+    waiting = (f"SELECT count(*) = {count} FROM pg_locks WHERE NOT granted "
+               f"AND relation = '{relation}'::regclass")  # fmt: skip
+    await until_sql(engine, waiting, never)

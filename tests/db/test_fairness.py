@@ -12,7 +12,7 @@ from tenantsvc.db.fairness import TenantBusyError, TenantSlots
 from tenantsvc.settings import Settings
 from tenantsvc.testing.app import running_app
 from tests.conftest import TenantFactory, TenantHandle, make_settings
-from tests.polling import until, until_sql
+from tests.polling import until, until_waiting
 
 
 async def test_places_pass_in_order_within_each_tenant_and_leave_nothing_behind() -> None:
@@ -85,9 +85,8 @@ async def test_a_tenant_stuck_on_its_own_lock_does_not_take_the_pool(
                 return held == 2  # the other 4 queue
 
             await until(noisy_holds_its_cap, "tenant A never took its two places")
-            waiting = ("SELECT count(*) = 2 FROM pg_locks WHERE NOT granted AND relation = "
-                       f"'{noisy.schema}.products'::regclass")  # fmt: skip
-            await until_sql(engine, waiting, "tenant A's two never waited for the lock")
+            products = f"{noisy.schema}.products"
+            await until_waiting(engine, products, "tenant A's two never waited", count=2)
             served = await _list(client, quiet)
             assert served.status_code == 200, served.text
             assert await noisy_holds_its_cap()  # still: B was served beside them

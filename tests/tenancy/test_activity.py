@@ -16,7 +16,7 @@ from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenancy.usage import DayRequests, daily_requests, tenant_usage
 from tenantsvc.testing.app import start_app, stop_app
 from tests.conftest import Running, TenantHandle, make_settings
-from tests.polling import until_sql
+from tests.polling import until_waiting
 
 
 async def _keys(engine: AsyncEngine, slug: str) -> list[KeyInfo]:
@@ -229,9 +229,8 @@ async def test_a_flush_cancelled_by_shutdown_is_not_a_failure_and_loses_nothing(
     async with fresh_engine.connect() as blocker:
         await blocker.execute(text("LOCK TABLE tenantsvc.tenant_requests"))
         flushing = asyncio.create_task(usage.flush())
-        await until_sql(fresh_engine, "SELECT count(*) = 1 FROM pg_locks WHERE NOT granted "
-                        "AND relation = 'tenantsvc.tenant_requests'::regclass",
-                        "the flush never waited for the lock")  # fmt: skip
+        requests = "tenantsvc.tenant_requests"
+        await until_waiting(fresh_engine, requests, "the flush never waited for the lock")
         assert not flushing.done()
         flushing.cancel()
         with pytest.raises(asyncio.CancelledError):
