@@ -20,6 +20,7 @@ PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )  # /metrics carries no tenant data; restrict it at the network edge like any scrape target
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_\-]{16,128})")
+_INVALID_KEY = "the API key is not valid"
 
 
 class TenantRejected(Problem):
@@ -83,17 +84,25 @@ async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> tu
         raise unknown_tenant(slug)
     match = _BEARER.fullmatch(authorization)
     if match is None:
-        raise TenantRejected(401, "Unauthorized", "an 'Authorization: Bearer <key>' is required")
+        raise _without_a_key(authorization)
     # No refresh on an unknown key: guessed keys never cost a query. A key issued a moment
     # ago is picked up by the next poll (or by the refresh a new tenant's first request does).
     owner = registry.key_owner(hash_key(match.group(1)))
     if owner is None:
-        raise TenantRejected(401, "Unauthorized", "the API key is not valid")
+        raise TenantRejected(401, "Unauthorized", _INVALID_KEY)
     if owner.slug != tenant.slug:
         raise TenantRejected(403, "Forbidden", "the API key belongs to another tenant")
     if tenant.status == TenantStatus.SUSPENDED:
         raise TenantRejected(403, "Tenant suspended", f"tenant {slug!r} is suspended")
     return tenant, owner.key_id
+
+
+def _without_a_key(authorization: str) -> TenantRejected:
+    """A Bearer credential that cannot be a key (too short, a character no key has) is an
+    invalid key, and says so; anything else (no header, another scheme) lacks one."""
+    if authorization[:7].lower() == "bearer ":
+        return TenantRejected(401, "Unauthorized", _INVALID_KEY)
+    return TenantRejected(401, "Unauthorized", "an 'Authorization: Bearer <key>' is required")
 
 
 class TenantMiddleware:
