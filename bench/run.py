@@ -178,8 +178,10 @@ def shares(runs: list[load.WrkRun]) -> dict[str, float]:
     )
 
 
-# What summary() reports per request, the service's and the server's
-PER_REQUEST = ("cpu_us_per_request", "kernel_us_per_request", "switches_per_request")
+# What summary() reports per request, the service's and the server's: each measure, the key
+# its runs hold it under (``{side}_{key}``, measured()) and the digits it is rounded to
+PER_REQUEST = {"cpu_us_per_request": ("us", 0), "kernel_us_per_request": ("kernel_us", 0),
+               "switches_per_request": ("switches", 2)}  # fmt: skip
 
 
 def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
@@ -189,12 +191,9 @@ def summary(runs: list[load.WrkRun]) -> dict[str, Any]:
             "non2xx": sum(r.non2xx for r in runs),
             "socket_errors": sum(r.socket_errors for r in runs),
             "rps_each_run": [round(r.rps, 1) for r in runs],
-            "cpu_us_per_request": {"service": _median(runs, "service_us"),
-                                   "postgres": _median(runs, "postgres_us")},
-            "kernel_us_per_request": {"service": _median(runs, "service_kernel_us"),
-                                      "postgres": _median(runs, "postgres_kernel_us")},
-            "switches_per_request": {"service": _median(runs, "service_switches", 2),
-                                     "postgres": _median(runs, "postgres_switches", 2)},
+            **{measure: {side: _median(runs, f"{side}_{key}", digits)
+                         for side in ("service", "postgres")}
+               for measure, (key, digits) in PER_REQUEST.items()},
             "checkout_shares": shares(runs)}  # fmt: skip
 
 
