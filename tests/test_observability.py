@@ -123,6 +123,17 @@ async def test_every_log_line_of_a_request_has_its_id_and_tenant_and_no_secret(
     assert tenant_a.api_key[:12] not in everything
 
 
+def test_uvicorn_lines_carry_the_message_once_without_colour_codes(
+    json_logs: list[str],
+) -> None:
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 42, extra={"color_message": "Started \x1b[36m%d\x1b[0m"}
+    )
+    (record,) = (json.loads(line) for line in json_logs)
+    assert record["message"] == "Started server process [42]"
+    assert "color_message" not in record
+
+
 async def test_hostile_request_id_is_replaced(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz", headers={"X-Request-ID": "x\\"})
     assert response.headers["x-request-id"] != "x\\"

@@ -9,35 +9,29 @@ from pythonjsonlogger.json import JsonFormatter
 
 from tenantsvc.observability.context import request_id, tenant_slug
 
+# uvicorn attaches the message again with terminal colour codes, for its own console format;
+# in a JSON line it is the same text twice, once with escape sequences in it.
+_CONSOLE_ONLY = ("color_message",)
+_FORMAT: dict[str, Any] = {
+    "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(tenant)s",
+    "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+}
+
 
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         record.tenant = tenant_slug.get()
+        for name in _CONSOLE_ONLY:
+            record.__dict__.pop(name, None)
         return True
 
 
 def json_handler() -> logging.Handler:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(tenant)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        )
-    )
+    handler.setFormatter(JsonFormatter(**_FORMAT))
     handler.addFilter(ContextFilter())
     return handler
-
-
-def configure(level: str = "INFO") -> None:
-    root = logging.getLogger()
-    root.handlers[:] = [json_handler()]
-    root.setLevel(level)
-    for noisy in ("uvicorn.access",):  # replaced by tenantsvc.access, which knows the tenant
-        logging.getLogger(noisy).disabled = True
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
 
 
 def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
@@ -46,13 +40,7 @@ def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"context": {"()": ContextFilter}},
-        "formatters": {
-            "json": {
-                "()": JsonFormatter,
-                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(tenant)s",
-                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-            }
-        },
+        "formatters": {"json": {"()": JsonFormatter, **_FORMAT}},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
