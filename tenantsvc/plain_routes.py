@@ -23,6 +23,7 @@ from starlette.responses import Response
 # A plain route's ``serve`` enters the tenant's transaction itself through these.
 from tenantsvc.deps import read_connection as read_connection
 from tenantsvc.deps import write_connection as write_connection
+from tenantsvc.problems import not_json, sent_as_json
 from tenantsvc.tenant_routes import TenantRoute, replaying
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,6 +55,8 @@ def query_model(model: type[M], request: Request) -> M:
 
 
 async def body_model(model: type[M], request: Request) -> M:
+    if not sent_as_json(request.headers.get("content-type")):
+        raise not_json()
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:

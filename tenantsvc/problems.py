@@ -88,8 +88,26 @@ def _documented_methods(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
     return index
 
 
-def _on_validation(_: Request, exc: Exception) -> Response:
+def sent_as_json(content_type: str | None) -> bool:
+    """Whether a body says it is JSON (``application/json``, ``application/*+json``, any
+    parameters). One that says nothing is not read as JSON either, as FastAPI's routes read it
+    (``strict_content_type``): the plain routes must not accept what the others refuse."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def not_json() -> Problem:
+    return Problem(415, "Unsupported Media Type", "send the body as application/json")
+
+
+def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    if not sent_as_json(request.headers.get("content-type")) and any(
+        e.get("loc", ())[:1] == ("body",) for e in exc.errors()
+    ):
+        return _on_problem(request, not_json())
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()

@@ -196,6 +196,43 @@ async def test_malformed_json_and_wrong_content_are_4xx(
     assert (await client.get("/products", headers=tenant_a.headers)).json()["items"] == []
 
 
+_VALID_BODIES = [
+    ("/orders", {"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]}),  # a plain route
+    ("/users", {"email": "a@b.c", "name": "x"}),
+    ("/products", {"name": "x", "price_cents": 1, "stock": 1}),
+    ("/products/bulk", {"items": [{"name": "x", "price_cents": 1, "stock": 1}]}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), _VALID_BODIES, ids=[p for p, _ in _VALID_BODIES])
+@pytest.mark.parametrize(
+    "kind", [None, "text/plain", "application/x-www-form-urlencoded", "text/json"]
+)
+async def test_a_body_not_sent_as_json_is_415_and_writes_nothing(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, path: str, body: Any, kind: str | None
+) -> None:
+    """A valid JSON body under another media type, or none: the client has a bug to fix, and
+    "send it as application/json" says which, where a 422 said the body was not an object."""
+    headers = {**tenant_a.headers, **({"content-type": kind} if kind else {})}
+    request = client.build_request("POST", path, content=json.dumps(body), headers=headers)
+    if kind is None:
+        request.headers.pop("content-type", None)
+    response = await client.send(request)
+    assert (response.status_code, response.json()["title"]) == (415, "Unsupported Media Type")
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await client.get("/products", headers=tenant_a.headers)).json()["items"] == []
+    assert (await client.get("/users", headers=tenant_a.headers)).json()["items"] == []
+
+
+@pytest.mark.parametrize("kind", ["application/json; charset=utf-8", "application/merge+json"])
+async def test_json_under_any_json_media_type_is_read(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, kind: str
+) -> None:
+    headers = {**tenant_a.headers, "content-type": kind}
+    body = json.dumps({"email": "a@b.c", "name": "x"})
+    assert (await client.post("/users", content=body, headers=headers)).status_code == 201
+
+
 @pytest.mark.parametrize(
     ("path", "content"),
     [("/users", b'{"email": "a@b.c", "name": "\\ud800"}'),
