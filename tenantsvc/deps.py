@@ -115,7 +115,7 @@ def _token(request: Request) -> int | None:
     if offered is None:
         return None
     try:
-        return parse_lsn(offered)
+        return parse_lsn(offered.strip(" \t"))  # RFC 9110: the whitespace around is not in it
     except BadTokenError as exc:
         raise Problem(400, "Bad consistency token", str(exc)) from None
 

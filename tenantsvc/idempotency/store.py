@@ -83,7 +83,7 @@ WHERE CASE WHEN substring(response FOR 1) = convert_to('{', 'UTF8')
 
 def key_of(request: Request) -> str | None:
     """The request's key, None without one; a malformed or repeated header is a 400."""
-    values = request.headers.getlist(HEADER)
+    values = [v.strip(" \t") for v in request.headers.getlist(HEADER)]  # RFC 9110: no OWS
     if not values:
         return None
     if len(values) > 1 or not _KEY.fullmatch(values[0]):

@@ -32,11 +32,14 @@ def unknown_tenant(slug: str) -> TenantRejected:
 
 
 def _single_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """The header's value, None when absent; more than one copy is refused as ambiguous."""
+    """The header's value, None when absent; more than one copy is refused as ambiguous.
+
+    Without the whitespace around it, which RFC 9110 says is not part of the value: uvicorn's
+    httptools parser hands it over, so ``X-Tenant-ID: acme `` was a 400 (h11 strips it)."""
     values = [v for k, v in headers if k == name]
     if len(values) > 1:
         raise TenantRejected(400, "Bad request", f"more than one {name.decode()} header")
-    return values[0].decode("latin-1") if values else None
+    return values[0].decode("latin-1").strip(" \t") if values else None
 
 
 async def _lookup(registry: TenantRegistry, slug: str) -> Tenant | None:

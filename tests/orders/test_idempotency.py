@@ -37,6 +37,9 @@ async def test_a_retried_order_is_answered_again_not_placed_again(
     )  # fmt: skip
     assert (again.status_code, again.json()) == (201, first.json())
     assert again.headers["Idempotent-Replayed"] == "true"
+    # The whitespace around a header's value is not part of it (RFC 9110): the same key.
+    spaced = await client.post("/orders", json=body, headers=_keyed(tenant_a, " order-7f3a\t"))
+    assert (spaced.status_code, spaced.headers.get("Idempotent-Replayed")) == (201, "true")
     assert await _stock(client, tenant_a, product) == 8
     assert await _orders_of(client, tenant_a, user) == [first.json()["id"]]
     other = await client.post("/orders", json=body, headers=_keyed(tenant_a, "order-other"))
