@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from tenantsvc import api_docs, health, problems
 from tenantsvc.collector import tune_collector
 from tenantsvc.db.session import Database
+from tenantsvc.head import HeadAsGetMiddleware
 from tenantsvc.limits import BodyLimitMiddleware
 from tenantsvc.observability.metrics import sample_pools
 from tenantsvc.observability.middleware import RequestMiddleware
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TenantMiddleware)
     configured = settings or get_settings()
     app.add_middleware(BodyLimitMiddleware, max_bytes=configured.max_body_bytes)
+    app.add_middleware(HeadAsGetMiddleware)
     # Outermost: every request gets an id, a log line and metrics, refused ones included.
     app.add_middleware(RequestMiddleware, max_tenant_labels=configured.metrics_max_tenant_labels)
     # Routes are matched in order: the hot ones first.

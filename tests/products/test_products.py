@@ -139,4 +139,24 @@ async def test_method_not_allowed_lists_every_method_of_the_path(
         response = await client.request("PUT", path, headers=tenant_a.headers)
         assert response.status_code == 405, path
         assert response.headers["content-type"] == "application/problem+json"
-        assert set(response.headers["allow"].split(", ")) - {"HEAD"} == expected, path
+        assert set(response.headers["allow"].split(", ")) == expected | {"HEAD"}, path
+
+
+async def test_head_is_get_without_the_body(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    """Every path that serves GET serves HEAD (the 405s' Allow says so), through the same
+    tenant and key checks."""
+    await client.post("/products", json={"name": "x", "price_cents": 1, "stock": 1},
+                      headers=tenant_a.headers)  # fmt: skip
+    for path in ("/products", "/products/1", "/users", "/orders", "/healthz"):
+        got = await client.get(path, headers=tenant_a.headers)
+        head = await client.head(path, headers=tenant_a.headers)
+        assert (head.status_code, head.content) == (got.status_code, b""), path
+        assert head.headers["content-length"] == str(len(got.content)), path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    crossed = {**tenant_a.headers, "Authorization": f"Bearer {tenant_b.api_key}"}
+    assert (await client.head("/products", headers=crossed)).status_code == 403
+    assert (await client.head("/products")).status_code == 400
+    refused = await client.head("/orders/1/cancel", headers=tenant_a.headers)
+    assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
