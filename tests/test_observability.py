@@ -27,12 +27,17 @@ async def test_metrics_count_requests_by_route_status_and_tenant(
     try:
         client = running.client
         await client.get("/products/1", headers=tenant_a.headers)
+        await client.head("/products/1", headers=tenant_a.headers)
         await client.get("/products", headers={"X-Tenant-ID": "BAD"})
         body = (await client.get("/metrics")).text
     finally:
         await stop_app(manager, running)
     assert (
         'tenantsvc_requests_total{method="GET",route="/products/{product_id}",status="404",'
+        f'tenant="{tenant_a.slug}"}}'
+    ) in body
+    assert (  # under its own method and the route it was served by
+        'tenantsvc_requests_total{method="HEAD",route="/products/{product_id}",status="404",'
         f'tenant="{tenant_a.slug}"}}'
     ) in body
     assert 'route="unmatched",status="400",tenant=""' in body

@@ -142,6 +142,10 @@ async def test_method_not_allowed_lists_every_method_of_the_path(
         assert set(response.headers["allow"].split(", ")) == expected | {"HEAD"}, path
 
 
+def _but_id_and_date(headers: httpx.Headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k not in ("x-request-id", "date")}
+
+
 async def test_head_is_get_without_the_body(
     client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle
 ) -> None:
@@ -154,7 +158,7 @@ async def test_head_is_get_without_the_body(
         head = await client.head(path, headers=tenant_a.headers)
         assert (head.status_code, head.content) == (got.status_code, b""), path
         assert head.headers["content-length"] == str(len(got.content)), path
-        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert _but_id_and_date(head.headers) == _but_id_and_date(got.headers), path
     crossed = {**tenant_a.headers, "Authorization": f"Bearer {tenant_b.api_key}"}
     assert (await client.head("/products", headers=crossed)).status_code == 403
     assert (await client.head("/products")).status_code == 400
