@@ -177,7 +177,7 @@ async def import_tenant(
     except tarfile.TarError as exc:  # its message lists every compression it tried
         raise DumpError(f"{path}: not a tenant export (not a tar file)") from exc
     except OSError as exc:
-        raise DumpError(f"{path}: not a tenant export ({first_line(exc)})") from exc
+        raise DumpError(f"{path}: cannot read it ({exc.strerror or first_line(exc)})") from exc
     with tar:
         manifest = _manifest(tar)
         revision = manifest["revision"]

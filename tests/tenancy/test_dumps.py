@@ -151,6 +151,7 @@ async def test_a_bad_file_creates_nothing(fresh_engine: AsyncEngine, tmp_path: P
                    if t["name"] == "users" else t for t in manifest["tables"]]  # fmt: skip
     cases = {
         "not a tenant export": tmp_path / "junk.tar",
+        "missing.tar: cannot read it \\(No such file or directory\\)$": tmp_path / "missing.tar",
         "no users.copy": _tampered(file, tmp_path / "a.tar", {}, drop="users.copy"),
         "not a tenantsvc-tenant-export file": _tampered(file, tmp_path / "b.tar", {"version": 9}),
         "no tenant revision 'nope'": _tampered(file, tmp_path / "c.tar", {"revision": "nope"}),
