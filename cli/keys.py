@@ -10,7 +10,7 @@ from cli.common import JsonOpt, duration, engine_for_cli, print_json, print_tabl
 if TYPE_CHECKING:
     from tenantsvc.tenancy.admin import KeyInfo
 
-app = typer.Typer(help="Manage a tenant's API keys.")
+app = typer.Typer(help="Manage a tenant's API keys.", rich_markup_mode="markdown")
 ExpiresIn = Annotated[
     timedelta | None,
     typer.Option(parser=duration, metavar="90d", help="The new key stops working after this."),

@@ -14,6 +14,7 @@ app = typer.Typer(
     help="Operate tenantsvc: tenants, API keys, migrations, the server.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 for sub in (tenants.app, history.app, dumps.app, psql.app, migrate.app, doctor.app, serve.app):
     app.registered_commands.extend(sub.registered_commands)

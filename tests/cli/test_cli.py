@@ -68,6 +68,17 @@ def test_every_command_has_a_one_line_summary() -> None:
         assert "\n" not in summary, f"{name}: {summary!r}"
 
 
+def test_each_commands_help_flows_its_paragraphs() -> None:
+    """Its docstring's lines are wrapped for the source, not for the terminal: a paragraph is
+    shown as one run of text, rewrapped to the width, never broken where the source was."""
+    runner = CliRunner()
+    for name, doc in _commands(app):
+        shown = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "400"}).output
+        lines = {" ".join(line.strip(" │").split()) for line in shown.splitlines()}
+        for paragraph in inspect.cleandoc(doc).split("\n\n"):
+            assert " ".join(paragraph.replace("`", "").split()) in lines, f"{name}: {paragraph!r}"
+
+
 @pytest.mark.usefixtures("cli_env")
 def test_create_list_show_suspend_resume() -> None:
     name = slug()
