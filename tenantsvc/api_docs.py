@@ -37,7 +37,9 @@ _MEANINGS = {
     403: "The key belongs to another tenant, or the tenant is suspended",
     404: "No such tenant, or no such resource in the tenant",
     409: "The request conflicts with the tenant's data",
+    412: "If-Match names a version of the row that is no longer current (its ETag is sent)",
     413: "The body is larger than the service accepts",
+    415: "The body does not say it is JSON (Content-Type: application/json)",
     422: "The request failed validation: `errors` says where",
     429: "Too many of this tenant's requests in progress at once: retry after Retry-After seconds",
     503: "The database is unavailable, or (a write) the tenant is read-only for maintenance: "
@@ -96,5 +98,7 @@ def document(app: FastAPI) -> None:
 
 def _as_tenant_route(operation: dict[str, Any], reads: bool) -> None:
     operation["security"] = [{"tenantKey": []}]
+    if "requestBody" in operation:
+        operation["responses"].update({str(k): v for k, v in problems(415).items()})
     headers = [TENANT_HEADER, TOKEN_HEADER] if reads else [TENANT_HEADER]
     operation["parameters"] = [*headers, *operation.get("parameters", [])]

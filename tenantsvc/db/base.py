@@ -5,8 +5,9 @@ search_path, so the same mapped classes serve every tenant.
 """
 
 from datetime import datetime
+from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import BigInteger, DateTime, FetchedValue, MetaData, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
@@ -31,3 +32,17 @@ class CreatedAtMixin:
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+class RowVersionMixin:
+    """``xmin``: the id of the transaction that wrote this version of the row, which any UPDATE
+    changes (a PATCH, the stock an order takes). The row's ETag (``preconditions.py``): no
+    column to keep up, no trigger, no migration, and the same on a replica. Never written,
+    and no part of the table's DDL (a system column); fetched back after each INSERT and
+    UPDATE."""
+
+    xmin: Mapped[int] = mapped_column(
+        "xmin", BigInteger, system=True,
+        server_default=FetchedValue(), server_onupdate=FetchedValue(),
+    )  # fmt: skip
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}

@@ -3,10 +3,10 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenantsvc.db.base import CreatedAtMixin, TenantBase
+from tenantsvc.db.base import CreatedAtMixin, RowVersionMixin, TenantBase
 
 
-class Product(CreatedAtMixin, TenantBase):
+class Product(RowVersionMixin, CreatedAtMixin, TenantBase):
     __tablename__ = "products"
     __table_args__ = (
         CheckConstraint("stock >= 0", name="stock_nonnegative"),

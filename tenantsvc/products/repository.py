@@ -12,10 +12,14 @@ LIVE = Product.deleted_at.is_(None)
 
 
 class ProductRepository(Repository):
-    async def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None:
+    async def get(
+        self, product_id: int, *, include_deleted: bool = False, for_update: bool = False
+    ) -> Product | None:
         query = select(Product).where(Product.id == product_id)
         if not include_deleted:
             query = query.where(LIVE)
+        if for_update:
+            query = query.with_for_update()
         found: Product | None = await self.session.scalar(query)
         return found
 

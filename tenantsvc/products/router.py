@@ -1,11 +1,13 @@
 from fastapi import APIRouter, Request, Response, status
 from pydantic import TypeAdapter
 
+from tenantsvc import preconditions
 from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadConn, ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, PageParams, page_json
 from tenantsvc.plain_routes import query_model, read_connection, served_by
+from tenantsvc.preconditions import IfMatch
 from tenantsvc.problems import Problem
 from tenantsvc.products import queries
 from tenantsvc.products.models import Product
@@ -18,6 +20,7 @@ from tenantsvc.products.schemas import (
 )
 from tenantsvc.schemas import json_response
 from tenantsvc.tenant_routes import TenantRoute
+from tenantsvc.uow import UnitOfWork
 
 router = APIRouter(
     prefix="/products", tags=["products"], responses=TENANT_PROBLEMS, route_class=TenantRoute
@@ -27,6 +30,15 @@ _PAGE = TypeAdapter(Page[ProductOut])
 
 def _not_found(product_id: int) -> Problem:
     return Problem(404, "Not found", f"no product {product_id}")
+
+
+async def _locked(uow: UnitOfWork, product_id: int, if_match: str | None) -> Product:
+    """The live product, locked until the commit, and as the client last read it."""
+    product = await uow.products.get(product_id, for_update=True)
+    if product is None:
+        raise _not_found(product_id)
+    preconditions.check(if_match, product.xmin)
+    return product
 
 
 async def list_products(conn: ReadConn, after_id: AfterId = 0, limit: Limit = 20) -> Response:
@@ -74,30 +86,33 @@ async def bulk_create_products(
 
 
 @router.get("/{product_id}", response_model=ProductOut)
-async def get_product(product_id: IdPath, uow: ReadUow) -> Product:
+async def get_product(product_id: IdPath, uow: ReadUow, response: Response) -> Product:
     product = await uow.products.get(product_id)
     if product is None:
         raise _not_found(product_id)
+    preconditions.tagged(response, product.xmin)
     return product
 
 
-@router.patch("/{product_id}", response_model=ProductOut, responses=problems(413))
-async def patch_product(product_id: IdPath, body: ProductPatch, uow: Uow) -> Product:
-    product = await uow.products.get(product_id)
-    if product is None:
-        raise _not_found(product_id)
-    return await uow.products.update(product, body.changes())
+@router.patch("/{product_id}", response_model=ProductOut, responses=problems(412, 413))
+async def patch_product(
+    product_id: IdPath, body: ProductPatch, uow: Uow, response: Response, if_match: IfMatch = None
+) -> Product:
+    product = await uow.products.update(await _locked(uow, product_id, if_match), body.changes())
+    preconditions.tagged(response, product.xmin)
+    return product
 
 
-@router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_product(product_id: IdPath, uow: Uow) -> None:
-    if await uow.products.set_deleted(product_id, deleted=True) is None:
-        raise _not_found(product_id)
+@router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(412))
+async def delete_product(product_id: IdPath, uow: Uow, if_match: IfMatch = None) -> None:
+    await _locked(uow, product_id, if_match)
+    await uow.products.set_deleted(product_id, deleted=True)
 
 
 @router.post("/{product_id}/restore", response_model=ProductOut)
-async def restore_product(product_id: IdPath, uow: Uow) -> Product:
+async def restore_product(product_id: IdPath, uow: Uow, response: Response) -> Product:
     product = await uow.products.set_deleted(product_id, deleted=False)
     if product is None:
         raise Problem(404, "Not found", f"no deleted product {product_id}")
+    preconditions.tagged(response, product.xmin)
     return product

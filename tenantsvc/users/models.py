@@ -4,13 +4,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tenantsvc.db.base import CreatedAtMixin, TenantBase
+from tenantsvc.db.base import CreatedAtMixin, RowVersionMixin, TenantBase
 
 if TYPE_CHECKING:
     from tenantsvc.orders.models import Order
 
 
-class User(CreatedAtMixin, TenantBase):
+class User(RowVersionMixin, CreatedAtMixin, TenantBase):
     """An erased user (``DELETE /users/{id}``) keeps its id and orders, and nothing else."""
 
     __tablename__ = "users"

@@ -11,9 +11,10 @@ PRESENT = User.erased_at.is_(None)
 
 
 class UserRepository(Repository):
-    async def get(self, user_id: int) -> User | None:
+    async def get(self, user_id: int, *, for_update: bool = False) -> User | None:
+        query = select(User).where(User.id == user_id, PRESENT)
         found: User | None = await self.session.scalar(
-            select(User).where(User.id == user_id, PRESENT)
+            query.with_for_update() if for_update else query
         )
         return found
 
@@ -34,14 +35,9 @@ class UserRepository(Repository):
         await self.session.flush()
         return user
 
-    async def erase(self, user_id: int) -> bool:
-        """Drop the user's email and name for good; False if there was no such user (or it
-        was erased already). Its orders stay, under its id."""
-        query = select(User).where(User.id == user_id, PRESENT).with_for_update()
-        user: User | None = await self.session.scalar(query)
-        if user is None:
-            return False
+    async def erase(self, user: User) -> None:
+        """Drop the user's email and name for good; ``user`` was read locked (``get(...,
+        for_update=True)``). Its orders stay, under its id."""
         # The answer kept for a retried POST /users holds the email and name as well.
         await idempotency.forget(self.session, {"id": user.id, "email": user.email})
         await self.update(user, {"email": None, "name": None, "erased_at": func.now()})
-        return True

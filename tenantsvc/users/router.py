@@ -1,10 +1,12 @@
 from fastapi import APIRouter, Response, status
 
+from tenantsvc import preconditions
 from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.schemas import OrderOut, order_page
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
+from tenantsvc.preconditions import IfMatch
 from tenantsvc.problems import Problem
 from tenantsvc.schemas import json_response
 from tenantsvc.tenant_routes import TenantRoute
@@ -17,8 +19,8 @@ router = APIRouter(
 )
 
 
-async def _user_or_404(uow: UnitOfWork, user_id: int) -> User:
-    user = await uow.users.get(user_id)
+async def _user_or_404(uow: UnitOfWork, user_id: int, *, for_update: bool = False) -> User:
+    user = await uow.users.get(user_id, for_update=for_update)
     if user is None:
         raise Problem(404, "Not found", f"no user {user_id}")
     return user
@@ -41,8 +43,10 @@ async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Re
 
 
 @router.get("/{user_id}", response_model=UserOut)
-async def get_user(user_id: IdPath, uow: ReadUow) -> User:
-    return await _user_or_404(uow, user_id)
+async def get_user(user_id: IdPath, uow: ReadUow, response: Response) -> User:
+    user = await _user_or_404(uow, user_id)
+    preconditions.tagged(response, user.xmin)
+    return user
 
 
 @router.get("", response_model=Page[UserOut])
@@ -61,20 +65,26 @@ async def list_user_orders(
     return order_page(await uow.orders.page_for_user(user_id, after_id, limit + 1), limit)
 
 
-@router.patch("/{user_id}", response_model=UserOut, responses=problems(409, 413))
-async def patch_user(user_id: IdPath, body: UserPatch, uow: Uow) -> User:
-    user = await _user_or_404(uow, user_id)
+@router.patch("/{user_id}", response_model=UserOut, responses=problems(409, 412, 413))
+async def patch_user(
+    user_id: IdPath, body: UserPatch, uow: Uow, response: Response, if_match: IfMatch = None
+) -> User:
+    user = await _user_or_404(uow, user_id, for_update=True)
+    preconditions.check(if_match, user.xmin)
     if body.email is not None:
         holder = await uow.users.get_by_email(body.email)
         if holder is not None and holder.id != user_id:  # races: the unique index, a 409 too
             raise Problem(409, "Conflict", "a user with this email exists")
-    return await uow.users.update(user, body.changes())
+    user = await uow.users.update(user, body.changes())
+    preconditions.tagged(response, user.xmin)
+    return user
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def erase_user(user_id: IdPath, uow: Uow) -> None:
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(412))
+async def erase_user(user_id: IdPath, uow: Uow, if_match: IfMatch = None) -> None:
     """Erase the user: its email and name are gone for good (with the answer kept for a
     retried creation), its id and orders stay for the books, and it can no longer order. A
     second erasure is a 404."""
-    if not await uow.users.erase(user_id):
-        raise Problem(404, "Not found", f"no user {user_id}")
+    user = await _user_or_404(uow, user_id, for_update=True)
+    preconditions.check(if_match, user.xmin)
+    await uow.users.erase(user)
