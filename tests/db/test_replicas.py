@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import APIRouter
 from pgserver.postgres_server import PostgresServer, get_server
@@ -129,6 +130,31 @@ async def test_read_your_writes_under_replication_lag(
             break
         assert time.monotonic() < deadline, "the replica never served the token after catching up"
         await asyncio.sleep(0.05)
+
+
+async def test_a_replica_gives_a_row_the_etag_the_primary_gave_it(
+    replicated: tuple[Running, TenantHandle],
+) -> None:
+    """The ETag is the row's xmin, which streaming replication copies with the row: a client
+    may read from a replica and send If-Match to the primary."""
+    running, tenant = replicated
+    created = await running.client.post("/products", json={"name": "e", "price_cents": 1,
+                                        "stock": 1}, headers=tenant.headers)  # fmt: skip
+    url = f"/products/{created.json()['id']}"
+    patched = await running.client.patch(url, json={"stock": 2}, headers=tenant.headers)
+    assert patched.headers["x-served-by"] == "primary"
+    replayed = {**tenant.headers, "X-Consistency-Token": patched.headers["x-consistency-token"]}
+
+    reads: list[httpx.Response] = []
+
+    async def from_the_replica() -> bool:
+        reads.append(await running.client.get(url, headers=replayed))
+        return reads[-1].headers["x-served-by"] == "replica0"
+
+    await until(from_the_replica, "the replica never served the patched row")
+    assert (reads[-1].json()["stock"], reads[-1].headers["etag"]) == (2, patched.headers["etag"])
+    if_match = {**tenant.headers, "If-Match": reads[-1].headers["etag"]}
+    assert (await running.client.patch(url, json={"stock": 3}, headers=if_match)).status_code == 200
 
 
 async def test_replica_reads_serve_through_a_migration_that_changes_what_they_return(
