@@ -19,7 +19,7 @@ class ProductRepository(Repository):
         if not include_deleted:
             query = query.where(LIVE)
         if for_update:
-            query = query.with_for_update()
+            query = query.with_for_update(key_share=True)  # as an UPDATE of its columns locks it
         found: Product | None = await self.session.scalar(query)
         return found
 

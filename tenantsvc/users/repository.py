@@ -12,9 +12,11 @@ PRESENT = User.erased_at.is_(None)
 
 class UserRepository(Repository):
     async def get(self, user_id: int, *, for_update: bool = False) -> User | None:
+        """``for_update``: locked as an UPDATE of its other columns locks it (FOR NO KEY
+        UPDATE), so the orders that name the user meanwhile (their foreign-key check) go on."""
         query = select(User).where(User.id == user_id, PRESENT)
         found: User | None = await self.session.scalar(
-            query.with_for_update() if for_update else query
+            query.with_for_update(key_share=True) if for_update else query
         )
         return found
 

@@ -1,9 +1,11 @@
 import httpx
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from tenantsvc.db.session import tenant_session
 from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.users.repository import UserRepository
 from tests.conftest import TenantHandle
 from tests.tenancy.fleet_tenants import enter, revisions_of
 
@@ -180,3 +182,18 @@ async def test_t0004_cannot_be_undone_while_erased_users_exist(fresh_engine: Asy
     [failure] = refused.failures
     assert "erased users exist: t0004 cannot be undone" in (failure.error or "")
     assert await revisions_of(fresh_engine, [schema]) == {schema: "t0004"}
+
+
+async def test_a_user_locked_for_a_write_does_not_hold_up_an_order_for_it(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, engine: AsyncEngine
+) -> None:
+    """A PATCH or an erasure reads the user locked; the order placed for that user meanwhile
+    checks its foreign key (FOR KEY SHARE), which only FOR UPDATE would block."""
+    user_id = await _user(client, tenant_a, "lock@x.io")
+    async with tenant_session(async_sessionmaker(engine), tenant_a.schema, tenant_a.role) as s:
+        assert await UserRepository(s).get(user_id, for_update=True) is not None
+        async with engine.begin() as other:
+            await other.execute(text("SET LOCAL lock_timeout = '2s'"))
+            await other.execute(
+                text(f"INSERT INTO {tenant_a.schema}.orders (user_id) VALUES (:u)"), {"u": user_id}
+            )
