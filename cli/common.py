@@ -87,10 +87,19 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
         raise fail(f"database: {message}{context()}") from None
 
 
+# The password of a URL's user: never echoed back, even in an error about that URL.
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def _shown(value: object) -> str:
+    return repr(_PASSWORD.sub(r"\1***@", str(value)))
+
+
 def bad_settings(exc: Any) -> str:
     """pydantic's report on the settings as one line naming the variables to fix."""
-    problems = [f"TENANTSVC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']} "
-                f"(got {e['input']!r})" for e in exc.errors()]  # fmt: skip
+    problems = [f"TENANTSVC_{'_'.join(map(str, e['loc'])).upper()}: "
+                f"{e['msg'].removeprefix('Value error, ')} (got {_shown(e['input'])})"
+                for e in exc.errors()]  # fmt: skip
     return "bad setting " + "; ".join(problems)
 
 

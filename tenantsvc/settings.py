@@ -7,13 +7,31 @@ the pool can be sized (and checked by ``tenantctl doctor``) against the server's
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# What a PostgreSQL URL may start with; the service's engines all use asyncpg.
+_DRIVER = "postgresql+asyncpg"
+_POSTGRES_SCHEMES = {_DRIVER, "postgresql", "postgres"}
+
+
+def asyncpg_url(url: str) -> str:
+    """``url`` for asyncpg: ``postgresql://`` and ``postgres://`` (as most platforms hand them
+    out) are taken as ``postgresql+asyncpg://``; anything else that is not a PostgreSQL URL is
+    refused here, as a setting, instead of failing deep inside the engine."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in _POSTGRES_SCHEMES or not (parts.netloc or parts.query):
+        raise ValueError("use postgresql+asyncpg://user:password@host:port/database")
+    return f"{_DRIVER}:{url.strip().split(':', 1)[1]}"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TENANTSVC_", extra="ignore")
+    # Inputs stay out of the error text: a URL holds a password, and a traceback is logged.
+    model_config = SettingsConfigDict(
+        env_prefix="TENANTSVC_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str | None = Field(
         default=None,
@@ -147,6 +165,18 @@ class Settings(BaseSettings):
         description="Who tenantctl says is acting, in the registry's audit trail (`tenantctl "
         "history`): a person, or a pipeline and its run. Unset: the OS user @ host.",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, url: str | None) -> str | None:
+        return None if url is None else asyncpg_url(url)
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _asyncpg_urls(cls, urls: str | None) -> str | None:
+        if urls is None:
+            return None
+        return ",".join(asyncpg_url(u) for u in urls.split(",") if u.strip())
 
     @property
     def replica_urls(self) -> list[str]:

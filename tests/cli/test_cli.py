@@ -239,6 +239,16 @@ def test_a_bad_setting_is_one_line_naming_the_variable(command: tuple[str, ...])
     assert "; TENANTSVC_ACTOR: " in lines[0]
 
 
+def test_a_bad_database_url_is_one_line_that_hides_its_password() -> None:
+    env = {**os.environ, "TENANTSVC_DATABASE_URL": "postgresql+psycopg2://ops:s3cret@db/app"}
+    result = tenantctl_process("list", env=env)
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert result.stderr == (
+        "error: bad setting TENANTSVC_DATABASE_URL: use postgresql+asyncpg://user:password@host"
+        ":port/database (got 'postgresql+psycopg2://ops:***@db/app')\n"
+    )
+
+
 @pytest.mark.usefixtures("cli_env")
 def test_isolate_completes_a_tenants_role() -> None:
     name = slug()

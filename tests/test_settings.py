@@ -1,0 +1,32 @@
+"""Database URLs as settings: the spellings platforms hand out are taken, anything else is
+refused when the settings are read, and a refusal never shows the password."""
+
+import pytest
+from pydantic import ValidationError
+
+from tenantsvc.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgres://u:p@db:5432/app", "postgresql+asyncpg://u:p@db:5432/app"),
+        ("postgresql://u@db/app?sslmode=require", "postgresql+asyncpg://u@db/app?sslmode=require"),
+        ("postgresql+asyncpg:///app?host=/run/pg", "postgresql+asyncpg:///app?host=/run/pg"),
+        (" postgresql+asyncpg://u@db/app ", "postgresql+asyncpg://u@db/app"),
+    ],
+)
+def test_postgres_urls_are_taken_for_asyncpg(given: str, used: str) -> None:
+    settings = Settings(database_url=given, read_database_url=f"{given}, {given}")
+    assert settings.database_url == used
+    assert settings.replica_urls == [used, used]
+
+
+@pytest.mark.parametrize(
+    "given", ["notaurl", "mysql://u:p@db/app", "postgresql+psycopg2://u:p@db/app", "postgres://"]
+)
+def test_other_urls_are_refused_without_their_password(given: str) -> None:
+    for field in ("database_url", "read_database_url"):
+        with pytest.raises(ValidationError, match="use postgresql\\+asyncpg://") as refused:
+            Settings.model_validate({field: given})
+        assert ":p@" not in str(refused.value)
