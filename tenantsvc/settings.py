@@ -22,7 +22,7 @@ def asyncpg_url(url: str) -> str:
     out) are taken as ``postgresql+asyncpg://``; anything else that is not a PostgreSQL URL is
     refused here, as a setting, instead of failing deep inside the engine."""
     parts = urlsplit(url.strip())
-    if parts.scheme not in _POSTGRES_SCHEMES or not (parts.netloc or parts.query):
+    if parts.scheme not in _POSTGRES_SCHEMES or not url.strip().startswith(f"{parts.scheme}://"):
         raise ValueError("use postgresql+asyncpg://user:password@host:port/database")
     return f"{_DRIVER}:{url.strip().split(':', 1)[1]}"
 

@@ -14,6 +14,7 @@ from tenantsvc.settings import Settings
         ("postgresql://u@db/app?sslmode=require", "postgresql+asyncpg://u@db/app?sslmode=require"),
         ("postgresql+asyncpg:///app?host=/run/pg", "postgresql+asyncpg:///app?host=/run/pg"),
         (" postgresql+asyncpg://u@db/app ", "postgresql+asyncpg://u@db/app"),
+        ("postgresql:///app", "postgresql+asyncpg:///app"),  # libpq's defaults: the local socket
     ],
 )
 def test_postgres_urls_are_taken_for_asyncpg(given: str, used: str) -> None:
@@ -23,7 +24,7 @@ def test_postgres_urls_are_taken_for_asyncpg(given: str, used: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "given", ["notaurl", "mysql://u:p@db/app", "postgresql+psycopg2://u:p@db/app", "postgres://"]
+    "given", ["notaurl", "mysql://u:p@db/app", "postgresql+psycopg2://u:p@db/app", "postgres:db"]
 )
 def test_other_urls_are_refused_without_their_password(given: str) -> None:
     for field in ("database_url", "read_database_url"):
