@@ -1,10 +1,11 @@
 """Optimistic concurrency on single rows: an ETag on what a client reads, If-Match on what it
-writes (RFC 9110).
+writes, If-None-Match on what it reads again (RFC 9110).
 
 A PATCH sets absolute values. A client that read a product's stock, then sets it, overwrites
 whatever orders took in between: units sold come back, and are sold again. With the ETag it
 read sent as If-Match, that write is a 412 instead, and the client reads again and decides
-again. Without If-Match a write is unconditional, as before.
+again. Without If-Match a write is unconditional, as before. A client that holds a copy sends
+its ETag as If-None-Match and gets a 304 without a body while the row is unchanged.
 
 The ETag is the row's version (``db/base.RowVersionMixin``). The row is locked before the
 comparison, so nothing can change it between the check and the write.
@@ -12,13 +13,18 @@ comparison, so nothing can change it between the check and the write.
 
 from typing import Annotated
 
-from fastapi import Header, Response
+from fastapi import Header, Response, status
 
 from tenantsvc.problems import Problem
 
 IfMatch = Annotated[
     str | None,
     Header(description="An ETag from a read of this row (or *): written only if it is current."),
+]
+
+IfNoneMatch = Annotated[
+    str | None,
+    Header(description="ETags of copies the client holds (or *): 304, no body, if one is current."),
 ]
 
 
@@ -35,7 +41,22 @@ def check(if_match: str | None, version: int) -> None:
     Strong comparison, as RFC 9110 asks for If-Match: a weak tag never matches."""
     if if_match is None:
         return
-    tags = {tag.strip() for tag in if_match.split(",")}
+    tags = _tags(if_match)
     if "*" not in tags and etag(version) not in tags:
         detail = "the row changed since that ETag was read: read it again, then retry"
         raise Problem(412, "Precondition failed", detail, {"ETag": etag(version)})
+
+
+def _tags(field: str) -> set[str]:
+    return {tag.strip() for tag in field.split(",")}
+
+
+def unchanged(if_none_match: str | None, version: int) -> Response | None:
+    """A 304 (with the ETag, no body) when If-None-Match names the current version or is
+    ``*``; None otherwise. Weak comparison, as RFC 9110 asks for If-None-Match."""
+    if if_none_match is None:
+        return None
+    held = {tag.removeprefix("W/") for tag in _tags(if_none_match)}
+    if "*" in held or etag(version) in held:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(version)})
+    return None

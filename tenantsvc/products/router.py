@@ -7,7 +7,7 @@ from tenantsvc.deps import ReadConn, ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, PageParams, page_json
 from tenantsvc.plain_routes import query_model, read_connection, served_by
-from tenantsvc.preconditions import IfMatch
+from tenantsvc.preconditions import IfMatch, IfNoneMatch
 from tenantsvc.problems import Problem
 from tenantsvc.products import queries
 from tenantsvc.products.models import Product
@@ -86,12 +86,14 @@ async def bulk_create_products(
 
 
 @router.get("/{product_id}", response_model=ProductOut)
-async def get_product(product_id: IdPath, uow: ReadUow, response: Response) -> Product:
+async def get_product(
+    product_id: IdPath, uow: ReadUow, response: Response, if_none_match: IfNoneMatch = None
+) -> Product | Response:
     product = await uow.products.get(product_id)
     if product is None:
         raise _not_found(product_id)
     preconditions.tagged(response, product.xmin)
-    return product
+    return preconditions.unchanged(if_none_match, product.xmin) or product
 
 
 @router.patch("/{product_id}", response_model=ProductOut, responses=problems(412, 413))

@@ -6,7 +6,7 @@ from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.schemas import OrderOut, order_page
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
-from tenantsvc.preconditions import IfMatch
+from tenantsvc.preconditions import IfMatch, IfNoneMatch
 from tenantsvc.problems import Problem
 from tenantsvc.schemas import json_response
 from tenantsvc.tenant_routes import TenantRoute
@@ -23,6 +23,13 @@ async def _user_or_404(uow: UnitOfWork, user_id: int, *, for_update: bool = Fals
     user = await uow.users.get(user_id, for_update=for_update)
     if user is None:
         raise Problem(404, "Not found", f"no user {user_id}")
+    return user
+
+
+async def _locked(uow: UnitOfWork, user_id: int, if_match: str | None) -> User:
+    """The user, locked until the commit, and as the client last read it."""
+    user = await _user_or_404(uow, user_id, for_update=True)
+    preconditions.check(if_match, user.xmin)
     return user
 
 
@@ -43,10 +50,12 @@ async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Re
 
 
 @router.get("/{user_id}", response_model=UserOut)
-async def get_user(user_id: IdPath, uow: ReadUow, response: Response) -> User:
+async def get_user(
+    user_id: IdPath, uow: ReadUow, response: Response, if_none_match: IfNoneMatch = None
+) -> User | Response:
     user = await _user_or_404(uow, user_id)
     preconditions.tagged(response, user.xmin)
-    return user
+    return preconditions.unchanged(if_none_match, user.xmin) or user
 
 
 @router.get("", response_model=Page[UserOut])
@@ -69,8 +78,7 @@ async def list_user_orders(
 async def patch_user(
     user_id: IdPath, body: UserPatch, uow: Uow, response: Response, if_match: IfMatch = None
 ) -> User:
-    user = await _user_or_404(uow, user_id, for_update=True)
-    preconditions.check(if_match, user.xmin)
+    user = await _locked(uow, user_id, if_match)
     if body.email is not None:
         holder = await uow.users.get_by_email(body.email)
         if holder is not None and holder.id != user_id:  # races: the unique index, a 409 too
@@ -85,6 +93,4 @@ async def erase_user(user_id: IdPath, uow: Uow, if_match: IfMatch = None) -> Non
     """Erase the user: its email and name are gone for good (with the answer kept for a
     retried creation), its id and orders stay for the books, and it can no longer order. A
     second erasure is a 404."""
-    user = await _user_or_404(uow, user_id, for_update=True)
-    preconditions.check(if_match, user.xmin)
-    await uow.users.erase(user)
+    await uow.users.erase(await _locked(uow, user_id, if_match))

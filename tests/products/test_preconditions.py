@@ -95,3 +95,16 @@ async def test_a_missing_row_is_404_whatever_if_match_says(
         await client.patch("/products/999", json={"name": "x"}, headers=headers)
     ).status_code == 404
     assert (await client.delete("/users/999", headers=headers)).status_code == 404
+
+
+async def test_a_copy_still_current_is_304_without_a_body_until_the_row_changes(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    for url, etag in (await _product(client, tenant_a), await _user(client, tenant_a)):
+        for held in (etag, f"W/{etag}", f'"1", {etag}', "*"):  # weak comparison, as RFC 9110
+            again = await client.get(url, headers={**tenant_a.headers, "If-None-Match": held})
+            assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag)
+        await client.patch(url, json={"name": "changed"}, headers=tenant_a.headers)
+        changed = await client.get(url, headers={**tenant_a.headers, "If-None-Match": etag})
+        assert (changed.status_code, changed.json()["name"]) == (200, "changed"), url
+        assert changed.headers["etag"] != etag
