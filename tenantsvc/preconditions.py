@@ -11,10 +11,11 @@ The ETag is the row's version (``db/base.RowVersionMixin``). The row is locked b
 comparison, so nothing can change it between the check and the write.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header, Response, status
 
+from tenantsvc.api_docs import problems
 from tenantsvc.problems import Problem
 
 IfMatch = Annotated[
@@ -26,6 +27,14 @@ IfNoneMatch = Annotated[
     str | None,
     Header(description="ETags of copies the client holds (or *): 304, no body, if one is current."),
 ]
+
+# For the OpenAPI description: the reads and writes of one row, and what they may answer.
+_ETAG = {"ETag": {"description": "The row's version: send it as If-Match or If-None-Match",
+                  "schema": {"type": "string"}}}  # fmt: skip
+TAGGED: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG}}
+READ = {**TAGGED, 304: {"description": "If-None-Match named the current version",
+                        "headers": _ETAG}}  # fmt: skip
+WRITE = {**TAGGED, **problems(412)}
 
 
 def etag(version: int) -> str:

@@ -85,7 +85,7 @@ async def bulk_create_products(
     return await idempotency.remembered_in(uow.session, key, "POST /products/bulk", body, create)
 
 
-@router.get("/{product_id}", response_model=ProductOut)
+@router.get("/{product_id}", response_model=ProductOut, responses=preconditions.READ)
 async def get_product(
     product_id: IdPath, uow: ReadUow, response: Response, if_none_match: IfNoneMatch = None
 ) -> Product | Response:
@@ -96,7 +96,9 @@ async def get_product(
     return preconditions.unchanged(if_none_match, product.xmin) or product
 
 
-@router.patch("/{product_id}", response_model=ProductOut, responses=problems(412, 413))
+@router.patch(
+    "/{product_id}", response_model=ProductOut, responses={**preconditions.WRITE, **problems(413)}
+)
 async def patch_product(
     product_id: IdPath, body: ProductPatch, uow: Uow, response: Response, if_match: IfMatch = None
 ) -> Product:
@@ -111,7 +113,7 @@ async def delete_product(product_id: IdPath, uow: Uow, if_match: IfMatch = None)
     await uow.products.set_deleted(product_id, deleted=True)
 
 
-@router.post("/{product_id}/restore", response_model=ProductOut)
+@router.post("/{product_id}/restore", response_model=ProductOut, responses=preconditions.TAGGED)
 async def restore_product(product_id: IdPath, uow: Uow, response: Response) -> Product:
     product = await uow.products.set_deleted(product_id, deleted=False)
     if product is None:

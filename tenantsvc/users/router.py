@@ -49,7 +49,7 @@ async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Re
     return await idempotency.remembered_in(uow.session, key, "POST /users", body, create)
 
 
-@router.get("/{user_id}", response_model=UserOut)
+@router.get("/{user_id}", response_model=UserOut, responses=preconditions.READ)
 async def get_user(
     user_id: IdPath, uow: ReadUow, response: Response, if_none_match: IfNoneMatch = None
 ) -> User | Response:
@@ -74,7 +74,9 @@ async def list_user_orders(
     return order_page(await uow.orders.page_for_user(user_id, after_id, limit + 1), limit)
 
 
-@router.patch("/{user_id}", response_model=UserOut, responses=problems(409, 412, 413))
+@router.patch(
+    "/{user_id}", response_model=UserOut, responses={**preconditions.WRITE, **problems(409, 413)}
+)
 async def patch_user(
     user_id: IdPath, body: UserPatch, uow: Uow, response: Response, if_match: IfMatch = None
 ) -> User:
