@@ -1,6 +1,6 @@
 import httpx
 
-from tests.conftest import TenantHandle
+from tests.conftest import Running, TenantHandle
 
 
 async def _create(
@@ -147,10 +147,13 @@ def _but_id_and_date(headers: httpx.Headers) -> dict[str, str]:
 
 
 async def test_head_is_get_without_the_body(
-    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle
+    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle, running: Running
 ) -> None:
     """Every path that serves GET serves HEAD (the 405s' Allow says so), through the same
     tenant and key checks."""
+    # Both keys in the snapshot: a poll between the two tenants' creation knows only tenant_a's
+    # key, and an unknown key is a 401 (test_key_of_another_tenant_is_403).
+    await running.state["registry"].refresh()
     await client.post("/products", json={"name": "x", "price_cents": 1, "stock": 1},
                       headers=tenant_a.headers)  # fmt: skip
     for path in ("/products", "/products/1", "/users", "/orders", "/healthz"):
