@@ -1,6 +1,7 @@
 """The README's `make run` path: `tenantctl serve` on the embedded default, then its curl;
 and several workers: their sockets, their metrics."""
 
+import asyncio
 import contextlib
 import os
 import re
@@ -15,11 +16,13 @@ from collections.abc import Iterator
 
 import httpx
 import psutil
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.testing.app import pool_checkouts, wait_for_http
 from tenantsvc.testing.postgres import free_port
 from tests.conftest import TenantHandle
+from tests.polling import until
 
 
 def test_serve_on_embedded_default_answers_the_printed_curl() -> None:
@@ -97,6 +100,46 @@ def test_metrics_add_up_every_workers_pool(database_url: str, tenant_a: TenantHa
                 time.sleep(0.2)
 
 
+async def test_a_stop_under_load_answers_every_order_it_took(
+    database_url: str, tenant_a: TenantHandle, engine: AsyncEngine
+) -> None:
+    """A deploy's SIGTERM while orders stream in: each worker stops taking connections and
+    finishes the requests it holds. Every order that took stock got its 201, none a 5xx; a
+    client sees at worst a refused connection, or one closed before its request was read."""
+    with _two_workers(database_url) as (server, port, _listeners):
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, headers=tenant_a.headers, timeout=30) as c:
+            product = await c.post(
+                "/products", json={"name": "p", "price_cents": 1, "stock": 10**6}
+            )
+            user = await c.post("/users", json={"email": "drain@x.io", "name": "D"})
+            order = {"user_id": user.json()["id"],
+                     "items": [{"product_id": product.json()["id"], "quantity": 1}]}  # fmt: skip
+            answers: list[int | str] = []
+
+            async def client() -> None:
+                while True:
+                    try:
+                        answers.append((await c.post("/orders", json=order)).status_code)
+                    except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as e:
+                        answers.append(type(e).__name__)
+                        return
+
+            clients = [asyncio.create_task(client()) for _ in range(16)]
+            await until(lambda: _true(len(answers) >= 200), "no orders were answered")
+            server.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(asyncio.gather(*clients), 60)
+        assert server.wait(timeout=30) == 0  # stopped gracefully, not killed
+    assert {a for a in answers if isinstance(a, int)} == {201}, answers
+    async with engine.connect() as conn:
+        sold = await conn.scalar(text(f"SELECT sum(quantity) FROM {tenant_a.schema}.order_items"))
+    assert sold == answers.count(201)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
 @contextlib.contextmanager
 def _two_workers(
     database_url: str, env: dict[str, str] | None = None
@@ -119,7 +162,8 @@ def _two_workers(
             time.sleep(0.2)
         yield server, port, listeners
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a test may have stopped it already
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
