@@ -1,5 +1,5 @@
 """The README's `make run` path: `tenantctl serve` on the embedded default, then its curl;
-and several workers: their sockets, their metrics."""
+and several workers: their sockets, their metrics, their stop under load."""
 
 import asyncio
 import contextlib
@@ -125,8 +125,11 @@ async def test_a_stop_under_load_answers_every_order_it_took(
                         answers.append(type(e).__name__)
                         return
 
+            async def answered() -> bool:
+                return len(answers) >= 200
+
             clients = [asyncio.create_task(client()) for _ in range(16)]
-            await until(lambda: _true(len(answers) >= 200), "no orders were answered")
+            await until(answered, "no orders were answered")
             server.send_signal(signal.SIGTERM)
             await asyncio.wait_for(asyncio.gather(*clients), 60)
         assert server.wait(timeout=30) == 0  # stopped gracefully, not killed
@@ -134,10 +137,6 @@ async def test_a_stop_under_load_answers_every_order_it_took(
     async with engine.connect() as conn:
         sold = await conn.scalar(text(f"SELECT sum(quantity) FROM {tenant_a.schema}.order_items"))
     assert sold == answers.count(201)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 @contextlib.contextmanager
