@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tenantsvc import api_docs, health, problems
+from tenantsvc import api_docs, cors, health, problems
 from tenantsvc.collector import tune_collector
 from tenantsvc.db.session import Database
 from tenantsvc.head import HeadAsGetMiddleware
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configured = settings or get_settings()
     app.add_middleware(BodyLimitMiddleware, max_bytes=configured.max_body_bytes)
     app.add_middleware(HeadAsGetMiddleware)
+    cors.allow_origins(app, configured)  # outside the tenant checks: preflights carry no tenant
     # Outermost: every request gets an id, a log line and metrics, refused ones included.
     app.add_middleware(RequestMiddleware, max_tenant_labels=configured.metrics_max_tenant_labels)
     # Routes are matched in order: the hot ones first.

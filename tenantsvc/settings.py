@@ -5,6 +5,7 @@ the pool can be sized (and checked by ``tenantctl doctor``) against the server's
 ``max_connections`` without reading code.
 """
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +26,14 @@ def asyncpg_url(url: str) -> str:
     if parts.scheme not in _POSTGRES_SCHEMES or not url.strip().startswith(f"{parts.scheme}://"):
         raise ValueError("use postgresql+asyncpg://user:password@host:port/database")
     return f"{_DRIVER}:{url.strip().split(':', 1)[1]}"
+
+
+# What a browser sends as Origin: a scheme and a host, a port perhaps, and nothing after.
+_ORIGIN = re.compile(r"https?://[^/\s:,]+(:\d{1,5})?")
+
+
+def _split(values: str | None) -> list[str]:
+    return [v.strip() for v in (values or "").split(",") if v.strip()]
 
 
 class Settings(BaseSettings):
@@ -113,6 +122,13 @@ class Settings(BaseSettings):
         "import is about 1-3 MB).",
     )
 
+    cors_origins: str | None = Field(
+        default=None,
+        description="Browser origins allowed to call the API (https://app.example.com), "
+        "comma-separated, or *. Unset: no CORS headers, and browsers on other origins are "
+        "refused by the browser itself.",
+    )
+
     metrics_max_tenant_labels: int = Field(
         default=100,
         ge=0,
@@ -176,11 +192,23 @@ class Settings(BaseSettings):
     def _asyncpg_urls(cls, urls: str | None) -> str | None:
         if urls is None:
             return None
-        return ",".join(asyncpg_url(u) for u in urls.split(",") if u.strip())
+        return ",".join(asyncpg_url(u) for u in _split(urls))
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: str | None) -> str | None:
+        for origin in _split(origins):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], or *")
+        return origins
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)
 
     @property
     def replica_urls(self) -> list[str]:
-        return [u.strip() for u in (self.read_database_url or "").split(",") if u.strip()]
+        return _split(self.read_database_url)
 
     @property
     def max_connections_per_worker(self) -> int:
