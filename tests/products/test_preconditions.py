@@ -1,10 +1,15 @@
 """If-Match on single-row writes: the lost update it exists for (an order lands between a
 client's read and its PATCH of the stock), and RFC 9110's rules for the header."""
 
+import asyncio
+
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TenantHandle
+from tests.polling import until_sql
 
 
 async def _product(client: httpx.AsyncClient, t: TenantHandle) -> tuple[str, str]:
@@ -108,3 +113,28 @@ async def test_a_copy_still_current_is_304_without_a_body_until_the_row_changes(
         changed = await client.get(url, headers={**tenant_a.headers, "If-None-Match": etag})
         assert (changed.status_code, changed.json()["name"]) == (200, "changed"), url
         assert changed.headers["etag"] != etag
+
+
+async def test_a_write_that_waited_for_another_is_checked_against_what_that_one_wrote(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, engine: AsyncEngine
+) -> None:
+    """The row is locked before the comparison. An order holds the product's row (taking
+    stock) when a PATCH with the ETag read before it arrives: the PATCH waits for the order's
+    commit, then finds a newer version and is a 412. Compared before locking, it passed and
+    its stock overwrote the order's."""
+    url, etag = await _product(client, tenant_a)
+    product_id = int(url.rsplit("/", 1)[1])
+    async with engine.connect() as order:
+        await order.execute(
+            text(f"UPDATE {tenant_a.schema}.products SET stock = stock - 3 WHERE id = :id"),
+            {"id": product_id},
+        )
+        patch = asyncio.create_task(
+            client.patch(url, json={"stock": 15}, headers={**tenant_a.headers, "If-Match": etag})
+        )
+        waiting = ("SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                   "AND query LIKE '%FOR NO KEY UPDATE%'")  # fmt: skip
+        await until_sql(engine, waiting, "the PATCH never waited for the order's row lock")
+        await order.commit()
+    assert (await patch).status_code == 412
+    assert (await client.get(url, headers=tenant_a.headers)).json()["stock"] == 7
