@@ -37,9 +37,10 @@ class CreatedAtMixin:
 class RowVersionMixin:
     """``xmin``: the id of the transaction that wrote this version of the row, which any UPDATE
     changes (a PATCH, the stock an order takes). The row's ETag (``preconditions.py``): no
-    column to keep up, no trigger, no migration, and the same on a replica. Never written,
-    and no part of the table's DDL (a system column); fetched back after each INSERT and
-    UPDATE."""
+    column to keep up, no trigger, no migration, and the same on a replica. VACUUM's freezing
+    keeps it (the column reads the raw xmin); an export and import (or a clone) writes the rows
+    anew, so their ETags change and a client reads again. Never written, and no part of the
+    table's DDL (a system column); fetched back after each INSERT and UPDATE."""
 
     xmin: Mapped[int] = mapped_column(
         "xmin", BigInteger, system=True,
