@@ -4,14 +4,35 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tenantsvc.tenancy import keys
 from tenantsvc.tenancy.errors import KeyNotFoundError, TenancyError, TenantNotFoundError
 from tenantsvc.tenancy.models import ApiKeyRow, ApiKeyUsageRow, TenantRow, TenantStatus
-from tenantsvc.tenancy.provisioning import issue_key
 from tenantsvc.tenancy.records import as_json
 from tenantsvc.tenancy.slugs import validate_slug
+
+# The expiry in the database's clock, which the registry compares keys against.
+_ISSUE_KEY = text(
+    "INSERT INTO tenantsvc.api_keys (tenant_id, key_hash, prefix, expires_at) "
+    "VALUES (:tenant_id, :key_hash, :prefix, "
+    "now() + make_interval(secs => CAST(:expires_in AS double precision))) RETURNING id"
+)
+
+
+async def issue_key(
+    conn: AsyncConnection, tenant_id: int, expires_in: timedelta | None = None
+) -> tuple[int, str]:
+    """A new API key for the tenant: (key id, the key itself, shown once). With
+    ``expires_in`` it stops working that long from now."""
+    key, params = keys.new_key_row()
+    seconds = None if expires_in is None else expires_in.total_seconds()
+    key_id = await conn.scalar(
+        _ISSUE_KEY, {"tenant_id": tenant_id, "expires_in": seconds, **params}
+    )
+    assert key_id is not None
+    return int(key_id), key
 
 
 @dataclass(frozen=True)

@@ -20,3 +20,9 @@ def hash_key(key: str) -> str:
 
 def display_prefix(key: str) -> str:
     return key[:12]
+
+
+def new_key_row() -> tuple[str, dict[str, str]]:
+    """A new key, and what the registry stores of it (its digest and display prefix)."""
+    key = new_key()
+    return key, {"key_hash": hash_key(key), "prefix": display_prefix(key)}

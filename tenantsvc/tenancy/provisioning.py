@@ -9,7 +9,6 @@ step-by-step migration gives (tested), at about the cost of the DDL itself.
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, text
@@ -39,12 +38,6 @@ _REGISTER = text(
     SELECT id, :key_hash, :prefix FROM tenant RETURNING id, tenant_id
     """
 )
-# The expiry in the database's clock, which the registry compares keys against.
-_ISSUE_KEY = text(
-    "INSERT INTO tenantsvc.api_keys (tenant_id, key_hash, prefix, expires_at) "
-    "VALUES (:tenant_id, :key_hash, :prefix, "
-    "now() + make_interval(secs => CAST(:expires_in AS double precision))) RETURNING id"
-)
 
 
 @dataclass(frozen=True)
@@ -56,25 +49,6 @@ class NewTenant:
     api_key: str
     key_id: int
     role: str | None = None  # its own database role (roles.py)
-
-
-def _key_params() -> tuple[str, dict[str, str]]:
-    key = keys.new_key()
-    return key, {"key_hash": keys.hash_key(key), "prefix": keys.display_prefix(key)}
-
-
-async def issue_key(
-    conn: AsyncConnection, tenant_id: int, expires_in: timedelta | None = None
-) -> tuple[int, str]:
-    """A new API key for the tenant: (key id, the key itself, shown once). With
-    ``expires_in`` it stops working that long from now."""
-    key, params = _key_params()
-    seconds = None if expires_in is None else expires_in.total_seconds()
-    key_id = await conn.scalar(
-        _ISSUE_KEY, {"tenant_id": tenant_id, "expires_in": seconds, **params}
-    )
-    assert key_id is not None
-    return int(key_id), key
 
 
 # Fills a new tenant's tables inside its creating transaction: (asyncpg connection, schema).
@@ -98,7 +72,7 @@ async def _build(
         await fill((await conn.get_raw_connection()).driver_connection, schema)
     # Behind head, it is not served until it has migrated (``dumps.import_tenant``).
     status = TenantStatus.ACTIVE if revision == head("tenant") else TenantStatus.PROVISIONING
-    key, key_params = _key_params()
+    key, key_params = keys.new_key_row()
     params = {"slug": slug, "name": name, "schema": schema, "status": status,
               "revision": revision}  # fmt: skip
     key_id, tenant_id = (await conn.execute(_REGISTER, {**params, **key_params})).one()
