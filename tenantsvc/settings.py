@@ -8,7 +8,6 @@ the pool can be sized (and checked by ``tenantctl doctor``) against the server's
 import re
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,10 +21,11 @@ def asyncpg_url(url: str) -> str:
     """``url`` for asyncpg: ``postgresql://`` and ``postgres://`` (as most platforms hand them
     out) are taken as ``postgresql+asyncpg://``; anything else that is not a PostgreSQL URL is
     refused here, as a setting, instead of failing deep inside the engine."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in _POSTGRES_SCHEMES or not url.strip().startswith(f"{parts.scheme}://"):
+    url = url.strip()
+    scheme, colon, rest = url.partition(":")
+    if scheme not in _POSTGRES_SCHEMES or not rest.startswith("//"):
         raise ValueError("use postgresql+asyncpg://user:password@host:port/database")
-    return f"{_DRIVER}:{url.strip().split(':', 1)[1]}"
+    return f"{_DRIVER}{colon}{rest}"
 
 
 # What a browser sends as Origin: a scheme and a host, a port perhaps, and nothing after.
