@@ -20,6 +20,12 @@ class FieldError(BaseModel):
     type: str
 
 
+class ShortLine(BaseModel):
+    product_id: int
+    requested: int  # the order's quantity of the product, its lines added up
+    available: int  # the product's stock when the order was refused
+
+
 class ProblemBody(BaseModel):
     """What every error response holds, for the OpenAPI schema (``problem_response`` writes
     it)."""
@@ -29,6 +35,7 @@ class ProblemBody(BaseModel):
     status: int
     detail: str | None = None
     errors: list[FieldError] | None = None  # 422 only: each failed check and where
+    short: list[ShortLine] | None = None  # 409 "Insufficient stock" only: the lines short
 
 
 _MEANINGS = {
@@ -36,7 +43,8 @@ _MEANINGS = {
     401: "No API key, or not a valid one (WWW-Authenticate: Bearer)",
     403: "The key belongs to another tenant, or the tenant is suspended",
     404: "No such tenant, or no such resource in the tenant",
-    409: "The request conflicts with the tenant's data",
+    409: "The request conflicts with the tenant's data (an order short of stock: `short` names "
+    "its lines)",
     412: "If-Match names a version of the row that is no longer current (its ETag is sent)",
     413: "The body is larger than the service accepts",
     415: "The body does not say it is JSON (Content-Type: application/json)",

@@ -31,12 +31,14 @@ class Problem(Exception):
         title: str,
         detail: str | None = None,
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail or title)
         self.status = status
         self.title = title
         self.detail = detail
         self.headers = headers
+        self.extra = extra or {}  # RFC 9457 extension members, beside detail
 
 
 def problem_response(
@@ -55,7 +57,7 @@ def problem_response(
 
 def _on_problem(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
-    return problem_response(exc.status, exc.title, exc.detail, exc.headers)
+    return problem_response(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
 
 
 def _on_http(request: Request, exc: Exception) -> Response:

@@ -53,6 +53,29 @@ async def place(conn: Any, user_id: int, quantities: dict[int, int]) -> list[Any
     return rows
 
 
+# Why PLACE refused an order whose buyer and products exist: the lines short of stock, with
+# what the product had before PLACE. PLACE has taken the stock of the other lines already (the
+# request's rollback gives it back), so a row this transaction updated (its xmin is ours) had
+# its line's quantity more. Every row stays locked from PLACE on: nothing else changes it.
+SHORT_LINES = """
+SELECT product_id, requested, available FROM (
+    SELECT p.id AS product_id, w.quantity AS requested,
+           p.stock + CASE WHEN p.xmin = pg_current_xact_id()::xid THEN w.quantity ELSE 0 END
+               AS available
+    FROM unnest($1::bigint[], $2::int[]) AS w(id, quantity)
+    JOIN products p ON p.id = w.id AND p.deleted_at IS NULL
+) line
+WHERE available < requested ORDER BY product_id
+"""
+
+
+async def short_lines(conn: Any, quantities: dict[int, int]) -> list[Any]:
+    """After a refused ``place``: the lines it could not fill, and the stock each had."""
+    ids = sorted(quantities)
+    rows: list[Any] = await conn.fetch(SHORT_LINES, ids, [quantities[i] for i in ids])
+    return rows
+
+
 async def user_exists(conn: Any, user_id: int) -> bool:
     found = await conn.fetchval("SELECT 1 FROM users WHERE id = $1 AND erased_at IS NULL", user_id)
     return found is not None

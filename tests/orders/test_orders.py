@@ -60,9 +60,30 @@ async def test_insufficient_stock_is_409_and_changes_nothing(
     )
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["short"] == [{"product_id": scarce, "requested": 2, "available": 1}]
+    assert response.json()["detail"] == f"not enough stock for product {scarce}"
     assert await _stock(client, tenant_a, plenty) == 10  # the first line's decrement rolled back
     orders = await client.get(f"/users/{user}/orders", headers=tenant_a.headers)
     assert orders.json()["items"] == []
+
+
+async def test_a_409_names_only_the_lines_short_of_stock(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """The order statement has already taken the stock of the lines that had enough when it
+    finds one short: a taken line may be left with less than its quantity (5 - 4 = 1 < 4),
+    and must still not be named. Lines of one product add up."""
+    user = await _user(client, tenant_a)
+    taken, scarce, empty = [await _product(client, tenant_a, n) for n in (5, 3, 0)]
+    order = _order(user, (taken, 4), (scarce, 2), (scarce, 2), (empty, 1))
+    response = await client.post("/orders", json=order, headers=tenant_a.headers)
+    assert response.status_code == 409
+    assert response.json()["short"] == [
+        {"product_id": scarce, "requested": 4, "available": 3},
+        {"product_id": empty, "requested": 1, "available": 0},
+    ]
+    assert response.json()["detail"] == f"not enough stock for products {scarce}, {empty}"
+    assert [await _stock(client, tenant_a, p) for p in (taken, scarce, empty)] == [5, 3, 0]
 
 
 async def test_unknown_or_deleted_ids_are_404(
