@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tenantsvc.tenancy.models import TenantEventRow
+from tenantsvc.tenancy.errors import TenantNotFoundError
+from tenantsvc.tenancy.models import TenantEventRow, TenantRow
 from tenantsvc.tenancy.records import as_json
 from tenantsvc.tenancy.slugs import validate_slug
 
@@ -47,7 +48,8 @@ async def events(
     conn: AsyncConnection, slug: str | None = None, limit: int = 50, since: timedelta | None = None
 ) -> list[Event]:
     """The latest ``limit`` events, of one slug (every tenant that has had it) or all, within
-    ``since`` of now by the database's clock."""
+    ``since`` of now by the database's clock. A slug no tenant has ever had is an error, as
+    in every other command, not an empty trail: a typo should not read as "nothing happened"."""
     e = TenantEventRow
     query = select(e.id, e.tenant_id, e.slug, e.at, e.action, e.detail, e.actor, e.db_user)
     if slug is not None:
@@ -56,4 +58,13 @@ async def events(
     if since is not None:
         query = query.where(e.at >= func.now() - since)
     rows = await conn.execute(query.order_by(e.id.desc()).limit(limit))
-    return [Event(*row) for row in rows]
+    found = [Event(*row) for row in rows]
+    if slug is not None and not found and not await _ever_had(conn, slug):
+        raise TenantNotFoundError(slug)
+    return found
+
+
+async def _ever_had(conn: AsyncConnection, slug: str) -> bool:
+    """A tenant has the slug, or had it: its events outlive a purge."""
+    had = or_(exists().where(TenantEventRow.slug == slug), exists().where(TenantRow.slug == slug))
+    return bool((await conn.execute(select(had))).scalar_one())

@@ -86,6 +86,7 @@ def test_a_change_that_rolls_back_leaves_no_event(fresh_cli: str) -> None:
 def test_history_since(fresh_cli: str) -> None:
     tenantctl("create", "old")
     _scalar(fresh_cli, "UPDATE tenantsvc.tenant_events SET at = at - interval '3 days'")
+    assert tenantctl("history", "old", "--since", "2d", "--json") == []  # a quiet tenant
     tenantctl("suspend", "old")
     recent = tenantctl("history", "old", "--since", "2d", "--json")
     assert [e["action"] for e in recent] == ["status"]
@@ -100,6 +101,8 @@ def test_history_text_limit_and_bad_input(fresh_cli: str) -> None:
     assert ("many2" in text, "many0" in text) == (True, False)
     assert "created" in text
     assert "error: " in tenantctl("history", "Bad-Slug", code=1).stderr
+    # A slug no tenant ever had is a typo, not a tenant with nothing in its trail.
+    assert "unknown tenant 'many9'" in tenantctl("history", "many9", code=1).stderr
     tenantctl("history", "--limit", "0", code=2)
 
 
