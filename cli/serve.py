@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import engine_for_cli
+from cli.common import engine_for_cli, fail
 
 app = typer.Typer()
 
@@ -58,8 +58,13 @@ def serve(
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
+    from cli.workers import check_free
     from tenantsvc.settings import get_settings
 
+    try:  # before the embedded server starts, and before any worker
+        check_free(host, port)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     settings = get_settings()
     if settings.database_url is None:
         _bootstrap_embedded(host, port)

@@ -10,9 +10,13 @@ by a hash of their addresses.
 
 uvicorn's supervisor (health checks, restarts, signals) stays in charge. It hands every worker
 the parent's socket by pickling it; this socket pickles as "bind a new SO_REUSEPORT socket to
-my address", so each worker unpickles one of its own. The parent's socket holds the port (a
-second server on it fails at once) but never listens, so the kernel routes nothing to it.
-SO_REUSEPORT only lets processes of the same user share the port.
+my address", so each worker unpickles one of its own. The parent's socket holds the port but
+never listens, so the kernel routes nothing to it.
+
+SO_REUSEPORT lets any process of the same user bind and listen on the port too: a second
+server started on it by mistake (an old version left running, a second deploy) would take a
+share of the connections, silently. So ``serve`` first binds a plain socket there
+(``check_free``), which fails while anything listens on the port.
 """
 
 import logging
@@ -38,10 +42,22 @@ def reuse_port_socket(family: socket.AddressFamily, address: Any) -> ReusePortSo
     return sock
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def check_free(host: str, port: int) -> None:
+    """Raise OSError (EADDRINUSE) when a server listens on ``host:port``: a socket without
+    SO_REUSEPORT binds as uvicorn's own would, refused while any socket listens there, and
+    is closed at once."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no server
+        probe.bind((host, port))
+
+
 def run_workers(config: uvicorn.Config) -> None:
     """``uvicorn.run`` for ``config.workers > 1``, with a listening socket per worker."""
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = reuse_port_socket(family, (config.host, config.port))
+    sock = reuse_port_socket(_family(config.host), (config.host, config.port))
     host, port = sock.getsockname()[:2]
     log.info("Uvicorn running on http://%s:%d with %d workers, one socket each (SO_REUSEPORT)",
              host, port, config.workers)  # fmt: skip

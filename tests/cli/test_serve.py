@@ -139,6 +139,25 @@ async def test_a_stop_under_load_answers_every_order_it_took(
     assert sold == answers.count(201)
 
 
+def test_a_second_server_on_the_port_is_refused(database_url: str, engine: AsyncEngine) -> None:
+    """SO_REUSEPORT would let a second ``serve`` (an old version left running, a second
+    deploy) listen on the workers' port too and silently take a share of the connections: it
+    exits at once with one line instead, with several workers or one."""
+    with _two_workers(database_url) as (_server, port, listeners):
+        env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
+        serve = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers"]
+        for workers in ("2", "1"):
+            second = subprocess.run(
+                [*serve, workers], env=env, capture_output=True, text=True, timeout=60
+            )
+            assert second.returncode == 1, second.stderr
+            assert (
+                second.stderr
+                == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+            )
+            assert sorted(_owners(port, psutil.CONN_LISTEN)) == sorted(listeners)
+
+
 @contextlib.contextmanager
 def _two_workers(
     database_url: str, env: dict[str, str] | None = None
