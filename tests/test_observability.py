@@ -4,6 +4,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -137,6 +139,34 @@ def test_uvicorn_lines_carry_the_message_once_without_colour_codes(
     (record,) = (json.loads(line) for line in json_logs)
     assert record["message"] == "Started server process [42]"
     assert "color_message" not in record
+
+
+CHATTER = """
+import logging.config, sys
+from tenantsvc.observability.logs import uvicorn_log_config
+logging.config.dictConfig(uvicorn_log_config(sys.argv[1]))
+for name in ("alembic.runtime.plugins", "tenantsvc.db.affinity.AffinityPool", "tenantsvc.x"):
+    logging.getLogger(name).info("info %s", name)
+    logging.getLogger(name).warning("warning %s", name)
+"""
+
+
+@pytest.mark.parametrize(
+    ("level", "seen"),
+    [
+        ("INFO", ["warning alembic.runtime.plugins", "warning tenantsvc.db.affinity.AffinityPool",
+                  "info tenantsvc.x", "warning tenantsvc.x"]),
+        ("DEBUG", [f"{kind} {name}" for name in ("alembic.runtime.plugins",
+                   "tenantsvc.db.affinity.AffinityPool", "tenantsvc.x")
+                   for kind in ("info", "warning")]),
+        ("ERROR", []),
+    ],
+)  # fmt: skip
+def test_the_service_logs_leave_out_libraries_chatter(level: str, seen: list[str]) -> None:
+    """Alembic's seven "setup plugin" lines at every start, the pool's disposal at every stop:
+    out of the service's logs below DEBUG, warnings kept."""
+    ran = subprocess.run([sys.executable, "-c", CHATTER, level], capture_output=True, text=True)
+    assert [json.loads(line)["message"] for line in ran.stdout.splitlines()] == seen
 
 
 async def test_hostile_request_id_is_replaced(client: httpx.AsyncClient) -> None:

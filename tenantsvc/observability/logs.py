@@ -34,6 +34,19 @@ def json_handler() -> logging.Handler:
     return handler
 
 
+# Libraries' INFO chatter, not events of the service: alembic announces each plugin it loads
+# (seven lines at every start), and the pool its disposal at every stop (a SQLAlchemy pool, but
+# under tenantsvc's module name, so outside SQLAlchemy's own WARNING default).
+_CHATTY = ("alembic", "tenantsvc.db.affinity")
+
+
+def _chatter_level(level: str) -> str:
+    """DEBUG shows everything; otherwise the chatter needs at least a warning."""
+    if level == "DEBUG" or logging.getLevelName(level) > logging.WARNING:
+        return level
+    return "WARNING"
+
+
 def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
     """For ``uvicorn.run(log_config=...)``: JSON on stdout in every worker process."""
     return {
@@ -54,5 +67,6 @@ def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+            **{name: {"level": _chatter_level(level)} for name in _CHATTY},
         },
     }
