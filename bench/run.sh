@@ -2,7 +2,7 @@
 # One command for the whole benchmark; needs nothing running beforehand.
 # Installs wrk and pgbench (Debian) if missing and the project (virtualenv), then runs it
 # (or, given a name, that program of bench/ with the arguments after it:
-# `bench/run.sh django_compare`, `bench/run.sh instructions transactions`).
+# `bench/run.sh django_compare`, `bench/run.sh instructions transactions`, `bench/run.sh inproc`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
