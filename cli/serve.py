@@ -61,11 +61,11 @@ def serve(
     from cli.workers import check_free
     from tenantsvc.settings import get_settings
 
+    settings = get_settings()
     try:  # before the embedded server starts, and before any worker
         check_free(host, port)
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    settings = get_settings()
     if settings.database_url is None:
         _bootstrap_embedded(host, port)
         # uvicorn re-raises SIGTERM after a graceful shutdown; exiting normally instead lets
