@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         description="Behind PgBouncer in transaction mode: no server-side statement caches.",
     )
     statement_timeout_ms: int = Field(default=30_000, ge=0)
+    idle_in_transaction_timeout_ms: int = Field(
+        default=60_000,
+        ge=0,
+        description="The server ends a session whose transaction sits idle this long, and "
+        "with it the row locks it holds: a worker stalled mid-transaction (a blocked event "
+        "loop, a hung process) would otherwise hold every order for the products it locked. "
+        "The service's own transactions idle for milliseconds. 0: none.",
+    )
     statement_cache_size: int = Field(
         default=4096,
         ge=0,

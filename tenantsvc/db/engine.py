@@ -30,11 +30,14 @@ def connect_args(settings: Settings, application_name: str = "tenantsvc") -> dic
         # every connection, each with a timer held until then. The cache's size bounds it.
         "max_cached_statement_lifetime": 0,
     }
-    if settings.statement_timeout_ms:
-        args["server_settings"]["statement_timeout"] = str(settings.statement_timeout_ms)
+    timeouts = {
+        "statement_timeout": settings.statement_timeout_ms,
+        "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_ms,
+    }
+    args["server_settings"] |= {name: str(ms) for name, ms in timeouts.items() if ms}
     if settings.pgbouncer:
         # PgBouncer accepts only a few startup parameters (application_name is one of them);
-        # the rest would be refused. statement_timeout then comes from the role or database.
+        # the rest would be refused. The timeouts then come from the role or database.
         args["server_settings"] = {"application_name": application_name}
         args["prepared_statement_cache_size"] = 0
         args["prepared_statement_name_func"] = _statement_name

@@ -1,0 +1,50 @@
+"""The connections' server-side timeouts (db/engine.py): a transaction left idle is ended by the
+server, and with it the row locks it held."""
+
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tenantsvc.db.engine import create_engine
+from tenantsvc.db.session import hot_begin_sql
+from tests.conftest import TenantHandle, make_settings
+
+
+async def _created(client: httpx.AsyncClient, tenant: TenantHandle, path: str, body: object) -> int:
+    response = await client.post(path, json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    created: int = response.json()["id"]
+    return created
+
+
+async def test_a_stalled_transaction_gives_its_row_locks_up(
+    client: httpx.AsyncClient, database_url: str, tenant_a: TenantHandle
+) -> None:
+    """A worker stalled in the middle of a transaction (a blocked event loop, a hung process)
+    holds the rows it locked. With the idle timeout the server ends its session, and the orders
+    waiting for those rows go through; without it they wait out their statement_timeout (30 s)
+    and fail."""
+    product = await _created(
+        client, tenant_a, "/products", {"name": "p", "price_cents": 1, "stock": 5}
+    )
+    user = await _created(client, tenant_a, "/users", {"email": "idle@x.io", "name": "I"})
+    order = {"user_id": user, "items": [{"product_id": product, "quantity": 1}]}
+    settings = make_settings(database_url, idle_in_transaction_timeout_ms=300, pool_size=1)
+    stalled_engine = create_engine(settings)
+    try:
+        async with stalled_engine.connect() as conn:
+            stalled: Any = (await conn.get_raw_connection()).driver_connection
+            await stalled.execute(hot_begin_sql(tenant_a.schema, tenant_a.role))
+            await stalled.fetch("SELECT id FROM products WHERE id = $1 FOR UPDATE", product)
+            started = time.monotonic()  # the stalled transaction idles from here on
+            placed = await client.post("/orders", json=order, headers=tenant_a.headers)
+            waited = time.monotonic() - started
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+                await stalled.fetch("SELECT 1")  # the server ended its session
+    finally:
+        await stalled_engine.dispose()
+    assert placed.status_code == 201, placed.text
+    assert 0.25 < waited < 10  # it did wait for the lock, until the server ended the session
