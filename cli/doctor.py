@@ -1,5 +1,5 @@
-"""``tenantctl doctor``: server version, pool sizing, tenant cap, search_path, migration heads,
-invalid indexes, keys about to expire."""
+"""``tenantctl doctor``: server version, pool sizing, tenant cap, timeouts, search_path,
+migration heads, invalid indexes, keys about to expire."""
 
 import typer
 

@@ -81,6 +81,35 @@ async def check_pool(conn: AsyncConnection, settings: Settings) -> Check:
     return pool_check(settings, max_connections, reserved)
 
 
+# The service's timeouts (db/engine.py): the server's name for each, and the setting.
+TIMEOUTS = {"statement_timeout": "statement_timeout_ms",
+            "idle_in_transaction_session_timeout": "idle_in_transaction_timeout_ms"}  # fmt: skip
+
+
+def timeouts_check(settings: Settings, in_effect: dict[str, int], user: str) -> Check:
+    """The service sets its timeouts when it connects; PgBouncer drops them, so behind it a
+    connection has what the role or database says: none at all unless someone set them there.
+    ``in_effect``: each timeout (ms) on a connection made as the service makes one."""
+    wanted = {name: getattr(settings, field) for name, field in TIMEOUTS.items()}
+    missing = [name for name in sorted(wanted) if wanted[name] and not in_effect[name]]
+    shown = ", ".join(f"{name} {ms} ms" for name, ms in in_effect.items())
+    if not missing:
+        return Check("timeouts", "ok", shown)
+    fix = "; ".join(f"ALTER ROLE {user} SET {name} = '{wanted[name]}ms'" for name in missing)
+    detail = (f"{shown}: behind PgBouncer the service cannot set {' or '.join(missing)} when "
+              f"it connects, and none is set for {user}: {fix}")  # fmt: skip
+    return Check("timeouts", "warn", detail)
+
+
+async def check_timeouts(conn: AsyncConnection, settings: Settings) -> Check:
+    found = await conn.execute(
+        text("SELECT name, setting::int FROM pg_settings WHERE name = ANY(:names) ORDER BY name"),
+        {"names": list(TIMEOUTS)},
+    )
+    user = await conn.scalar(text("SELECT quote_ident(current_user)"))
+    return timeouts_check(settings, dict(found.all()), str(user))
+
+
 async def check_search_path(conn: AsyncConnection) -> Check:
     """A fresh connection's search_path must find no tenant table: SQL that runs outside a
     tenant transaction then fails instead of reading somebody's rows."""
@@ -251,6 +280,7 @@ def _first_few(items: list[str], shown: int = 5) -> str:
 async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
     checks = [await check_server(conn), await check_pool(conn, settings)]
     checks.append(tenant_cap_check(settings))
+    checks.append(await check_timeouts(conn, settings))
     checks.append(await check_search_path(conn))
     try:
         checks += await check_migrations(conn)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from pgserver._commands import POSTGRES_BIN_PATH
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.psql import libpq_env
@@ -336,6 +336,36 @@ def test_doctor_warns_about_keys_about_to_expire(fresh_cli: str) -> None:
     assert f"keyed key {soon['key_id']} in 3 d;" in check["detail"]
     tenantctl("keys", "revoke", "keyed", str(soon["key_id"]))  # revoked: nothing to hand over
     assert {c["check"]: c for c in tenantctl("doctor", "--json")}["api keys"]["status"] == "ok"
+
+
+def test_doctor_warns_when_pgbouncer_leaves_the_service_without_timeouts(
+    fresh_cli: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PgBouncer drops the timeouts the service sets when it connects: then they must come
+    from the role, and the doctor says how."""
+    timeouts = "idle_in_transaction_session_timeout 60000 ms, statement_timeout 30000 ms"
+    assert _doctor("timeouts") == {"check": "timeouts", "status": "ok", "detail": timeouts}
+    monkeypatch.setenv("TENANTSVC_PGBOUNCER", "true")
+    get_settings.cache_clear()
+    check = _doctor("timeouts")
+    assert check["status"] == "warn"
+    user = _scalar(fresh_cli, "SELECT quote_ident(current_user)")
+    assert check["detail"].endswith(
+        f"none is set for {user}: ALTER ROLE {user} SET idle_in_transaction_session_timeout = "
+        f"'60000ms'; ALTER ROLE {user} SET statement_timeout = '30000ms'"
+    )
+    database = make_url(fresh_cli).database
+    for name, value in (
+        ("statement_timeout", "30s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+    ):
+        _scalar(fresh_cli, f"ALTER ROLE {user} IN DATABASE {database} SET {name} = '{value}'")
+    assert _doctor("timeouts") == {"check": "timeouts", "status": "ok", "detail": timeouts}
+
+
+def _doctor(check: str) -> dict[str, str]:
+    found: dict[str, str] = {c["check"]: c for c in tenantctl("doctor", "--json")}[check]
+    return found
 
 
 def test_tenant_cap_check_warns_when_one_tenant_can_take_the_pool() -> None:
