@@ -13,7 +13,7 @@ from tenantsvc.tenancy.admin import TenantInfo, get_tenant
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.roles import drop_role
-from tenantsvc.tenancy.slugs import check_display_name
+from tenantsvc.tenancy.slugs import display_name
 
 
 def _quote(conn: AsyncConnection, name: str) -> str:
@@ -60,7 +60,7 @@ async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
 
 
 async def rename(conn: AsyncConnection, slug: str, name: str) -> TenantInfo:
-    check_display_name(name)
+    name = display_name(name)
     tenant = await get_tenant(conn, slug)
     await conn.execute(update(TenantRow).where(TenantRow.id == tenant.id).values(name=name))
     return await get_tenant(conn, slug)

@@ -23,7 +23,7 @@ from tenantsvc.tenancy.errors import TenantExistsError
 from tenantsvc.tenancy.migrator import build_script, head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.roles import give_role
-from tenantsvc.tenancy.slugs import check_display_name, schema_for
+from tenantsvc.tenancy.slugs import display_name, schema_for
 
 _REGISTER = text(
     """
@@ -91,8 +91,7 @@ async def create_tenant(
 ) -> NewTenant:
     """At head unless ``revision`` says otherwise; ``fill`` loads rows before the commit; with
     its own database role unless ``with_role`` (default: ``TENANTSVC_TENANT_ROLES``) says no."""
-    schema, display = schema_for(slug), name or slug
-    check_display_name(display)
+    schema, display = schema_for(slug), display_name(name or slug)
     role = get_settings().tenant_roles if with_role is None else with_role
     try:
         async with engine.begin() as conn:

@@ -48,10 +48,13 @@ def validate_slug(slug: str) -> str:
     return slug
 
 
-def check_display_name(name: str) -> None:
-    """The registry's name column holds 1 to 200 characters, and no NUL (PostgreSQL text)."""
-    if not 1 <= len(name) <= 200 or "\x00" in name:
-        raise TenancyError("a display name has 1 to 200 characters, and no NUL")
+def display_name(name: str) -> str:
+    """The name as the registry keeps it: without the whitespace around it (a blank name names
+    nothing), 1 to 200 characters, and no NUL (PostgreSQL text)."""
+    kept = name.strip()
+    if not 1 <= len(kept) <= 200 or "\x00" in kept:
+        raise TenancyError("a display name has 1 to 200 characters besides spaces, and no NUL")
+    return kept
 
 
 def schema_for(slug: str) -> str:

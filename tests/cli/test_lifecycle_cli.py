@@ -103,6 +103,13 @@ def test_rename_changes_only_the_display_name(fresh_cli: str) -> None:
     tenantctl("create", "named")
     renamed = tenantctl("rename", "named", "--name", "Named Inc.", "--json")
     assert (renamed["name"], renamed["schema"]) == ("Named Inc.", "tenant_named")
+    # The whitespace around a name is not part of it, and a blank name names nothing.
+    assert tenantctl("rename", "named", "--name", " Named  ", "--json")["name"] == "Named"
+    refused = "error: a display name has 1 to 200 characters besides spaces, and no NUL\n"
+    assert tenantctl("rename", "named", "--name", " \t ", code=1).stderr == refused
+    assert tenantctl("create", "blank", "--name", "   ", code=1).stderr == refused
+    assert tenantctl("rename", "named", "--name", "x" * 201, code=1).stderr == refused
+    assert tenantctl("show", "named", "--json")["name"] == "Named"
 
 
 def test_dry_run_sql_and_downgrade(
