@@ -12,6 +12,11 @@ MAX_ID = 2**63 - 1  # bigint: larger ids would fail in the driver, not as a clea
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 AfterId = Annotated[int, Query(ge=0, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=100)]
+NewestFirst = Annotated[
+    bool,
+    Query(description="Newest first: the latest at once, and `next_after_id` pages back "
+          "through older ones."),
+]  # fmt: skip
 
 T = TypeVar("T")
 

@@ -16,24 +16,32 @@ class OrderRepository(Repository):
         found: Order | None = await self.session.scalar(query)
         return found
 
-    async def page_for_user(self, user_id: int, after_id: int, limit: int) -> list[Order]:
-        return await self._page(after_id, limit, Order.user_id == user_id)
+    async def page_for_user(
+        self, user_id: int, after_id: int, limit: int, newest_first: bool = False
+    ) -> list[Order]:
+        return await self._page(after_id, limit, newest_first, Order.user_id == user_id)
 
-    async def page(self, after_id: int, limit: int, state: OrderState | None) -> list[Order]:
+    async def page(
+        self, after_id: int, limit: int, state: OrderState | None, newest_first: bool = False
+    ) -> list[Order]:
         if state is None:
-            return await self._page(after_id, limit)
+            return await self._page(after_id, limit, newest_first)
         cancelled = Order.cancelled_at.is_not(None)
-        return await self._page(after_id, limit, cancelled if state == "cancelled" else ~cancelled)
+        chosen = cancelled if state == "cancelled" else ~cancelled
+        return await self._page(after_id, limit, newest_first, chosen)
 
-    async def _page(self, after_id: int, limit: int, *where: ColumnElement[bool]) -> list[Order]:
-        """Orders with their items in two queries, whatever the number of orders."""
-        query = (
-            select(Order)
-            .where(Order.id > after_id, *where)
-            .order_by(Order.id)
-            .limit(limit)
-            .options(selectinload(Order.items))
-        )
+    async def _page(
+        self, after_id: int, limit: int, newest_first: bool, *where: ColumnElement[bool]
+    ) -> list[Order]:
+        """Orders with their items in two queries, whatever the number of orders. Newest
+        first, ``after_id`` is the last order of the page before (0: none), and the page
+        holds the orders below it: the same index seek, read backwards."""
+        if newest_first:
+            keyset = [Order.id < after_id] if after_id else []
+            query = select(Order).where(*keyset, *where).order_by(Order.id.desc())
+        else:
+            query = select(Order).where(Order.id > after_id, *where).order_by(Order.id)
+        query = query.limit(limit).options(selectinload(Order.items))
         return list(await self.session.scalars(query))
 
     async def cancel(self, order_id: int) -> bool:

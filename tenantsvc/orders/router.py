@@ -9,7 +9,7 @@ from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.repository import OrderState
 from tenantsvc.orders.schemas import OrderIn, OrderOut, order_page
 from tenantsvc.orders.service import place_order
-from tenantsvc.pagination import AfterId, IdPath, Limit, Page
+from tenantsvc.pagination import AfterId, IdPath, Limit, NewestFirst, Page
 from tenantsvc.plain_routes import body_model, served_by, write_connection
 from tenantsvc.problems import Problem
 from tenantsvc.schemas import json_response
@@ -47,9 +47,12 @@ async def list_orders(
     after_id: AfterId = 0,
     limit: Limit = 20,
     status: Annotated[OrderState | None, Query(description="Only these orders.")] = None,
+    newest_first: NewestFirst = False,
 ) -> Page[OrderOut]:
-    """The tenant's orders, oldest first (keyset: pass ``next_after_id`` as ``after_id``)."""
-    return order_page(await uow.orders.page(after_id, limit + 1, status), limit)
+    """The tenant's orders, oldest first unless ``newest_first`` (keyset: pass
+    ``next_after_id`` as ``after_id``)."""
+    found = await uow.orders.page(after_id, limit + 1, status, newest_first)
+    return order_page(found, limit)
 
 
 @router.get("/{order_id}", response_model=OrderOut)

@@ -5,7 +5,7 @@ from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.schemas import OrderOut, order_page
-from tenantsvc.pagination import AfterId, IdPath, Limit, Page, page_of
+from tenantsvc.pagination import AfterId, IdPath, Limit, NewestFirst, Page, page_of
 from tenantsvc.preconditions import IfMatch, IfNoneMatch
 from tenantsvc.problems import Problem
 from tenantsvc.schemas import json_response
@@ -67,11 +67,16 @@ async def list_users(uow: ReadUow, after_id: AfterId = 0, limit: Limit = 20) -> 
 
 @router.get("/{user_id}/orders", response_model=Page[OrderOut])
 async def list_user_orders(
-    user_id: IdPath, uow: ReadUow, after_id: AfterId = 0, limit: Limit = 20
+    user_id: IdPath,
+    uow: ReadUow,
+    after_id: AfterId = 0,
+    limit: Limit = 20,
+    newest_first: NewestFirst = False,
 ) -> Page[OrderOut]:
     if not await uow.users.exists(user_id):
         raise Problem(404, "Not found", f"no user {user_id}")
-    return order_page(await uow.orders.page_for_user(user_id, after_id, limit + 1), limit)
+    found = await uow.orders.page_for_user(user_id, after_id, limit + 1, newest_first)
+    return order_page(found, limit)
 
 
 @router.patch(

@@ -137,3 +137,29 @@ async def test_orders_are_listed_by_page_and_by_state(
     assert await listed(status="placed", limit=2) == (placed[0::2][:2], placed[2])
     bad = await client.get("/orders", params={"status": "shipped"}, headers=tenant_a.headers)
     assert bad.status_code == 422
+
+
+async def test_orders_newest_first_page_back_through_older_ones(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """The latest orders at once (a dashboard's "recent orders"), without paging through all
+    the older ones first; the next pages go back in time, and the filters still apply."""
+    product = await _product(client, tenant_a, 100)
+    placed = [await _placed(client, tenant_a, (product, 1)) for _ in range(5)]
+    buyer = (await client.get(f"/orders/{placed[0]}", headers=tenant_a.headers)).json()["user_id"]
+    newest = placed[::-1]
+    await client.post(f"/orders/{placed[3]}/cancel", headers=tenant_a.headers)
+
+    async def listed(path: str, **params: str | int) -> tuple[list[int], int | None]:
+        page = await client.get(path, params={**params, "newest_first": "true"},
+                                headers=tenant_a.headers)  # fmt: skip
+        assert page.status_code == 200, page.text
+        return [o["id"] for o in page.json()["items"]], page.json()["next_after_id"]
+
+    for path in ("/orders", f"/users/{buyer}/orders"):
+        assert await listed(path, limit=2) == (newest[:2], newest[1])
+        assert await listed(path, limit=2, after_id=newest[1]) == (newest[2:4], newest[3])
+        assert await listed(path, after_id=newest[3]) == (newest[4:], None)
+    assert await listed("/orders", status="cancelled") == ([placed[3]], None)
+    assert await listed("/orders", status="placed", limit=1, after_id=placed[3]) == (
+        [placed[2]], placed[2])  # fmt: skip
