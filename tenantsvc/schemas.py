@@ -3,12 +3,15 @@
 from typing import Annotated, Any, Self
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 # PostgreSQL's text cannot hold NUL (U+0000): refused with the other 422s, where the server
 # would fail the statement (a 500). A pattern, so the OpenAPI schema says it too.
 NO_NUL = r"^[^\x00]*$"
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+# Without the whitespace around it, which no one means (a name copied with a trailing space),
+# and which would make "   " a name.
+Trimmed = StringConstraints(strip_whitespace=True)
+Name = Annotated[str, Trimmed, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class Input(BaseModel):

@@ -3,9 +3,11 @@ from typing import Annotated
 
 from pydantic import Field
 
-from tenantsvc.schemas import Input, Name, Output, Patch
+from tenantsvc.schemas import Input, Name, Output, Patch, Trimmed
 
-Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")]
+Email = Annotated[
+    str, Trimmed, Field(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
+]
 
 
 class UserIn(Input):

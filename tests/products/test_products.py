@@ -83,8 +83,8 @@ async def test_any_text_but_nul_comes_back_as_sent(
     client: httpx.AsyncClient, tenant_a: TenantHandle
 ) -> None:
     """Names go to the database as bound parameters, never spliced into SQL or COPY text:
-    whatever a client sends (NUL aside, which PostgreSQL cannot store) reads back unchanged,
-    through single, bulk and patched writes."""
+    whatever a client sends (NUL aside, which PostgreSQL cannot store, and the whitespace
+    around it, below) reads back unchanged, through single, bulk and patched writes."""
     headers = tenant_a.headers
     items = [{"name": n, "price_cents": 1, "stock": 1} for n in ODD_NAMES]
     bulk = await client.post("/products/bulk", json={"items": items}, headers=headers)
@@ -96,6 +96,28 @@ async def test_any_text_but_nul_comes_back_as_sent(
     assert patched.status_code == 200, patched.text
     names = [(await client.get(f"/products/{i}", headers=headers)).json()["name"] for i in ids]
     assert names == [*ODD_NAMES, ODD_NAMES[1]]
+
+
+async def test_names_and_emails_lose_the_whitespace_around_them(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """A name copied with a trailing space is that name; a name of spaces names nothing."""
+    headers = tenant_a.headers
+    product = await _create(client, tenant_a, name="  Beans 1kg \t")
+    assert product["name"] == "Beans 1kg"
+    bulk = {"items": [{"name": " Kettle ", "price_cents": 1, "stock": 1}]}
+    (bulk_id,) = (await client.post("/products/bulk", json=bulk, headers=headers)).json()["ids"]
+    assert (await client.get(f"/products/{bulk_id}", headers=headers)).json()["name"] == "Kettle"
+    user = await client.post("/users", json={"email": " ann@x.io\n", "name": " Ann "},
+                             headers=headers)  # fmt: skip
+    assert (user.json()["email"], user.json()["name"]) == ("ann@x.io", "Ann")
+    for path, body in (("/products", {"name": "   ", "price_cents": 1, "stock": 1}),
+                       (f"/products/{bulk_id}", {"name": "\t"}),
+                       (f"/users/{user.json()['id']}", {"name": "  "})):  # fmt: skip
+        send = client.patch if path != "/products" else client.post
+        refused = await send(path, json=body, headers=headers)
+        assert refused.status_code == 422, (path, refused.text)
+        assert refused.json()["errors"][0]["type"] == "string_too_short"
 
 
 async def test_bulk_refuses_bad_rows_whole(
