@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import engine_for_cli, fail
+from cli.common import engine_for_cli, fail, run
 
 app = typer.Typer()
 
@@ -35,6 +35,18 @@ def _bootstrap_embedded(host: str, port: int) -> None:
     typer.echo("try:")
     typer.echo(f"  curl -s {base}/products -H 'X-Tenant-ID: {DEMO_SLUG}' "
                f"-H 'Authorization: Bearer {key}'")  # fmt: skip
+
+
+def _check_database() -> None:
+    """A database that cannot be reached is one line and exit 1 here, where every worker would
+    otherwise fail its startup with a traceback of its own."""
+    from sqlalchemy import text
+
+    async def work() -> None:
+        async with engine_for_cli(pool_size=1) as engine, engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    run(work)
 
 
 @app.command()
@@ -68,6 +80,8 @@ def serve(
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     if settings.database_url is None:
         _bootstrap_embedded(host, port)
+    else:
+        _check_database()
         # uvicorn re-raises SIGTERM after a graceful shutdown; exiting normally instead lets
         # the embedded server's exit hook stop PostgreSQL rather than leave it running.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

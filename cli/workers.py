@@ -24,6 +24,7 @@ import socket
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 log = logging.getLogger("uvicorn.error")
@@ -61,4 +62,10 @@ def run_workers(config: uvicorn.Config) -> None:
     host, port = sock.getsockname()[:2]
     log.info("Uvicorn running on http://%s:%d with %d workers, one socket each (SO_REUSEPORT)",
              host, port, config.workers)  # fmt: skip
-    Multiprocess(config, sockets=[sock]).run()
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    # uvicorn's supervisor stops when a worker fails to start, and returns as after a clean
+    # stop: the exit status must say it, as a single worker's does (a service manager would
+    # otherwise take the failure for a deliberate stop).
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)

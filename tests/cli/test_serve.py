@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import httpx
 import psutil
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -159,6 +160,31 @@ def test_a_second_server_on_the_port_is_refused(database_url: str, engine: Async
             assert second.returncode == 1, said
             assert said == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
             assert sorted(_owners(port, psutil.CONN_LISTEN)) == sorted(listeners)
+
+
+def _serve_exits(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``tenantctl serve`` on a free port, expected to stop by itself."""
+    command = [sys.executable, "-m", "cli.main", "serve", "--port", str(free_port()), *args]
+    return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=90)  # fmt: skip
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_unreachable_database_is_one_line_and_a_failure(workers: str) -> None:
+    """Not a traceback from each worker's startup; and with several workers, not exit 0."""
+    nowhere = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/postgres"
+    done = _serve_exits({"TENANTSVC_DATABASE_URL": nowhere}, "--workers", workers)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: database: "), done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_workers_that_cannot_start_fail_the_server(database_url: str) -> None:
+    """uvicorn's supervisor stops when its workers fail to start, and returned as after a clean
+    stop: a service manager would have taken exit 0 for a deliberate stop."""
+    env = {"TENANTSVC_DATABASE_URL": database_url}
+    done = _serve_exits(env, "--workers", "2", "--app", "tenantsvc.nowhere:app")
+    assert done.returncode == 3, done.stdout[-2000:]
 
 
 @contextlib.contextmanager
