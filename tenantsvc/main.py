@@ -52,7 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await activity.stop()
             await database.dispose()
 
-    app = FastAPI(title="tenantsvc", version="0.1.0", lifespan=lifespan)
+    # No redirect from /products/ to /products: Starlette builds its Location from the Host
+    # header and the scheme uvicorn saw, so behind a TLS proxy it sent clients to http://,
+    # where one that follows it sends its API key in clear. A 404 names the path instead.
+    app = FastAPI(title="tenantsvc", version="0.1.0", lifespan=lifespan, redirect_slashes=False)
     problems.install(app)
     api_docs.document(app)
     app.add_middleware(TenantMiddleware)

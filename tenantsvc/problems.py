@@ -65,7 +65,9 @@ def _on_http(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allow(request, headers.get("Allow", ""))
-    return problem_response(exc.status_code, str(exc.detail), headers=headers or None)
+    # The router's own 404 (no route): say which path, a trailing slash being the usual slip.
+    detail = f"no such path: {request.url.path}" if exc.status_code == 404 else None
+    return problem_response(exc.status_code, str(exc.detail), detail, headers=headers or None)
 
 
 def _allow(request: Request, first_route: str) -> str:

@@ -164,6 +164,21 @@ async def test_method_not_allowed_lists_every_method_of_the_path(
         assert set(response.headers["allow"].split(", ")) == expected | {"HEAD"}, path
 
 
+async def test_a_trailing_slash_is_a_404_naming_the_path_not_a_redirect(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """Starlette redirected /products/ to /products with a Location built from the Host header
+    and the scheme uvicorn saw: behind a TLS proxy, http://, where a client that follows it
+    sends its API key in clear."""
+    for method, path in (("GET", "/products/"), ("POST", "/orders/"), ("GET", "/nope")):
+        response = await client.request(
+            method, path, headers={**tenant_a.headers, "Host": "api.example.com"}
+        )
+        assert response.status_code == 404, (path, response.headers)
+        assert "location" not in response.headers
+        assert response.json()["detail"] == f"no such path: {path}"
+
+
 def _but_id_and_date(headers: httpx.Headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in ("x-request-id", "date")}
 
