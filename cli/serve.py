@@ -80,11 +80,11 @@ def serve(
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     if settings.database_url is None:
         _bootstrap_embedded(host, port)
-    else:
-        _check_database()
         # uvicorn re-raises SIGTERM after a graceful shutdown; exiting normally instead lets
         # the embedded server's exit hook stop PostgreSQL rather than leave it running.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    else:
+        _check_database()
     from cli.workers import run_workers
     from tenantsvc.observability.logs import uvicorn_log_config
 

@@ -55,8 +55,28 @@ def test_serve_on_embedded_default_answers_the_printed_curl() -> None:
         assert len(response.json()["items"]) >= 3
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stopped = server.wait(timeout=30)
+        left = _embedded_left(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+    # A deploy's SIGTERM stops the embedded PostgreSQL too, and the server exits 0.
+    assert (stopped, left) == (0, [])
+
+
+def _embedded_left(data_dir: str) -> list[int]:
+    """The processes still running on ``data_dir`` a few seconds on (killed, so a failing test
+    leaves none behind)."""
+
+    def running() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"])
+                if data_dir in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+
+    deadline = time.monotonic() + 10
+    while (found := running()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    return [p.pid for p in found]
 
 
 def test_each_worker_accepts_on_a_socket_of_its_own(
