@@ -30,7 +30,15 @@ import uvloop
 from starlette.types import ASGIApp, Message
 
 from bench.fleet import migrated_cluster, provision
-from bench.run import CFG, keys_for, seed_all, service_env, service_role_url, settle
+from bench.run import (
+    CFG,
+    keys_for,
+    pinned_env,
+    seed_all,
+    service_env,
+    service_role_url,
+    settle,
+)
 
 KNOBS = {"ROUNDS": 3, "REQUESTS": 4000, "CONCURRENCY": 16}
 RUN = {k: int(os.environ.get(k, v)) for k, v in KNOBS.items()}
@@ -146,9 +154,8 @@ def main() -> None:
         keys = pg.root / "keys.json"
         keys.write_text(json.dumps(asyncio.run(keys_for(pg.url, slugs))))
         env["BENCH_SERVICE_DATABASE_URL"] = asyncio.run(service_role_url(pg.url))
-        pinned = {**service_env(env), "TENANTSVC_DATABASE_URL": env["TENANTSVC_DATABASE_URL"],
-                  "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}  # fmt: skip
-        envs = {"tenant": service_env(env), "same": service_env(env), "pinned": pinned}
+        envs = {"tenant": service_env(env), "same": service_env(env),
+                "pinned": pinned_env(env, slugs[0])}  # fmt: skip
         cpu: dict[str, dict[str, list[float]]] = {a: {"read": [], "write": []} for a in APPS}
         for k in range(REPEATS):
             for app in APPS if k % 2 == 0 else APPS[::-1]:

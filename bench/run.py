@@ -381,6 +381,13 @@ def service_env(env: dict[str, str], pre_ping: bool = False) -> dict[str, str]:
             "TENANTSVC_LOG_LEVEL": "WARNING"}  # fmt: skip
 
 
+def pinned_env(env: dict[str, str], slug: str) -> dict[str, str]:
+    """``bench/pinned_app.py``'s environment, pinned to ``slug``'s schema. It connects as the
+    tables' owner: with tenancy bypassed, it has no tenant role to become."""
+    return {**service_env(env), "TENANTSVC_DATABASE_URL": env["TENANTSVC_DATABASE_URL"],
+            "BENCH_PIN_SCHEMA": f"tenant_{slug}"}  # fmt: skip
+
+
 def http_workloads(
     env: dict[str, str], keys: list[tuple[str, str]], slugs: list[str]
 ) -> dict[str, Any]:
@@ -391,14 +398,10 @@ def http_workloads(
     # schemas (the pinned app touches one). Both apps run side by side, their runs interleaved.
     one_read = load.script("read", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=1)
     one_write = load.script("write", keys[:1], CFG["PRODUCTS"], CFG["USERS"], seed=2)
-    # The pinned app connects as the tables' owner: with tenancy bypassed, it has no tenant
-    # role to become.
-    pinned_env = {**service_env(env), "TENANTSVC_DATABASE_URL": env["TENANTSVC_DATABASE_URL"],
-                  "BENCH_PIN_SCHEMA": f"tenant_{slugs[0]}"}  # fmt: skip
     out: dict[str, Any] = {}
     with (
         service(service_env(env), CFG["WORKERS"]) as url,
-        service(pinned_env, CFG["WORKERS"], "bench.pinned_app:app") as pinned,
+        service(pinned_env(env, slugs[0]), CFG["WORKERS"], "bench.pinned_app:app") as pinned,
     ):
         runs = [(url, read), (url, write), (pinned, read), (pinned, write),
                 (url, one_read), (url, one_write)]  # fmt: skip

@@ -21,6 +21,15 @@ def statement_cache_size(settings: Settings) -> int:
     return 0 if settings.pgbouncer else settings.statement_cache_size
 
 
+def timeouts(settings: Settings) -> dict[str, int]:
+    """The server settings the service sets when it connects, in ms (0: none); behind
+    PgBouncer they must come from the role (``tenantctl doctor`` checks)."""
+    return {
+        "statement_timeout": settings.statement_timeout_ms,
+        "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_ms,
+    }
+
+
 def connect_args(settings: Settings, application_name: str = "tenantsvc") -> dict[str, Any]:
     args: dict[str, Any] = {
         "server_settings": {"application_name": application_name},
@@ -30,11 +39,7 @@ def connect_args(settings: Settings, application_name: str = "tenantsvc") -> dic
         # every connection, each with a timer held until then. The cache's size bounds it.
         "max_cached_statement_lifetime": 0,
     }
-    timeouts = {
-        "statement_timeout": settings.statement_timeout_ms,
-        "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_ms,
-    }
-    args["server_settings"] |= {name: str(ms) for name, ms in timeouts.items() if ms}
+    args["server_settings"] |= {name: str(ms) for name, ms in timeouts(settings).items() if ms}
     if settings.pgbouncer:
         # PgBouncer accepts only a few startup parameters (application_name is one of them);
         # the rest would be refused. The timeouts then come from the role or database.

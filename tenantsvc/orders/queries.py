@@ -46,10 +46,16 @@ FROM new_order o CROSS JOIN taken t ORDER BY t.id
 """
 
 
+def _lines(quantities: dict[int, int]) -> tuple[list[int], list[int]]:
+    """The product ids in order (the order rows are locked in) and their quantities."""
+    ids = sorted(quantities)
+    return ids, [quantities[i] for i in ids]
+
+
 async def place(conn: Any, user_id: int, quantities: dict[int, int]) -> list[Any]:
     """Take stock and write the order in one round trip; [] if it was refused."""
-    ids = sorted(quantities)
-    rows: list[Any] = await conn.fetch(PLACE, user_id, ids, [quantities[i] for i in ids], len(ids))
+    ids, amounts = _lines(quantities)
+    rows: list[Any] = await conn.fetch(PLACE, user_id, ids, amounts, len(ids))
     return rows
 
 
@@ -71,8 +77,7 @@ WHERE available < requested ORDER BY product_id
 
 async def short_lines(conn: Any, quantities: dict[int, int]) -> list[Any]:
     """After a refused ``place``: the lines it could not fill, and the stock each had."""
-    ids = sorted(quantities)
-    rows: list[Any] = await conn.fetch(SHORT_LINES, ids, [quantities[i] for i in ids])
+    rows: list[Any] = await conn.fetch(SHORT_LINES, *_lines(quantities))
     return rows
 
 

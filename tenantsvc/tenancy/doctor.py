@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import column, func, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tenantsvc.db.engine import timeouts
 from tenantsvc.db.models import TenantBase
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.errors import first_line
@@ -81,16 +82,11 @@ async def check_pool(conn: AsyncConnection, settings: Settings) -> Check:
     return pool_check(settings, max_connections, reserved)
 
 
-# The service's timeouts (db/engine.py): the server's name for each, and the setting.
-TIMEOUTS = {"statement_timeout": "statement_timeout_ms",
-            "idle_in_transaction_session_timeout": "idle_in_transaction_timeout_ms"}  # fmt: skip
-
-
 def timeouts_check(settings: Settings, in_effect: dict[str, int], user: str) -> Check:
     """The service sets its timeouts when it connects; PgBouncer drops them, so behind it a
     connection has what the role or database says: none at all unless someone set them there.
     ``in_effect``: each timeout (ms) on a connection made as the service makes one."""
-    wanted = {name: getattr(settings, field) for name, field in TIMEOUTS.items()}
+    wanted = timeouts(settings)
     missing = [name for name in sorted(wanted) if wanted[name] and not in_effect[name]]
     shown = ", ".join(f"{name} {ms} ms" for name, ms in in_effect.items())
     if not missing:
@@ -104,7 +100,7 @@ def timeouts_check(settings: Settings, in_effect: dict[str, int], user: str) -> 
 async def check_timeouts(conn: AsyncConnection, settings: Settings) -> Check:
     found = await conn.execute(
         text("SELECT name, setting::int FROM pg_settings WHERE name = ANY(:names) ORDER BY name"),
-        {"names": list(TIMEOUTS)},
+        {"names": list(timeouts(settings))},
     )
     user = await conn.scalar(text("SELECT quote_ident(current_user)"))
     return timeouts_check(settings, dict(found.all()), str(user))
