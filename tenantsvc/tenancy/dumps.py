@@ -25,7 +25,9 @@ restoring the whole database.
 
 import io
 import json
+import lzma
 import tarfile
+import zlib
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +51,9 @@ FORMAT, VERSION = "tenantsvc-tenant-export", 1
 # minutes, which the requests' statement_timeout (the connections' own) would cut short.
 NO_STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = 0;"
 MANIFEST = "manifest.json"
+# What reading a cut-short or damaged file raises: tarfile's own errors, and those of the
+# compression it reads through (gzip's EOFError, which click would report as "aborted").
+_DAMAGED = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 _TABLES = """
 SELECT c.relname, array_agg(a.attname::text ORDER BY a.attnum)
@@ -201,7 +206,7 @@ async def import_tenant(
 def _manifest(tar: tarfile.TarFile) -> dict[str, Any]:
     """The manifest, its shape checked before any of it is used."""
     try:
-        manifest: dict[str, Any] = json.load(_member(tar, MANIFEST))
+        manifest: dict[str, Any] = json.loads(_read(tar, MANIFEST))
         tables = manifest["tables"]
         shaped = isinstance(manifest["revision"], str) and isinstance(manifest["name"], str)
         shaped = shaped and all(
@@ -219,14 +224,28 @@ def _manifest(tar: tarfile.TarFile) -> dict[str, Any]:
     return manifest
 
 
+def _read(tar: tarfile.TarFile, name: str) -> bytes:
+    try:
+        return _member(tar, name).read()
+    except _DAMAGED as exc:
+        raise _damaged(exc) from exc
+
+
 def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
     try:
-        member = tar.extractfile(name)
+        member = tar.extractfile(name)  # the first lookup reads the whole file's headers
     except KeyError:
         member = None
+    except _DAMAGED as exc:
+        raise _damaged(exc) from exc
     if member is None:
-        raise DumpError(f"the file has no {name}")
+        cut = " (an export ends with it: was the file cut short?)" if name == MANIFEST else ""
+        raise DumpError(f"the file has no {name}{cut}")
     return member
+
+
+def _damaged(exc: BaseException) -> DumpError:
+    return DumpError(f"the file is damaged or cut short ({first_line(exc)})")
 
 
 async def _load(driver: Any, schema: str, tar: tarfile.TarFile, manifest: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@ comes back, nothing of another tenant goes out, a bad file creates nothing."""
 
 import asyncio
 import contextlib
+import gzip
 import io
 import json
 import tarfile
@@ -141,6 +142,13 @@ async def test_a_bad_file_creates_nothing(fresh_engine: AsyncEngine, tmp_path: P
     file = tmp_path / "good.tar"
     await export_tenant(fresh_engine, "good", file)
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
+    whole = file.read_bytes()
+    with tarfile.open(file) as tar:  # copies that stopped early: inside a member, between two
+        ends = tar.getmember("manifest.json").offset, tar.getmembers()[0].offset_data + 10
+    (tmp_path / "cut.tar").write_bytes(whole[: ends[1]])
+    (tmp_path / "cut_between.tar").write_bytes(whole[: ends[0]])
+    squeezed = gzip.compress(whole)
+    (tmp_path / "cut.tar.gz").write_bytes(squeezed[: len(squeezed) // 2])
     with tarfile.open(file) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
     wrong_rows = [{**t, "rows": t["rows"] + 1} if t["name"] == "users" else t
@@ -151,6 +159,9 @@ async def test_a_bad_file_creates_nothing(fresh_engine: AsyncEngine, tmp_path: P
                    if t["name"] == "users" else t for t in manifest["tables"]]  # fmt: skip
     cases = {
         "not a tenant export": tmp_path / "junk.tar",
+        "damaged or cut short \\(unexpected end of data\\)$": tmp_path / "cut.tar",
+        "no manifest.json \\(an export ends with it": tmp_path / "cut_between.tar",
+        "damaged or cut short \\(Compressed file ended": tmp_path / "cut.tar.gz",
         "missing.tar: cannot read it \\(No such file or directory\\)$": tmp_path / "missing.tar",
         "no users.copy": _tampered(file, tmp_path / "a.tar", {}, drop="users.copy"),
         "not a tenantsvc-tenant-export file": _tampered(file, tmp_path / "b.tar", {"version": 9}),
