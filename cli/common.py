@@ -121,5 +121,6 @@ def print_table(
     Console(width=None if sys.stdout.isatty() else 10_000).print(table)
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def print_json(data: Any, err: bool = False) -> None:
+    """``err``: to stderr, when stdout carries the command's data (``export -``)."""
+    (sys.stderr if err else sys.stdout).write(json.dumps(data, indent=2, default=str) + "\n")

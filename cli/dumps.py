@@ -1,7 +1,12 @@
 """Moving a tenant's rows through a file: export one, import it as a new tenant."""
 
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,10 +22,13 @@ def _counts(rows: dict[str, int]) -> str:
     return ", ".join(f"{table} {n}" for table, n in rows.items())
 
 
+STDIO = Path("-")
+
+
 @app.command("export")
 def export_(
     slug: str,
-    file: Path,
+    file: Annotated[Path, typer.Argument(help="A new file, or - for stdout (a pipe).")],
     hold_writes: Annotated[
         bool,
         typer.Option(
@@ -31,12 +39,18 @@ def export_(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a tenant's rows to FILE, from one consistent snapshot (API keys stay behind)."""
+    """Write a tenant's rows to FILE, from one consistent snapshot (API keys stay behind).
+
+    With FILE `-` the export goes to stdout, and what it reports to stderr:
+    `tenantctl export acme - | ssh other tenantctl import - acme`."""
     from tenantsvc.settings import get_settings
     from tenantsvc.tenancy.dumps import export_tenant
     from tenantsvc.tenancy.locking import LockPolicy
 
-    if file.exists():
+    piped = file == STDIO
+    if piped and sys.stdout.isatty():
+        raise fail("not writing an export to a terminal: redirect stdout, or name a file")
+    if not piped and file.exists():
         raise fail(f"{file} exists: choose a new file (an export never overwrites)")
     if not file.parent.is_dir():
         raise fail(f"{file.parent} is not a directory")
@@ -44,40 +58,57 @@ def export_(
     async def work() -> None:
         async with engine_for_cli() as engine:
             hold = LockPolicy.from_settings(get_settings()) if hold_writes else None
-            done = await export_tenant(engine, slug, file, hold)
+            done = await export_tenant(engine, slug, sys.stdout.buffer if piped else file, hold)
         if as_json:
             print_json({"slug": done.slug, "revision": done.revision, "rows": done.rows,
-                        "file": str(file)})  # fmt: skip
+                        "file": str(file)}, err=piped)  # fmt: skip
         else:
-            typer.echo(f"exported {done.slug} at {done.revision} to {file}: {_counts(done.rows)}")
+            typer.echo(f"exported {done.slug} at {done.revision} to {file}: "
+                       f"{_counts(done.rows)}", err=piped)  # fmt: skip
 
     try:
         run(work)
     except BaseException:
-        file.unlink(missing_ok=True)  # no half-written export left to be mistaken for one
+        if not piped:
+            file.unlink(missing_ok=True)  # no half-written export left to be mistaken for one
         raise
 
 
 @app.command("import")
 def import_(
-    file: Path,
+    file: Annotated[Path, typer.Argument(help="An export, or - for stdin (a pipe).")],
     slug: str,
     name: Annotated[str | None, typer.Option(help="Display name (default: the file's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create tenant SLUG from an export, then migrate it to head.
 
-    At the file's revision with its rows, atomically; prints the new tenant's first API key."""
+    At the file's revision with its rows, atomically; prints the new tenant's first API key.
+    FILE `-` reads the export from stdin (kept in a temporary file: its manifest comes last)."""
     from tenantsvc.tenancy.dumps import import_tenant
     from tenantsvc.tenancy.slugs import validate_slug
 
+    if file == STDIO and sys.stdin.isatty():
+        raise fail("no export on stdin (it is a terminal): pipe one in, or name a file")
+
     async def work() -> None:
         validate_slug(slug)
-        async with engine_for_cli() as engine:
-            done = await import_tenant(engine, file, slug, name)
-        _report_import(done, str(file), as_json)
+        with _spooled_stdin() if file == STDIO else nullcontext(file) as source:
+            async with engine_for_cli() as engine:
+                done = await import_tenant(engine, source, slug, name)
+        _report_import(done, "stdin" if file == STDIO else str(file), as_json)
 
     run(work)
+
+
+@contextmanager
+def _spooled_stdin() -> Iterator[IO[bytes]]:
+    """stdin in a temporary file: reading a tar's manifest (its last member) first needs a
+    file it can seek in, which a pipe is not."""
+    with tempfile.TemporaryFile(prefix="tenantctl-import-") as spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+        spool.seek(0)
+        yield spool
 
 
 def _report_import(done: "Imported", source: str, as_json: bool) -> None:
@@ -109,8 +140,6 @@ def clone(
     """Create tenant SLUG as a copy of SOURCE's rows: a staging copy, a bug to reproduce.
 
     One snapshot of SOURCE, through an export in a temporary directory; API keys stay behind."""
-    import tempfile
-
     from tenantsvc.tenancy.dumps import export_tenant, import_tenant
     from tenantsvc.tenancy.slugs import validate_slug
 

@@ -27,8 +27,8 @@ import io
 import json
 import lzma
 import tarfile
-import zlib
 import tempfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from graphlib import TopologicalSorter
@@ -95,10 +95,11 @@ class Imported:
 
 
 async def export_tenant(
-    engine: AsyncEngine, slug: str, path: Path, hold: LockPolicy | None = None
+    engine: AsyncEngine, slug: str, target: Path | IO[bytes], hold: LockPolicy | None = None
 ) -> Exported:
-    """``hold``: hold the tenant's writes off while exporting (see above), waiting for them
-    as a migration waits for its locks."""
+    """``target``: a new file, or a stream written front to back (a pipe: ``export acme -``).
+    ``hold``: hold the tenant's writes off while exporting (see above), waiting for them as a
+    migration waits for its locks."""
     async with engine.connect() as conn:
         tenant = await get_tenant(conn, slug)
     schema = tenant.location
@@ -113,7 +114,7 @@ async def export_tenant(
                 # Before any query: the snapshot is taken at the first one, after the lock.
                 setup = hold.settings_sql() + _share_lock(schema, listed) if hold else None
                 await driver.execute(setup or NO_STATEMENT_TIMEOUT)
-                return await _write(driver, tenant, schema, listed, path)
+                return await _write(driver, tenant, schema, listed, target)
 
         if hold is None:
             revision, tables = await attempt()
@@ -130,11 +131,12 @@ async def export_tenant(
 
 
 async def _write(
-    driver: Any, tenant: TenantInfo, schema: str, listed: list[Any], path: Path
+    driver: Any, tenant: TenantInfo, schema: str, listed: list[Any], target: Path | IO[bytes]
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """The file, inside the export's transaction: the tables, then the manifest."""
     revision = await driver.fetchval(revision_sql(schema))
-    with tarfile.open(path, "w") as tar:
+    path, stream = (target, None) if isinstance(target, Path) else (None, target)
+    with tarfile.open(path, "w" if stream is None else "w|", fileobj=stream) as tar:
         tables = await _copy_out(driver, schema, listed, tar)
         manifest = {"format": FORMAT, "version": VERSION, "slug": tenant.slug,
                     "name": tenant.name, "revision": revision, "tables": tables,
@@ -175,15 +177,10 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 async def import_tenant(
-    engine: AsyncEngine, path: Path, slug: str, name: str | None = None
+    engine: AsyncEngine, source: Path | IO[bytes], slug: str, name: str | None = None
 ) -> Imported:
-    try:
-        tar = tarfile.open(path, "r")  # noqa: SIM115 (closed below, after the load)
-    except tarfile.TarError as exc:  # its message lists every compression it tried
-        raise DumpError(f"{path}: not a tenant export (not a tar file)") from exc
-    except OSError as exc:
-        raise DumpError(f"{path}: cannot read it ({exc.strerror or first_line(exc)})") from exc
-    with tar:
+    """``source``: a file, or a seekable stream (the CLI spools stdin into one)."""
+    with _open(source) as tar:
         manifest = _manifest(tar)
         revision = manifest["revision"]
 
@@ -201,6 +198,18 @@ async def import_tenant(
         async with engine.begin() as conn:
             await set_status(conn, slug, TenantStatus.ACTIVE)
     return Imported(new, revision, rows, moved.error)
+
+
+def _open(source: Path | IO[bytes]) -> tarfile.TarFile:
+    label = source if isinstance(source, Path) else "stdin"
+    try:
+        if isinstance(source, Path):
+            return tarfile.open(source, "r")
+        return tarfile.open(fileobj=source, mode="r")
+    except tarfile.TarError as exc:  # its message lists every compression it tried
+        raise DumpError(f"{label}: not a tenant export (not a tar file)") from exc
+    except OSError as exc:
+        raise DumpError(f"{label}: cannot read it ({exc.strerror or first_line(exc)})") from exc
 
 
 def _manifest(tar: tarfile.TarFile) -> dict[str, Any]:

@@ -4,6 +4,7 @@ import ast
 import asyncio
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tenantsvc.tenancy.doctor import pool_check, tenant_cap_check
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.testing.app import stop_app
 from tests.cli.test_cli import tenantctl, use_database
+from tests.command import TENANTCTL as TENANTCTL_COMMAND
 from tests.conftest import make_settings, start_app
 from tests.tenancy.revisions import add_sku_revision, concurrently, write_revision
 
@@ -272,6 +274,44 @@ def test_export_and_import_a_tenant(fresh_cli: str, tmp_path: Path) -> None:
         "error: unknown tenant 'nobody'\n"
     )
     assert not (tmp_path / "n.tar").exists()  # nothing half-written left behind
+
+
+def test_a_tenant_moves_through_a_pipe(fresh_cli: str, tmp_path: Path) -> None:
+    """`export acme - | import - acme`, two processes and a pipe, as over ssh: the rows go
+    through stdout, the report to stderr, and no file named "-" is left in the directory."""
+    tenantctl("create", "shop")
+    _scalar(fresh_cli, "INSERT INTO tenant_shop.users (email, name) VALUES ('a@x.io', 'Ann')")
+    command = TENANTCTL_COMMAND
+    with subprocess.Popen([*command, "export", "shop", "-"], cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as exporter:  # fmt: skip
+        assert exporter.stdout is not None
+        assert exporter.stderr is not None
+        importer = subprocess.run([*command, "import", "-", "shop_copy", "--json"], cwd=tmp_path,
+                                  stdin=exporter.stdout, capture_output=True, text=True,
+                                  timeout=60, check=False)  # fmt: skip
+        exporter.stdout.close()
+        report = exporter.stderr.read().decode()
+    assert (exporter.returncode, importer.returncode) == (0, 0), (report, importer.stderr)
+    assert report.startswith("exported shop at ")
+    assert "users 1" in report
+    assert json.loads(importer.stdout)["rows"]["users"] == 1
+    assert _scalar(fresh_cli, "SELECT name FROM tenant_shop_copy.users") == "Ann"
+    assert list(tmp_path.iterdir()) == []
+    _, terminal = pty.openpty()  # binary on a terminal: refused before anything is read
+    refused = subprocess.run([*command, "export", "shop", "-"], cwd=tmp_path,
+                             stdout=terminal, stderr=subprocess.PIPE, text=True, timeout=60,
+                             check=False)  # fmt: skip
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        "error: not writing an export to a terminal: redirect stdout, or name a file\n",
+    )
+    empty = subprocess.run([*command, "import", "-", "nothing"], cwd=tmp_path,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60, check=False)  # fmt: skip
+    assert (empty.returncode, empty.stderr) == (
+        1,
+        "error: stdin: not a tenant export (not a tar file)\n",
+    )
 
 
 def test_clone_copies_a_tenant_into_a_new_one(

@@ -31,10 +31,12 @@ def _readme_lines() -> Iterator[str]:
 def _segments(line: str) -> Iterator[list[str]]:
     """``show acme | suspend acme`` and ``keys create|list acme ; tenantctl keys revoke``:
     one token list per command written; a segment of options alone (``| --all``) belongs to
-    the command before it."""
+    the command before it; ``| ssh host tenantctl import -`` is the import it runs there."""
     previous: list[str] = []
     for part in re.split(r" [|;] ", line):
         tokens = shlex.split(part)
+        if tokens[0] == "ssh":
+            tokens = tokens[2:]
         if tokens[0] == "tenantctl":
             tokens = tokens[1:]
         if tokens[0].startswith("-"):
