@@ -24,6 +24,7 @@ from starlette.responses import Response
 from tenantsvc.deps import read_connection as read_connection
 from tenantsvc.deps import write_connection as write_connection
 from tenantsvc.problems import not_json, sent_as_json
+from tenantsvc.query_names import only_known
 from tenantsvc.tenant_routes import TenantRoute, replaying
 
 M = TypeVar("M", bound=BaseModel)
@@ -35,7 +36,7 @@ class PlainRoute(TenantRoute):
 
     def get_route_handler(self) -> Any:
         # ``serve`` opens and closes its transaction itself: no dependency stack to renew.
-        return replaying(type(self).serve, own_stack=False)
+        return only_known(self, replaying(type(self).serve, own_stack=False))
 
 
 def served_by(serve: Serve) -> type[APIRoute]:

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from tenantsvc.db.errors import UNDEFINED_TABLE, sqlstate
 from tenantsvc.db.stale import ATTEMPTS, is_replayable, is_stale_statement, mark_stale
 from tenantsvc.observability.metrics import REPLAYS
+from tenantsvc.query_names import only_known
 from tenantsvc.tenancy.middleware import still_served, unknown_tenant
 
 log = logging.getLogger(__name__)
@@ -83,4 +84,4 @@ async def _unless_tenant_gone(request: Request, exc: Exception) -> None:
 
 class TenantRoute(APIRoute):
     def get_route_handler(self) -> Any:
-        return replaying(super().get_route_handler())
+        return only_known(self, replaying(super().get_route_handler()))

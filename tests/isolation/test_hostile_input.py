@@ -2,6 +2,7 @@
 tenant headers that are refused never cost a single query."""
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -11,8 +12,12 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.orders.router import router as orders
+from tenantsvc.products.router import router as products
 from tenantsvc.tenancy.admin import create_key, revoke_key, set_status
 from tenantsvc.tenancy.models import TenantStatus
+from tenantsvc.tenant_routes import TenantRoute
+from tenantsvc.users.router import router as users
 from tests.conftest import Running, TenantFactory, TenantHandle
 
 HOSTILE_TENANT_IDS = [
@@ -268,3 +273,34 @@ async def test_oversize_bodies_are_413_whether_declared_or_streamed(
     streamed = await client.post("/products/bulk", content=chunks(), headers=json_headers)
     assert streamed.status_code == 413
     assert (await client.get("/products", headers=tenant_a.headers)).json()["items"] == []
+
+
+async def test_query_parameters_a_route_does_not_take_are_422_and_write_nothing(
+    running: Running, tenant_a: TenantHandle
+) -> None:
+    """Every tenant route, found in the routers: a typo'd parameter would otherwise be ignored,
+    and `?after=42` serve the first page again to a client paging with it."""
+    client = running.client
+    routes = [r for router in (orders, products, users) for r in router.routes
+              if isinstance(r, TenantRoute)]  # fmt: skip
+    assert len(routes) > 15
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "1", route.path)
+        for method in sorted(route.methods or ()):
+            response = await client.request(method, path, params={"after": "42"},
+                                            headers=tenant_a.headers, json={})  # fmt: skip
+            assert response.status_code == 422, (method, path, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            if method == "HEAD":
+                continue
+            (error,) = response.json()["errors"]
+            assert (error["loc"], error["type"]) == (["query", "after"], "extra_forbidden")
+            assert error["msg"].startswith("Unknown query parameter: this path takes ")
+    assert (await client.get("/products", headers=tenant_a.headers)).json()["items"] == []
+    assert (await client.get("/users", headers=tenant_a.headers)).json()["items"] == []
+    known = {"after_id": "0", "limit": "5", "status": "placed", "newest_first": "true"}
+    listed = await client.get("/orders", params=known, headers=tenant_a.headers)
+    assert listed.status_code == 200, listed.text
+    paged = await client.get("/products", params={"after_id": "0", "limit": "5"},
+                             headers=tenant_a.headers)  # fmt: skip
+    assert paged.status_code == 200, paged.text
