@@ -25,7 +25,21 @@ def pgserver(data_dir: Path, cleanup_mode: str) -> Any:
         warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR", UserWarning)
         from pgserver.postgres_server import get_server  # heavy; only this path needs it
 
-        return get_server(data_dir, cleanup_mode=cleanup_mode)
+        server = get_server(data_dir, cleanup_mode=cleanup_mode)
+    _forget_the_dead(server)
+    return server
+
+
+def _forget_the_dead(server: Any) -> None:
+    """pgserver stops the server when the last process that joined it exits, and counts them
+    in a list in the data directory. One that was killed (SIGKILL, a crash, the OOM killer)
+    never leaves the list, and then no exit was ever the last: every later ``make run`` left
+    PostgreSQL running when it stopped. Joining drops the processes that no longer exist."""
+    import psutil
+
+    with server._lock:
+        joined = server.global_process_id_list
+        joined.put([pid for pid in joined.get() if psutil.pid_exists(pid)])
 
 
 def asyncpg_url(server: Any) -> str:

@@ -30,6 +30,7 @@ def test_serve_on_embedded_default_answers_the_printed_curl() -> None:
     data_dir = tempfile.mkdtemp(prefix="tenantsvc-serve-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTSVC_")}
     env["TENANTSVC_EMBEDDED_DATA_DIR"] = os.path.join(data_dir, "pgdata")
+    _crashed_while_joined(env)  # serve joins a server an earlier process left running
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
@@ -60,6 +61,20 @@ def test_serve_on_embedded_default_answers_the_printed_curl() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
     # A deploy's SIGTERM stops the embedded PostgreSQL too, and the server exits 0.
     assert (stopped, left) == (0, [])
+
+
+def _crashed_while_joined(env: dict[str, str]) -> None:
+    """A process that started the embedded server and was killed before its exit hook ran:
+    a crash, the OOM killer, `kill -9`."""
+    script = ("from tenantsvc.db.embedded import ensure_database_url; "
+              "from tenantsvc.settings import get_settings; "
+              "ensure_database_url(get_settings()); print('up', flush=True); input()")  # fmt: skip
+    joined = subprocess.Popen([sys.executable, "-c", script], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert joined.stdout is not None
+    assert joined.stdout.readline() == "up\n"
+    joined.kill()
+    joined.wait(timeout=10)
 
 
 def _embedded_left(data_dir: str) -> list[int]:
