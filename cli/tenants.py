@@ -31,8 +31,9 @@ def create(
 
     if name is not None and len(slugs) > 1:
         raise fail("--name names one tenant: give one slug with it")
-    if len(set(slugs)) < len(slugs):
-        raise fail("a slug is given twice")
+    twice = sorted({slug for slug in slugs if slugs.count(slug) > 1})
+    if twice:
+        raise fail(f"given twice: {', '.join(twice)}; nothing created")
 
     pending = list(slugs)
 
