@@ -161,7 +161,7 @@ def _migrate(
         write_migration_outcomes(metrics_file, summary, time.perf_counter() - started)
     if not as_json:
         typer.echo(
-            f"{summary.total} tenants: {summary.migrated} migrated to {summary.target}, "
+            f"{summary.total} tenants: {summary.migrated} migrated to {summary.target or 'base'}, "
             f"{summary.skipped} already there, {len(summary.failures)} failed"
             + (f" ({summary.lock_retries} retried after waiting for locks)"
                if summary.lock_retries else "")

@@ -24,7 +24,9 @@ from starlette.responses import Response
 from tenantsvc.db.errors import UNDEFINED_TABLE, sqlstate
 from tenantsvc.db.stale import ATTEMPTS, is_replayable, is_stale_statement, mark_stale
 from tenantsvc.observability.metrics import REPLAYS
+from tenantsvc.problems import Problem
 from tenantsvc.query_names import only_known
+from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.middleware import still_served, unknown_tenant
 
 log = logging.getLogger(__name__)
@@ -75,11 +77,17 @@ async def _attempt(handler: Handler, request: Request) -> Response:
 
 
 async def _unless_tenant_gone(request: Request, exc: Exception) -> None:
+    """A tenant whose tables are missing: archived since the snapshot (a 404, as the next
+    request will get), or still served with a schema that lacks them (migrated down to base,
+    a table renamed under the code): a 503 that says so, and an error in the log, not a 500."""
     if sqlstate(exc) != UNDEFINED_TABLE:
         return
     slug = request.state.tenant.slug
     if not await still_served(request.state.registry, slug):
         raise unknown_tenant(slug) from None
+    log.error("tenant %r is served, but its schema lacks a table: %s", slug, first_line(exc))
+    raise Problem(503, "Tenant unavailable",
+                  f"tenant {slug!r} cannot be served: its tables are missing") from exc  # fmt: skip
 
 
 class TenantRoute(APIRoute):

@@ -89,6 +89,9 @@ def is_downgrade(current: str | None, target: str | None) -> bool:
     return target in ancestors
 
 
+_VERSION_TABLE = "CREATE TABLE alembic_version"
+
+
 @cache
 def _compiled(current: str | None, target: str | None, extra: tuple[str, ...]) -> str:
     buffer = io.StringIO()
@@ -98,7 +101,12 @@ def _compiled(current: str | None, target: str | None, extra: tuple[str, ...]) -
         command.downgrade(config, f"{current}:{target or 'base'}", sql=True)
     else:
         command.upgrade(config, f"{current}:{target}" if current else str(target), sql=True)
-    return buffer.getvalue()
+    # From base, Alembic's offline script creates the version table. A tenant migrated down to
+    # base still has it (empty: Alembic's downgrade deletes the row, not the table), and the
+    # way back up would fail on "relation alembic_version already exists".
+    return buffer.getvalue().replace(
+        _VERSION_TABLE, "CREATE TABLE IF NOT EXISTS alembic_version", 1
+    )
 
 
 def compiled_script(current: str | None, target: str | None) -> str:

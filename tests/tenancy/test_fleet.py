@@ -152,3 +152,35 @@ async def test_status_reports_revision_and_drift(fresh_engine: AsyncEngine) -> N
     assert [(s.at_head, s.drift) for s in states] == [(True, False), (True, True), (True, False)]
     async with fresh_engine.connect() as conn:  # the reference schema left nothing behind
         assert await conn.scalar(text("SELECT to_regnamespace('tenantsvc_reference')")) is None
+
+
+async def test_down_to_base_refuses_a_tenant_with_rows_and_comes_back_up(
+    fresh_engine: AsyncEngine,
+) -> None:
+    """Dropping the first revision drops the tables: only a tenant without rows goes, and it
+    comes back up as a new one is built (the version table, left by Alembic's downgrade, no
+    longer stops the way up)."""
+    empty, kept = await make_tenants(fresh_engine, 2, "base")
+    async with fresh_engine.begin() as conn:
+        await conn.execute(text(f"INSERT INTO {kept}.products (name, price_cents, stock) "
+                                "VALUES ('pen', 1, 1)"))  # fmt: skip
+    built = await _catalog(fresh_engine, empty)
+    down = await fleet.migrate_all(fresh_engine, "base")
+    assert down.migrated == 1
+    [refused] = down.failures
+    assert refused.slug == "base001"
+    assert "the tenant has rows: t0001 cannot be undone" in (refused.error or "")
+    assert await revisions_of(fresh_engine, [empty, kept]) == {empty: None, kept: head("tenant")}
+    assert await _tables(fresh_engine, empty) == ["alembic_version"]
+    up = await fleet.migrate_all(fresh_engine)
+    assert (up.migrated, up.skipped, up.failures) == (1, 1, [])
+    assert await _catalog(fresh_engine, empty) == built
+    async with fresh_engine.connect() as conn:
+        assert await conn.scalar(text(f"SELECT count(*) FROM {kept}.products")) == 1
+
+
+async def _tables(engine: AsyncEngine, schema: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = :s"),
+                                  {"s": schema})  # fmt: skip
+        return sorted(r[0] for r in rows)

@@ -4,6 +4,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.admin import create_key, revoke_key, set_status
 from tenantsvc.tenancy.lifecycle import archive
 from tenantsvc.tenancy.models import TenantStatus
@@ -171,3 +172,23 @@ async def test_a_tenant_archived_before_the_next_poll_is_404_on_every_route(
     for answer in answers:
         body = assert_problem(answer, 404)
         assert body["detail"] == f"no tenant {tenant.slug!r}"
+
+
+async def test_a_served_tenant_without_its_tables_is_503_on_every_route(
+    client: httpx.AsyncClient, tenant_factory: TenantFactory, engine: AsyncEngine
+) -> None:
+    """Migrated down to base (an empty tenant may be) and still active: its requests say
+    the tenant cannot be served, where they were 500s; back at head, it serves again."""
+    tenant = await tenant_factory()
+    assert (await fleet.migrate_all(engine, "base", slugs=[tenant.slug])).migrated == 1
+    order = {"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]}
+    answers = [
+        await client.get("/products", headers=tenant.headers),  # the hot read (raw connection)
+        await client.get("/products/1", headers=tenant.headers),  # the ORM
+        await client.post("/orders", json=order, headers=tenant.headers),  # the hot write
+    ]
+    for answer in answers:
+        body = assert_problem(answer, 503)
+        assert body["detail"] == f"tenant {tenant.slug!r} cannot be served: its tables are missing"
+    assert (await fleet.migrate_all(engine, slugs=[tenant.slug])).migrated == 1
+    assert (await client.get("/products", headers=tenant.headers)).status_code == 200

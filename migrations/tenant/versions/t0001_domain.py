@@ -68,6 +68,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Dropping the tables drops the tenant's rows with them: refuse while it has any. Deleting
+    # a tenant's data is `tenantctl drop --purge`, which asks first.
+    op.execute(
+        "DO $$ BEGIN IF EXISTS (SELECT FROM users) OR EXISTS (SELECT FROM products) "
+        "OR EXISTS (SELECT FROM orders) THEN RAISE EXCEPTION "
+        "'the tenant has rows: t0001 cannot be undone (drop --purge deletes a tenant)'; "
+        "END IF; END $$"
+    )
     op.drop_table("order_items")
     op.drop_table("orders")
     op.drop_table("products")
