@@ -102,6 +102,7 @@ def serve(
         http="httptools",
         log_config=uvicorn_log_config(settings.log_level),
         access_log=False,  # tenantsvc.access logs each request with its id and tenant
+        server_header=False,  # "server: uvicorn" tells a scanner what to try; no client needs it
     )
     if count > 1:
         run_workers(config)

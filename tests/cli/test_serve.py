@@ -54,6 +54,7 @@ def test_serve_on_embedded_default_answers_the_printed_curl() -> None:
         )
         assert response.status_code == 200
         assert len(response.json()["items"]) >= 3
+        assert "server" not in response.headers  # no "server: uvicorn" for scanners to read
     finally:
         server.send_signal(signal.SIGTERM)
         stopped = server.wait(timeout=30)
