@@ -43,7 +43,7 @@ from tenantsvc.db.engine import create_engine
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, compiled_script, head
 from tenantsvc.tenancy.service_role import create_service_role
-from tenantsvc.testing.app import pool_checkouts, wait_for_http
+from tenantsvc.testing.app import SCRAPE, SCRAPER_TOKEN, pool_checkouts, wait_for_http
 from tenantsvc.testing.postgres import free_port
 
 KNOBS = {"T": 50, "PRODUCTS": 1000, "USERS": 20, "STOCK": 1000, "CONNS": 32, "DURATION": 15,
@@ -161,7 +161,7 @@ def checkouts(url: str) -> dict[str, float]:
     """The service's tenant checkouts so far, by what they found (home, warm, cold), all
     workers together; each worker's figure is up to METRICS_SAMPLE_SECONDS old, a second's
     requests against a run's fifteen. Nothing from a server without tenantsvc's metrics."""
-    answer = httpx.get(url + "/metrics", timeout=10)
+    answer = httpx.get(url + "/metrics", headers=SCRAPE, timeout=10)
     return pool_checkouts(answer.text) if answer.status_code == 200 else {}
 
 
@@ -378,7 +378,7 @@ def service_env(env: dict[str, str], pre_ping: bool = False) -> dict[str, str]:
     return {**env, "TENANTSVC_DATABASE_URL": url,
             "TENANTSVC_POOL_SIZE": "20", "TENANTSVC_MAX_OVERFLOW": "10",
             "TENANTSVC_POOL_PRE_PING": str(pre_ping).lower(),
-            "TENANTSVC_LOG_LEVEL": "WARNING"}  # fmt: skip
+            "TENANTSVC_LOG_LEVEL": "WARNING", "TENANTSVC_METRICS_TOKEN": SCRAPER_TOKEN}  # fmt: skip
 
 
 def pinned_env(env: dict[str, str], slug: str) -> dict[str, str]:

@@ -95,12 +95,20 @@ def _shown(value: object) -> str:
     return repr(_PASSWORD.sub(r"\1***@", str(value)))
 
 
+# Settings whose value is a secret: an error names them, never what they were set to.
+_SECRETS = {"metrics_token"}
+
+
 def bad_settings(exc: Any) -> str:
     """pydantic's report on the settings as one line naming the variables to fix."""
     problems = [f"TENANTSVC_{'_'.join(map(str, e['loc'])).upper()}: "
-                f"{e['msg'].removeprefix('Value error, ')} (got {_shown(e['input'])})"
+                f"{e['msg'].removeprefix('Value error, ')} {_got(e)}"
                 for e in exc.errors()]  # fmt: skip
     return "bad setting " + "; ".join(problems)
+
+
+def _got(error: Any) -> str:
+    return "(value not shown)" if error["loc"][0] in _SECRETS else f"(got {_shown(error['input'])})"
 
 
 def print_table(

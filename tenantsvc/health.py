@@ -1,8 +1,11 @@
 """Liveness and readiness; neither needs a tenant."""
 
+import secrets
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import SecretStr
 from sqlalchemy import column, func, select, table
 
 from tenantsvc.api_docs import problems
@@ -42,6 +45,22 @@ async def readyz(request: Request) -> dict[str, str] | Response:
 
 @router.get("/metrics", include_in_schema=False)
 async def prometheus_metrics(request: Request) -> Response:
+    refused = _scrape_refused(request.state.metrics_token, request.headers.get("authorization"))
+    if refused is not None:
+        return refused
     database: Database = request.state.db
     metrics.observe_pools(database.engines())
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _scrape_refused(token: SecretStr | None, authorization: str | None) -> Response | None:
+    """/metrics names every tenant a worker served and how busy each is: the scraper's token,
+    or nothing. The API's port is the one clients reach, and any of them could read it."""
+    if token is None:
+        return problem_response(404, "Not found", "metrics are off: set TENANTSVC_METRICS_TOKEN")
+    expected = b"Bearer " + token.get_secret_value().encode()
+    sent = (authorization or "").strip(" \t").encode("latin-1")
+    if not secrets.compare_digest(sent, expected):
+        detail = "scrape with Authorization: Bearer <TENANTSVC_METRICS_TOKEN>"
+        return problem_response(401, "Unauthorized", detail, {"WWW-Authenticate": "Bearer"})
+    return None

@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "registry": registry,
                 "activity": activity,
                 "shared_head": head("shared"),
+                "metrics_token": resolved.metrics_token,
             }
         finally:
             sampler.cancel()

@@ -9,7 +9,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # What a PostgreSQL URL may start with; the service's engines all use asyncpg.
@@ -137,6 +137,13 @@ class Settings(BaseSettings):
         "refused by the browser itself.",
     )
 
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="The bearer token a scraper sends for /metrics (Prometheus: "
+        "`authorization: {credentials: ...}`). Unset or empty: /metrics is off. Its tenant "
+        "labels name the customers a worker served and how busy each is, which no client of "
+        "the API may read, and the API's port is the one clients reach.",
+    )
     metrics_max_tenant_labels: int = Field(
         default=100,
         ge=0,
@@ -201,6 +208,15 @@ class Settings(BaseSettings):
         if urls is None:
             return None
         return ",".join(asyncpg_url(u) for u in _split(urls))
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _token_or_none(cls, token: object) -> object:
+        if token == "":  # compose's ${TENANTSVC_METRICS_TOKEN:-}
+            return None
+        if isinstance(token, str) and len(token) < 16:
+            raise ValueError("use a token of at least 16 characters")
+        return token
 
     @field_validator("cors_origins")
     @classmethod

@@ -19,7 +19,7 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from tenantsvc.tenancy.roles import role_prefix
-from tenantsvc.testing.app import wait_for_http
+from tenantsvc.testing.app import SCRAPE, SCRAPER_TOKEN, wait_for_http
 from tenantsvc.testing.postgres import free_port
 from tests.command import tenantctl_process
 from tests.pgbouncer import pgbouncer
@@ -53,6 +53,7 @@ def test_compose_topology(compose: dict[str, Any]) -> None:
     assert app_url.username == services["pgbouncer"]["environment"]["DB_USER"] == "tenantsvc_api"
     assert "TENANTSVC_API_PASSWORD" in services["migrate"]["environment"]
     assert app_env["TENANTSVC_PGBOUNCER"] == "true"
+    assert app_env["TENANTSVC_METRICS_TOKEN"] == "${TENANTSVC_METRICS_TOKEN:-}"  # unset: off
     assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for name in ("postgres", "pgbouncer", "app"):
         assert "test" in services[name]["healthcheck"], name
@@ -119,7 +120,7 @@ def app_process(empty_database_url: str, admin_url: str) -> Iterator[Topology]:
         as_role = make_url(bounced).set(username=role, password=SERVICE_PASSWORD)
         port = free_port()
         env = {**base, "TENANTSVC_PGBOUNCER": "true", "TENANTSVC_POOL_SIZE": "8",
-               "TENANTSVC_WORKERS": "2",
+               "TENANTSVC_WORKERS": "2", "TENANTSVC_METRICS_TOKEN": SCRAPER_TOKEN,
                "TENANTSVC_DATABASE_URL": as_role.render_as_string(hide_password=False)}  # fmt: skip
         server = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
@@ -146,7 +147,7 @@ def test_topology_runs_as_processes(app_process: Topology) -> None:
         assert order.status_code == 201, order.text
         assert order.json()["total_cents"] == 10
         assert client.get(f"/products/{product.json()['id']}").json()["stock"] == 0
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=SCRAPE).text
         assert 'route="/orders",status="201"' in metrics
 
 

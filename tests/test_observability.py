@@ -16,8 +16,34 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantsvc.observability import metrics
 from tenantsvc.observability.logs import json_handler
 from tenantsvc.observability.metrics import TenantLabels
-from tenantsvc.testing.app import stop_app
+from tenantsvc.testing.app import SCRAPE, stop_app
 from tests.conftest import Running, TenantHandle, make_settings, start_app
+
+
+async def test_metrics_are_for_the_scraper_alone(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, database_url: str
+) -> None:
+    """/metrics names every tenant a worker served and how busy each is, on the port every
+    client reaches: only the scraper's token reads it, and without one set it is off."""
+    await client.get("/products", headers=tenant_a.headers)
+    scraped = await client.get("/metrics", headers=SCRAPE)
+    assert "tenantsvc_requests_total{" in scraped.text
+    token = SCRAPE["Authorization"]
+    wrong = [{}, tenant_a.headers, {"Authorization": token + "x"},
+             {"Authorization": token.removeprefix("Bearer ")}]  # fmt: skip
+    for refused in wrong:
+        answer = await client.get("/metrics", headers=refused)
+        assert (answer.status_code, answer.headers["www-authenticate"]) == (401, "Bearer")
+        assert "tenantsvc_requests_total" not in answer.text
+    manager, running = await start_app(make_settings(database_url, metrics_token=None))
+    try:
+        off = await running.client.get("/metrics", headers=SCRAPE)
+    finally:
+        await stop_app(manager, running)
+    assert (off.status_code, off.json()["detail"]) == (
+        404,
+        "metrics are off: set TENANTSVC_METRICS_TOKEN",
+    )
 
 
 async def test_metrics_count_requests_by_route_status_and_tenant(
@@ -31,7 +57,7 @@ async def test_metrics_count_requests_by_route_status_and_tenant(
         await client.get("/products/1", headers=tenant_a.headers)
         await client.head("/products/1", headers=tenant_a.headers)
         await client.get("/products", headers={"X-Tenant-ID": "BAD"})
-        body = (await client.get("/metrics")).text
+        body = (await client.get("/metrics", headers=SCRAPE)).text
     finally:
         await stop_app(manager, running)
     assert (

@@ -18,7 +18,7 @@ from tenantsvc.tenancy.slugs import is_valid_slug
 
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-)  # /metrics carries no tenant data; restrict it at the network edge like any scrape target
+)  # no tenant: /metrics asks for the scraper's own token instead (health.py)
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_\-]{16,128})")
 _INVALID_KEY = "the API key is not valid"
 

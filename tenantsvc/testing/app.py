@@ -21,6 +21,9 @@ from tenantsvc.settings import Settings
 from tenantsvc.tenancy.roles import role_prefix
 from tenantsvc.testing.postgres import with_database
 
+SCRAPER_TOKEN = "scraper-token-for-tests"  # noqa: S105 (the app's /metrics, for a test's scrape)
+SCRAPE = {"Authorization": f"Bearer {SCRAPER_TOKEN}"}
+
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings for tests: a small pool, a fast registry poll, and the interpreter's garbage
@@ -34,6 +37,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "registry_poll_seconds": 0.2,
         "gc_young_threshold": 0,
         "gc_freeze": False,
+        "metrics_token": SCRAPER_TOKEN,
     }
     values.update(overrides)
     return Settings(**values)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from cli.main import app
-from tenantsvc.settings import get_settings
+from tenantsvc.settings import Settings, get_settings
 from tenantsvc.tenancy.migrator import head
 from tests.command import tenantctl_process
 
@@ -323,3 +323,12 @@ def test_migrate_one_and_all() -> None:
     assert everyone["summary"]["failed"] == 0
     assert everyone["summary"]["total"] >= 1
     tenantctl("migrate", "nobody_here", code=1)
+
+
+def test_a_bad_metrics_token_is_refused_without_showing_it() -> None:
+    env = {**os.environ, "TENANTSVC_METRICS_TOKEN": "hunter2"}
+    result = tenantctl_process("list", env=env)
+    assert (result.returncode, result.stderr) == (1, "error: bad setting TENANTSVC_METRICS_TOKEN: "
+                                                  "use a token of at least 16 characters "
+                                                  "(value not shown)\n")  # fmt: skip
+    assert Settings(metrics_token="").metrics_token is None  # compose's default: metrics off

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.testing.app import pool_checkouts, wait_for_http
+from tenantsvc.testing.app import SCRAPE, SCRAPER_TOKEN, pool_checkouts, wait_for_http
 from tenantsvc.testing.postgres import free_port
 from tests.conftest import TenantHandle
 from tests.polling import until
@@ -122,13 +122,14 @@ def test_metrics_add_up_every_workers_pool(database_url: str, tenant_a: TenantHa
     """Whichever worker answers the scrape reports the pools of all of them as they are now:
     the other worker's checkouts count too, though no scrape ever reaches it."""
     requests = 40
-    env = {"TENANTSVC_METRICS_SAMPLE_SECONDS": "0.2"}
+    env = {"TENANTSVC_METRICS_SAMPLE_SECONDS": "0.2", "TENANTSVC_METRICS_TOKEN": SCRAPER_TOKEN}
     with _two_workers(database_url, env) as (_, port, _listeners):
         base = f"http://127.0.0.1:{port}"
         for _ in range(requests):  # a new connection each: the kernel spreads them over both
             response = httpx.get(f"{base}/products?limit=1", headers=tenant_a.headers)
             assert response.status_code == 200
-        with httpx.Client(base_url=base) as scraper:  # one connection: always the same worker
+        # One connection: always the same worker.
+        with httpx.Client(base_url=base, headers=SCRAPE) as scraper:
             deadline = time.monotonic() + 10
             while (
                 counted := sum(pool_checkouts(scraper.get("/metrics").text).values())

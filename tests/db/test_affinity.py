@@ -17,7 +17,7 @@ from tenantsvc.db.affinity import AffinityPool, _Slots, at_home, jump_hash, tena
 from tenantsvc.db.engine import create_engine, pool_class
 from tenantsvc.db.session import pooled_connection
 from tenantsvc.settings import Settings
-from tenantsvc.testing.app import pool_checkouts
+from tenantsvc.testing.app import SCRAPE, pool_checkouts
 from tests.conftest import TenantHandle, make_settings
 
 POOL = 4
@@ -194,5 +194,5 @@ async def test_checkouts_are_counted_in_metrics(
     client: httpx.AsyncClient, tenant_a: TenantHandle
 ) -> None:
     assert (await client.get("/products", headers=tenant_a.headers)).status_code == 200
-    found = pool_checkouts((await client.get("/metrics")).text)
+    found = pool_checkouts((await client.get("/metrics", headers=SCRAPE)).text)
     assert set(found) == {"home", "warm", "cold"}
