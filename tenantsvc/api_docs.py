@@ -42,7 +42,7 @@ _MEANINGS = {
     400: "Missing, malformed or repeated X-Tenant-ID or Authorization; a bad consistency token",
     401: "No API key, or not a valid one (WWW-Authenticate: Bearer)",
     403: "The key belongs to another tenant, or the tenant is suspended",
-    404: "No such tenant, or no such resource in the tenant",
+    404: "No such resource in the tenant, or the key's own tenant archived",
     409: "The request conflicts with the tenant's data (an order short of stock: `short` names "
     "its lines)",
     412: "If-Match names a version of the row that is no longer current (its ETag is sent)",

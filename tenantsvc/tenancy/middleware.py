@@ -42,14 +42,6 @@ def _single_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str |
     return values[0].decode("latin-1").strip(" \t") if values else None
 
 
-async def _lookup(registry: TenantRegistry, slug: str) -> Tenant | None:
-    tenant = registry.get(slug)
-    if tenant is None:
-        await registry.refresh_on_miss()
-        tenant = registry.get(slug)
-    return _served(tenant)
-
-
 def _served(tenant: Tenant | None) -> Tenant | None:
     """The tenant if requests may reach it (a suspended one is answered 403 later)."""
     return tenant if tenant is not None and tenant.status in SERVED else None
@@ -80,21 +72,28 @@ async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> tuple[Tenant
 
 
 async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> tuple[Tenant, int]:
+    """The key is checked before the tenant is looked at, so that whether a tenant exists is
+    told only to a holder of its key: without one, an unknown slug gets the 401 a known one
+    gets, where a 404 let anyone list a service's customers by trying names."""
     if not is_valid_slug(slug):
         raise TenantRejected(400, "Malformed tenant", "X-Tenant-ID is not a valid tenant slug")
-    tenant = await _lookup(registry, slug)
-    if tenant is None:
-        raise unknown_tenant(slug)
     match = _BEARER.fullmatch(authorization)
     if match is None:
         raise _without_a_key(authorization)
-    # No refresh on an unknown key: guessed keys never cost a query. A key issued a moment
-    # ago is picked up by the next poll (or by the refresh a new tenant's first request does).
-    owner = registry.key_owner(hash_key(match.group(1)))
+    digest = hash_key(match.group(1))
+    owner = registry.key_owner(digest)
+    if owner is None and registry.get(slug) is None:
+        # A tenant created a moment ago, with its first key: served at once. A guessed key
+        # for a known tenant costs no query; the next poll picks up a key issued a moment ago.
+        await registry.refresh_on_miss()
+        owner = registry.key_owner(digest)
     if owner is None:
         raise TenantRejected(401, "Unauthorized", _INVALID_KEY)
-    if owner.slug != tenant.slug:
+    if owner.slug != slug:
         raise TenantRejected(403, "Forbidden", "the API key belongs to another tenant")
+    tenant = _served(registry.get(slug))
+    if tenant is None:  # the key's own tenant, archived: told to the holder of its key only
+        raise unknown_tenant(slug)
     if tenant.status == TenantStatus.SUSPENDED:
         raise TenantRejected(403, "Tenant suspended", f"tenant {slug!r} is suspended")
     return tenant, owner.key_id

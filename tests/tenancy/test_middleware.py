@@ -33,8 +33,23 @@ async def test_malformed_tenant_header_is_400(client: httpx.AsyncClient, value: 
     assert_problem(await client.get("/products", headers={"X-Tenant-ID": value}), 400)
 
 
-async def test_unknown_tenant_is_404(client: httpx.AsyncClient) -> None:
-    assert_problem(await client.get("/products", headers={"X-Tenant-ID": "nobody_here"}), 404)
+async def test_whether_a_tenant_exists_is_told_only_to_a_holder_of_its_key(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    """Without its key, a tenant that does not exist is answered exactly as one that does:
+    a 404 for unknown names let anyone list the service's customers by trying them."""
+    guessed = "Bearer tsk_" + "x" * 40
+    for authorization in (None, guessed, f"Bearer {tenant_b.api_key}", "Basic dXNlcjpwYXNz"):
+        answers = []
+        for slug in (tenant_a.slug, "nobody_here"):
+            headers = {"X-Tenant-ID": slug}
+            if authorization is not None:
+                headers["Authorization"] = authorization
+            answer = await client.get("/products", headers=headers)
+            answers.append((answer.status_code, answer.json()["detail"]))
+        assert answers[0] == answers[1], authorization
+        assert answers[0][0] == (403 if authorization and tenant_b.api_key in authorization
+                                 else 401)  # fmt: skip
 
 
 @pytest.mark.parametrize(
