@@ -76,6 +76,14 @@ def tenant_cap_check(settings: Settings) -> Check:
     return Check("tenant cap", "warn", f"{detail}requests hang, and starve the others: {advice}")
 
 
+def metrics_check(settings: Settings) -> Check:
+    """Not a failure either way: a deployment may watch the service some other way."""
+    if settings.metrics_token is None:
+        return Check("metrics", "warn", "/metrics is off: set TENANTSVC_METRICS_TOKEN, and "
+                     "have the scraper send it as a bearer token")  # fmt: skip
+    return Check("metrics", "ok", "/metrics answers a scraper that sends TENANTSVC_METRICS_TOKEN")
+
+
 async def check_pool(conn: AsyncConnection, settings: Settings) -> Check:
     max_connections = int(await _setting(conn, "max_connections"))
     reserved = int(await _setting(conn, "superuser_reserved_connections"))
@@ -276,6 +284,7 @@ def _first_few(items: list[str], shown: int = 5) -> str:
 async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
     checks = [await check_server(conn), await check_pool(conn, settings)]
     checks.append(tenant_cap_check(settings))
+    checks.append(metrics_check(settings))
     checks.append(await check_timeouts(conn, settings))
     checks.append(await check_search_path(conn))
     try:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.psql import libpq_env
 from tenantsvc.settings import Settings, get_settings
-from tenantsvc.tenancy.doctor import pool_check, tenant_cap_check
+from tenantsvc.tenancy.doctor import metrics_check, pool_check, tenant_cap_check
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
 from tenantsvc.testing.app import stop_app
 from tests.cli.test_cli import tenantctl, use_database
@@ -339,6 +339,7 @@ def test_doctor_passes_then_catches_a_leaky_search_path(
 ) -> None:
     monkeypatch.setenv("TENANTSVC_POOL_SIZE", "20")
     monkeypatch.setenv("TENANTSVC_MAX_OVERFLOW", "10")
+    monkeypatch.setenv("TENANTSVC_METRICS_TOKEN", "a-scraper-token-0123")
     get_settings.cache_clear()
     tenantctl("create", "healthy")
     checks = {c["check"]: c for c in tenantctl("doctor", "--json")}
@@ -424,6 +425,16 @@ def test_tenant_cap_check_warns_when_one_tenant_can_take_the_pool() -> None:
         assert check.status == "warn", cap
         assert "TENANTSVC_TENANT_MAX_CONNECTIONS below 30" in check.detail
     assert tenant_cap_check(Settings(tenant_max_connections=29)).status == "ok"
+
+
+def test_metrics_check_says_whether_metrics_can_be_scraped() -> None:
+    off = metrics_check(Settings(metrics_token=None))
+    assert off.status == "warn"
+    assert off.detail == (
+        "/metrics is off: set TENANTSVC_METRICS_TOKEN, "
+        "and have the scraper send it as a bearer token"
+    )
+    assert metrics_check(Settings(metrics_token="x" * 16)).status == "ok"
 
 
 def test_pool_check_says_what_to_change() -> None:
