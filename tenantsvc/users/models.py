@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, String
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tenantsvc.db.base import CreatedAtMixin, RowVersionMixin, TenantBase
@@ -19,10 +19,12 @@ class User(RowVersionMixin, CreatedAtMixin, TenantBase):
             "(erased_at IS NULL) = (email IS NOT NULL AND name IS NOT NULL)",
             name="users_erased_check",
         ),
+        # Unique whatever the case (t0005): Ann@x.io and ann@x.io are one person.
+        Index("users_email_lower_key", text("lower(email)"), unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(200))
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -24,7 +24,9 @@ class UserRepository(Repository):
         return await self.get(user_id) is not None
 
     async def get_by_email(self, email: str) -> User | None:
-        found: User | None = await self.session.scalar(select(User).where(User.email == email))
+        """Whatever its case, as the unique index compares (PostgreSQL's lower(), on both)."""
+        same = func.lower(User.email) == func.lower(email)
+        found: User | None = await self.session.scalar(select(User).where(same))
         return found
 
     async def page(self, after_id: int, limit: int) -> list[User]:

@@ -4,6 +4,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from tenantsvc.db.session import tenant_session
 from tenantsvc.tenancy import fleet
+from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.users.repository import UserRepository
 from tests.conftest import TenantHandle
@@ -181,7 +182,7 @@ async def test_t0004_cannot_be_undone_while_erased_users_exist(fresh_engine: Asy
     refused = await fleet.migrate_all(fresh_engine, "t0003")
     [failure] = refused.failures
     assert "erased users exist: t0004 cannot be undone" in (failure.error or "")
-    assert await revisions_of(fresh_engine, [schema]) == {schema: "t0004"}
+    assert await revisions_of(fresh_engine, [schema]) == {schema: head("tenant")}
 
 
 async def test_a_user_locked_for_a_write_does_not_hold_up_an_order_for_it(
@@ -197,3 +198,44 @@ async def test_a_user_locked_for_a_write_does_not_hold_up_an_order_for_it(
             await other.execute(
                 text(f"INSERT INTO {tenant_a.schema}.orders (user_id) VALUES (:u)"), {"u": user_id}
             )
+
+
+async def test_an_email_is_one_user_whatever_its_case(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, tenant_b: TenantHandle
+) -> None:
+    ann = await _user(client, tenant_a, "ann@case.io")
+    twin = await client.post("/users", json={"email": "Ann@CASE.io", "name": "A"},
+                             headers=tenant_a.headers)  # fmt: skip
+    assert (twin.status_code, twin.json()["detail"]) == (409, "a user with this email exists")
+    bob = await _user(client, tenant_a, "bob@case.io")
+    taken = await client.patch(f"/users/{bob}", json={"email": "ANN@case.io"},
+                               headers=tenant_a.headers)  # fmt: skip
+    assert taken.status_code == 409
+    own = await client.patch(f"/users/{ann}", json={"email": "Ann@Case.io"},
+                             headers=tenant_a.headers)  # fmt: skip
+    assert (own.status_code, own.json()["email"]) == (200, "Ann@Case.io")  # kept as written
+    await _user(client, tenant_b, "ANN@case.io")  # another tenant's users are its own
+
+
+async def test_t0005_names_the_users_who_share_an_email_and_waits_for_them(
+    fresh_engine: AsyncEngine,
+) -> None:
+    """Registered before t0005, two users may differ only in case: the tenant stays at t0004,
+    told which users, until all but one are changed; the rest of the fleet migrates."""
+    twins, clean = [(await create_tenant(fresh_engine, s)).schema for s in ("twins", "clean")]
+    await fleet.migrate_all(fresh_engine, "t0004")
+    async with fresh_engine.begin() as conn:
+        await conn.execute(text(f"INSERT INTO {twins}.users (email, name) VALUES "
+                                "('ann@x.io', 'A'), ('bob@x.io', 'B'), ('Ann@X.io', 'A2'), "
+                                "('ANN@x.io', 'A3'), ('Bob@x.io', 'B2')"))  # fmt: skip
+    refused = await fleet.migrate_all(fresh_engine)
+    [failure] = refused.failures
+    assert (failure.slug, refused.migrated) == ("twins", 1)
+    assert "users 1, 3, 4; 2, 5 share an email in different case" in (failure.error or "")
+    assert await revisions_of(fresh_engine, [twins, clean]) == {twins: "t0004",
+                                                                clean: head("tenant")}  # fmt: skip
+    async with fresh_engine.begin() as conn:
+        await conn.execute(text(f"UPDATE {twins}.users SET email = 'ann2@x.io' WHERE id = 3"))
+        await conn.execute(text(f"DELETE FROM {twins}.users WHERE id IN (4, 5)"))
+    assert (await fleet.migrate_all(fresh_engine)).failures == []
+    assert await revisions_of(fresh_engine, [twins]) == {twins: head("tenant")}
