@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import JsonOpt, duration, engine_for_cli, print_json, print_table, run
+from cli.common import JsonOpt, duration, engine_for_cli, print_json, print_table, run, spoken
 
 app = typer.Typer()
 
@@ -31,6 +31,10 @@ def history(
             found = await events(conn, slug, limit, since)
         if as_json:
             print_json([e.as_json() for e in found])
+            return
+        if not found:  # a line that says so, where an empty table's frame said it less clearly
+            window = f" in the last {spoken(since)}" if since else ""
+            typer.echo(f"no events{' for ' + slug if slug else ''}{window}")
             return
         rows = ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.slug, e.action, e.summary(), e.actor)
                 for e in found)  # fmt: skip

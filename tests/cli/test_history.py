@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from cli.common import duration, spoken
 from tenantsvc.tenancy.doctor import AUDITED
 from tenantsvc.tenancy.history import Event
 from tests.cli.test_cli import tenantctl, use_database
@@ -87,11 +88,16 @@ def test_history_since(fresh_cli: str) -> None:
     tenantctl("create", "old")
     _scalar(fresh_cli, "UPDATE tenantsvc.tenant_events SET at = at - interval '3 days'")
     assert tenantctl("history", "old", "--since", "2d", "--json") == []  # a quiet tenant
+    assert tenantctl("history", "old", "--since", "2d").stdout == (
+        "no events for old in the last 2 days\n"
+    )
     tenantctl("suspend", "old")
     recent = tenantctl("history", "old", "--since", "2d", "--json")
     assert [e["action"] for e in recent] == ["status"]
     assert len(tenantctl("history", "old", "--since", "4d", "--json")) == 3
     tenantctl("history", "--since", "2 days", code=2)
+    said = [spoken(duration(v)) for v in ("1m", "90m", "12h", "2w")]
+    assert said == ["1 minute", "90 minutes", "12 hours", "14 days"]
 
 
 def test_history_text_limit_and_bad_input(fresh_cli: str) -> None:
