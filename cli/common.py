@@ -122,12 +122,19 @@ def _got(error: Any) -> str:
 
 
 def print_table(
-    headings: Sequence[str], rows: Iterable[Sequence[str]], right: Collection[str] = ()
+    headings: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    right: Collection[str] = (),
+    empty: str = "none",
 ) -> None:
     """A table for people on stdout, the ``right`` columns (numbers) right-aligned. On a
     terminal it fits the terminal's width; piped (to grep, to a file), a row stays one line
     however wide. rich is imported only when a table is printed, so ``tenantctl --help``
-    stays fast."""
+    stays fast. Without rows, the line ``empty`` says so: a frame with no rows said less."""
+    rows = list(rows)
+    if not rows:
+        typer.echo(empty)
+        return
     from rich.console import Console
     from rich.table import Table
 

@@ -32,12 +32,10 @@ def history(
         if as_json:
             print_json([e.as_json() for e in found])
             return
-        if not found:  # a line that says so, where an empty table's frame said it less clearly
-            window = f" in the last {spoken(since)}" if since else ""
-            typer.echo(f"no events{' for ' + slug if slug else ''}{window}")
-            return
         rows = ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.slug, e.action, e.summary(), e.actor)
                 for e in found)  # fmt: skip
-        print_table(("at", "tenant", "action", "detail", "by"), rows)
+        window = f" in the last {spoken(since)}" if since else ""
+        empty = f"no events{' for ' + slug if slug else ''}{window}"
+        print_table(("at", "tenant", "action", "detail", "by"), rows, empty=empty)
 
     run(work)

@@ -83,7 +83,8 @@ def list_(slug: str, as_json: JsonOpt = False) -> None:
         rows = ((str(k.id), f"{k.prefix}…", f"{k.created_at:%Y-%m-%d %H:%M}", _state(k),
                  f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never")
                 for k in found)  # fmt: skip
-        print_table(("id", "prefix", "created", "state", "last used"), rows, right=("id",))
+        print_table(("id", "prefix", "created", "state", "last used"), rows, right=("id",),
+                    empty=f"{slug} has no API keys")  # fmt: skip
 
     run(work)
 

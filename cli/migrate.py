@@ -275,7 +275,7 @@ def status_(as_json: JsonOpt = False) -> None:
         rows = ((s.slug, s.status, s.revision or "-", "yes" if s.at_head else "NO",
                  "-" if s.drift is None else ("DRIFT" if s.drift else "none"))
                 for s in states)  # fmt: skip
-        print_table(("slug", "status", "revision", "at head", "drift"), rows)
+        print_table(("slug", "status", "revision", "at head", "drift"), rows, empty="no tenants")
         typer.echo(f"head {target}; stuck in provisioning: {', '.join(stuck) or 'none'}")
 
     run(work)

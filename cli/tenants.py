@@ -83,7 +83,8 @@ def list_(
             return
         rows = ((t.slug, t.name, t.schema, t.status, f"{t.created_at:%Y-%m-%d %H:%M}")
                 for t in tenants)  # fmt: skip
-        print_table(("slug", "name", "schema", "status", "created"), rows)
+        print_table(("slug", "name", "schema", "status", "created"), rows,
+                    empty=f"no {status} tenants" if status else "no tenants")  # fmt: skip
 
     run(work)
 
@@ -148,7 +149,8 @@ def usage(
         rows = ((u.slug, u.status, f"{u.rows:,}", decimal(u.table_bytes),
                  decimal(u.index_bytes), decimal(u.total_bytes), f"{u.reads:,}",
                  f"{u.writes:,}") for u in found)  # fmt: skip
-        print_table(("slug", "status", *numbers), rows, right=numbers)
+        print_table(("slug", "status", *numbers), rows, right=numbers,
+                    empty=f"no {status} tenants" if status else "no tenants")  # fmt: skip
 
     run(work)
 
@@ -165,7 +167,8 @@ def requests(slug: str, days: Days = 30, as_json: JsonOpt = False) -> None:
             print_json([d.as_json() for d in found])
             return
         rows = ((d.day.isoformat(), f"{d.reads:,}", f"{d.writes:,}") for d in found)
-        print_table(("day (UTC)", "reads", "writes"), rows, right=("reads", "writes"))
+        print_table(("day (UTC)", "reads", "writes"), rows, right=("reads", "writes"),
+                    empty=f"no requests served for {slug} in the last {days} days")  # fmt: skip
 
     run(work)
 

@@ -494,3 +494,18 @@ def test_help_is_fast_and_lean() -> None:
     """`tenantctl --help` must not import the web stack or the database drivers."""
     heavy = ("fastapi", "sqlalchemy", "asyncpg", "alembic")
     assert _loaded("from cli.main import app", heavy) == []
+
+
+def test_an_empty_answer_is_a_line_that_says_so(fresh_cli: str) -> None:
+    """Where a table has no rows, one line says what there is none of: an empty frame of
+    headings left the operator to work out whether the command had looked at all."""
+    tenantctl("migrate-all")
+    assert tenantctl("list").stdout == "no tenants\n"
+    assert tenantctl("usage").stdout == "no tenants\n"
+    assert tenantctl("status").stdout.startswith("no tenants\nhead ")
+    tenantctl("create", "quiet")
+    assert tenantctl("list", "--status", "suspended").stdout == "no suspended tenants\n"
+    assert tenantctl("requests", "quiet", "--days", "7").stdout == (
+        "no requests served for quiet in the last 7 days\n"
+    )
+    assert "│ quiet │ tenant_quiet │ active │" in tenantctl("list").stdout  # rows: a table
