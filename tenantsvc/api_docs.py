@@ -62,6 +62,16 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for s in statuses}  # fmt: skip
 
 
+# A creating route's 201: what was made, and where it now lives.
+CREATED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "Created",
+        "headers": {"Location": {"description": "The new resource's path (`/orders/42`)",
+                                 "schema": {"type": "string"}}},
+    }
+}  # fmt: skip
+
+
 # What any tenant route may answer before or besides its own outcome.
 TENANT_PROBLEMS = problems(400, 401, 403, 404, 422, 429, 503)
 

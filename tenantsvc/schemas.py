@@ -43,3 +43,13 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
     this instead of a model, which FastAPI would validate against response_model again
     (response_model stays declared for the OpenAPI schema)."""
     return Response(model.model_dump_json(), status_code, media_type="application/json")
+
+
+def created(model: BaseModel, collection: str, resource_id: int) -> Response:
+    """A 201 that says where the new resource is (``Location``, RFC 9110 15.3.2)."""
+    return Response(model.model_dump_json(), 201, headers=location(collection, resource_id),
+                    media_type="application/json")  # fmt: skip
+
+
+def location(collection: str, resource_id: int) -> dict[str, str]:
+    return {"Location": f"{collection}/{resource_id}"}

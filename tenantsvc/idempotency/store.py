@@ -29,6 +29,7 @@ from starlette.responses import Response
 
 from tenantsvc.observability.metrics import IDEMPOTENCY
 from tenantsvc.problems import Problem
+from tenantsvc.schemas import location
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -113,7 +114,7 @@ async def remembered(
     """``write()``'s response; with a key, at most once (``once``)."""
     if key is None:
         return await write()
-    return await once(conn, key, fingerprint(operation, body), write)
+    return await once(conn, key, fingerprint(operation, body), write, _path(operation))
 
 
 async def remembered_in(
@@ -124,10 +125,18 @@ async def remembered_in(
     if key is None:
         return await write()
     raw = await (await session.connection()).get_raw_connection()
-    return await once(raw.driver_connection, key, fingerprint(operation, body), write)
+    return await once(raw.driver_connection, key, fingerprint(operation, body), write,
+                      _path(operation))  # fmt: skip
 
 
-async def once(conn: Any, key: str, request_hash: bytes, write: Write) -> Response:
+def _path(operation: str) -> str:
+    """``POST /orders`` -> ``/orders``: where a resource it created lives, under its id."""
+    return operation.partition(" ")[2]
+
+
+async def once(
+    conn: Any, key: str, request_hash: bytes, write: Write, collection: str | None = None
+) -> Response:
     """``write()``'s response, or the one stored under ``key`` by an earlier success. ``conn``
     is in the request's transaction (``deps.WriteConn``)."""
     stored = await _claim(conn, key, request_hash)
@@ -141,9 +150,18 @@ async def once(conn: Any, key: str, request_hash: bytes, write: Write) -> Respon
         detail = f"this {HEADER} was used for a different request in the last {KEPT}"
         raise Problem(422, f"{HEADER} reused", detail)
     IDEMPOTENCY.labels("replayed").inc()
-    headers = {REPLAYED: "true"}
+    headers = {REPLAYED: "true", **_created_at(stored, collection)}
     return Response(stored["response"], stored["status"], headers=headers,
                     media_type="application/json")  # fmt: skip
+
+
+def _created_at(stored: Any, collection: str | None) -> dict[str, str]:
+    """The replayed 201's ``Location``, as the first answer had it: read from the stored
+    body's ``id`` (the key keeps the body and status only; a replay is the rare path)."""
+    if stored["status"] != 201 or collection is None:
+        return {}
+    sent = json.loads(stored["response"])
+    return location(collection, sent["id"]) if isinstance(sent, dict) and "id" in sent else {}
 
 
 async def _claim(conn: Any, key: str, request_hash: bytes) -> Any:

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from tenantsvc.api_docs import TENANT_PROBLEMS, problems
+from tenantsvc.api_docs import CREATED, TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow, WriteConn
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.repository import OrderState
@@ -12,7 +12,7 @@ from tenantsvc.orders.service import place_order
 from tenantsvc.pagination import AfterId, IdPath, Limit, NewestFirst, Page
 from tenantsvc.plain_routes import body_model, served_by, write_connection
 from tenantsvc.problems import Problem
-from tenantsvc.schemas import json_response
+from tenantsvc.schemas import created, json_response
 from tenantsvc.tenant_routes import TenantRoute
 
 router = APIRouter(
@@ -22,7 +22,7 @@ router = APIRouter(
 
 async def create_order(body: OrderIn, conn: WriteConn) -> Response:
     placed = await place_order(conn, body)
-    return json_response(placed, status.HTTP_201_CREATED)
+    return created(placed, "/orders", placed.id)
 
 
 async def _serve_create_order(request: Request) -> Response:
@@ -36,7 +36,8 @@ async def _serve_create_order(request: Request) -> Response:
 # The hot write, on a plain route (see plain_routes.py).
 router.add_api_route(
     "", create_order, methods=["POST"], status_code=status.HTTP_201_CREATED,
-    response_model=OrderOut, responses=problems(409, 413), openapi_extra=idempotency.DOCUMENTED,
+    response_model=OrderOut, responses={**CREATED, **problems(409, 413)},
+    openapi_extra=idempotency.DOCUMENTED,
     route_class_override=served_by(_serve_create_order),
 )  # fmt: skip
 

@@ -2,7 +2,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import TypeAdapter
 
 from tenantsvc import preconditions
-from tenantsvc.api_docs import TENANT_PROBLEMS, problems
+from tenantsvc.api_docs import CREATED, TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadConn, ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, PageParams, page_json
@@ -18,7 +18,7 @@ from tenantsvc.products.schemas import (
     ProductOut,
     ProductPatch,
 )
-from tenantsvc.schemas import json_response
+from tenantsvc.schemas import created, json_response
 from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.uow import UnitOfWork
 
@@ -60,13 +60,14 @@ router.add_api_route(
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=ProductOut, responses=problems(413),
+    "", status_code=status.HTTP_201_CREATED, response_model=ProductOut,
+    responses={**CREATED, **problems(413)},
     openapi_extra=idempotency.DOCUMENTED,
 )  # fmt: skip
 async def create_product(body: ProductIn, key: idempotency.RequestKey, uow: Uow) -> Response:
     async def create() -> Response:
         product = await uow.products.add(**body.model_dump())
-        return json_response(ProductOut.model_validate(product), status.HTTP_201_CREATED)
+        return created(ProductOut.model_validate(product), "/products", product.id)
 
     return await idempotency.remembered_in(uow.session, key, "POST /products", body, create)
 

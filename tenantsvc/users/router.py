@@ -1,14 +1,14 @@
 from fastapi import APIRouter, Response, status
 
 from tenantsvc import preconditions
-from tenantsvc.api_docs import TENANT_PROBLEMS, problems
+from tenantsvc.api_docs import CREATED, TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.schemas import OrderOut, order_page
 from tenantsvc.pagination import AfterId, IdPath, Limit, NewestFirst, Page, page_of
 from tenantsvc.preconditions import IfMatch, IfNoneMatch
 from tenantsvc.problems import Problem
-from tenantsvc.schemas import json_response
+from tenantsvc.schemas import created
 from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.uow import UnitOfWork
 from tenantsvc.users.models import User
@@ -35,7 +35,7 @@ async def _locked(uow: UnitOfWork, user_id: int, if_match: str | None) -> User:
 
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=UserOut,
-    responses=problems(409, 413), openapi_extra=idempotency.DOCUMENTED,
+    responses={**CREATED, **problems(409, 413)}, openapi_extra=idempotency.DOCUMENTED,
 )  # fmt: skip
 async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Response:
     async def create() -> Response:
@@ -44,7 +44,7 @@ async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Re
         if await uow.users.get_by_email(body.email) is not None:
             raise Problem(409, "Conflict", "a user with this email exists")
         user = await uow.users.add(email=body.email, name=body.name)
-        return json_response(UserOut.model_validate(user), status.HTTP_201_CREATED)
+        return created(UserOut.model_validate(user), "/users", user.id)
 
     return await idempotency.remembered_in(uow.session, key, "POST /users", body, create)
 

@@ -192,3 +192,29 @@ async def test_every_create_route_takes_a_key(
         assert (reused.status_code, reused.json()["title"]) == (422, "Idempotency-Key reused")
         bad = await client.post(path, json=body, headers=_keyed(tenant_a, "no spaces allowed"))
         assert bad.status_code == 400, path
+
+
+async def test_a_201_says_where_the_new_resource_is_and_its_replay_too(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """Location on each create, the plain route's order included, and on the answer a retry
+    gets back (the key keeps the body and status; the address is read from the body)."""
+    user, product = await _user(client, tenant_a), await _product(client, tenant_a, 10)
+    creates = [
+        ("/orders", _order(user, (product, 1))),
+        ("/products", {"name": "lamp", "price_cents": 1, "stock": 1}),
+        ("/users", {"email": "where@x.io", "name": "W"}),
+    ]
+    for collection, body in creates:
+        headers = _keyed(tenant_a, f"where-{collection[1:]}")
+        first = await client.post(collection, json=body, headers=headers)
+        again = await client.post(collection, json=body, headers=headers)
+        assert first.status_code == again.status_code == 201, first.text
+        expected = f"{collection}/{first.json()['id']}"
+        assert (first.headers["location"], again.headers["location"]) == (expected, expected)
+        assert again.headers["idempotent-replayed"] == "true"
+        fetched = await client.get(expected, headers=tenant_a.headers)
+        assert (fetched.status_code, fetched.json()["id"]) == (200, first.json()["id"])
+    many = {"items": [{"name": "a", "price_cents": 1, "stock": 1}]}
+    bulk = await client.post("/products/bulk", json=many, headers=tenant_a.headers)
+    assert (bulk.status_code, "location" in bulk.headers) == (201, False)  # many: no one place
