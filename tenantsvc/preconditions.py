@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Header, Response, status
 
-from tenantsvc.api_docs import problems
+from tenantsvc.api_docs import CREATED, problems
 from tenantsvc.problems import Problem
 
 IfMatch = Annotated[
@@ -35,6 +35,10 @@ TAGGED: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG}}
 READ = {**TAGGED, 304: {"description": "If-None-Match named the current version",
                         "headers": _ETAG}}  # fmt: skip
 WRITE = {**TAGGED, **problems(412)}
+# A create's 201: where the row lives, and its first version (not on a replayed answer).
+CREATED_TAGGED: dict[int | str, dict[str, Any]] = {
+    201: {**CREATED[201], "headers": {**CREATED[201]["headers"], **_ETAG}}
+}
 
 
 def etag(version: int) -> str:

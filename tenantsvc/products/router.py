@@ -2,7 +2,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import TypeAdapter
 
 from tenantsvc import preconditions
-from tenantsvc.api_docs import CREATED, TENANT_PROBLEMS, problems
+from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadConn, ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, PageParams, page_json
@@ -61,13 +61,15 @@ router.add_api_route(
 
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=ProductOut,
-    responses={**CREATED, **problems(413)},
+    responses={**preconditions.CREATED_TAGGED, **problems(413)},
     openapi_extra=idempotency.DOCUMENTED,
 )  # fmt: skip
 async def create_product(body: ProductIn, key: idempotency.RequestKey, uow: Uow) -> Response:
     async def create() -> Response:
         product = await uow.products.add(**body.model_dump())
-        return created(ProductOut.model_validate(product), "/products", product.id)
+        answer = created(ProductOut.model_validate(product), "/products", product.id)
+        preconditions.tagged(answer, product.xmin)  # a replay has none: the row may have moved
+        return answer
 
     return await idempotency.remembered_in(uow.session, key, "POST /products", body, create)
 

@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Response, status
 
 from tenantsvc import preconditions
-from tenantsvc.api_docs import CREATED, TENANT_PROBLEMS, problems
+from tenantsvc.api_docs import TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.schemas import OrderOut, order_page
@@ -35,7 +35,8 @@ async def _locked(uow: UnitOfWork, user_id: int, if_match: str | None) -> User:
 
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=UserOut,
-    responses={**CREATED, **problems(409, 413)}, openapi_extra=idempotency.DOCUMENTED,
+    responses={**preconditions.CREATED_TAGGED, **problems(409, 413)},
+    openapi_extra=idempotency.DOCUMENTED,
 )  # fmt: skip
 async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Response:
     async def create() -> Response:
@@ -44,7 +45,9 @@ async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Re
         if await uow.users.get_by_email(body.email) is not None:
             raise Problem(409, "Conflict", "a user with this email exists")
         user = await uow.users.add(email=body.email, name=body.name)
-        return created(UserOut.model_validate(user), "/users", user.id)
+        answer = created(UserOut.model_validate(user), "/users", user.id)
+        preconditions.tagged(answer, user.xmin)  # a replay has none: the row may have moved
+        return answer
 
     return await idempotency.remembered_in(uow.session, key, "POST /users", body, create)
 

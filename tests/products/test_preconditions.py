@@ -138,3 +138,25 @@ async def test_a_write_that_waited_for_another_is_checked_against_what_that_one_
         await order.commit()
     assert (await patch).status_code == 412
     assert (await client.get(url, headers=tenant_a.headers)).json()["stock"] == 7
+
+
+@pytest.mark.parametrize(
+    ("collection", "body"),
+    [("/products", {"name": "lamp", "price_cents": 1, "stock": 1}),
+     ("/users", {"email": "tagged@x.io", "name": "T"})],
+)  # fmt: skip
+async def test_a_create_answers_with_the_etag_a_patch_can_send_at_once(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, collection: str, body: dict[str, object]
+) -> None:
+    """No read between creating a row and writing it under If-Match. A retry's replayed
+    answer carries none: the row may have changed since, and an old tag would only 412."""
+    headers = {**tenant_a.headers, "Idempotency-Key": f"tag{collection[1:]}"}
+    created = await client.post(collection, json=body, headers=headers)
+    read = await client.get(created.headers["location"], headers=tenant_a.headers)
+    assert created.headers["etag"] == read.headers["etag"]
+    matching = {**tenant_a.headers, "If-Match": created.headers["etag"]}
+    patched = await client.patch(created.headers["location"], json={"name": "renamed"},
+                                 headers=matching)  # fmt: skip
+    assert patched.status_code == 200, patched.text
+    replayed = await client.post(collection, json=body, headers=headers)
+    assert (replayed.status_code, "etag" in replayed.headers) == (201, False)
