@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Annotated
 import typer
 
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, run
+from cli.completion import Slug, known_slugs
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.dumps import Imported
@@ -27,7 +28,7 @@ STDIO = Path("-")
 
 @app.command("export")
 def export_(
-    slug: str,
+    slug: Slug,
     file: Annotated[Path, typer.Argument(help="A new file, or - for stdout (a pipe).")],
     hold_writes: Annotated[
         bool,
@@ -132,7 +133,7 @@ def _report_import(done: "Imported", source: str, as_json: bool) -> None:
 
 @app.command()
 def clone(
-    source: str,
+    source: Annotated[str, typer.Argument(autocompletion=known_slugs, show_default=False)],
     slug: str,
     name: Annotated[str | None, typer.Option(help="Display name (default: SOURCE's).")] = None,
     as_json: JsonOpt = False,

@@ -6,13 +6,16 @@ from typing import Annotated
 import typer
 
 from cli.common import JsonOpt, duration, engine_for_cli, print_json, print_table, run, spoken
+from cli.completion import known_slugs
 
 app = typer.Typer()
 
 
 @app.command()
 def history(
-    slug: Annotated[str | None, typer.Argument(help="One tenant (default: all).")] = None,
+    slug: Annotated[
+        str | None, typer.Argument(help="One tenant (default: all).", autocompletion=known_slugs)
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Events to show.")] = 50,
     since: Annotated[
         timedelta | None,

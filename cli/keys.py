@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.common import JsonOpt, duration, engine_for_cli, print_json, print_table, run
+from cli.completion import Slug
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.admin import KeyInfo
@@ -19,7 +20,7 @@ ExpiresIn = Annotated[
 
 @app.command()
 def create(
-    slug: str,
+    slug: Slug,
     expires_in: ExpiresIn = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -40,7 +41,7 @@ def create(
 
 @app.command()
 def rotate(
-    slug: str,
+    slug: Slug,
     grace: Annotated[
         timedelta,
         typer.Option(parser=duration, metavar="1h", help="How long the old keys keep working."),
@@ -67,7 +68,7 @@ def rotate(
 
 
 @app.command("list")
-def list_(slug: str, as_json: JsonOpt = False) -> None:
+def list_(slug: Slug, as_json: JsonOpt = False) -> None:
     """List a tenant's keys by id and prefix (never the keys themselves), and their last use.
 
     The last use is exact to within a minute (TENANTSVC_USAGE_FLUSH_SECONDS): it shows
@@ -102,7 +103,7 @@ def _state(key: "KeyInfo") -> str:
 
 @app.command()
 def revoke(
-    slug: str,
+    slug: Slug,
     key_id: Annotated[int, typer.Argument(min=1, max=2**63 - 1, help="From `keys list`.")],
     as_json: JsonOpt = False,
 ) -> None:

@@ -26,7 +26,7 @@ def main() -> None:
     value out of range) is one line on stderr and exit 2, like every other error's one line
     and exit 1, instead of a framed panel."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="tenantctl")
     except typer.TyperException as exc:  # click's errors, as Typer ships them
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command: its help, shown
             typer.echo(exc.format_message(), err=True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
+from cli.completion import Slug
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.fleet import Summary
@@ -69,7 +70,7 @@ class JsonStream:
 
 @app.command()
 def migrate(
-    slug: str,
+    slug: Slug,
     to: ToOpt = "head",
     lock_timeout_ms: LockTimeoutOpt = None,
     lock_retries: LockRetriesOpt = None,

@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from cli.common import engine_for_cli, fail, run
+from cli.completion import Slug
 
 app = typer.Typer()
 
@@ -75,7 +76,7 @@ def _wait(process: "subprocess.Popen[bytes]") -> int:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def psql(
     ctx: typer.Context,
-    slug: str,
+    slug: Slug,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Every transaction read-only.")
     ] = False,

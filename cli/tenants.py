@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
+from cli.completion import Slug, known_slugs
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.provisioning import NewTenant
@@ -105,7 +106,7 @@ def _set_status(slug: str, status: str, as_json: bool) -> None:
 
 
 @app.command()
-def show(slug: str, as_json: JsonOpt = False) -> None:
+def show(slug: Slug, as_json: JsonOpt = False) -> None:
     """Show one tenant."""
     from tenantsvc.tenancy.admin import get_tenant
 
@@ -156,7 +157,7 @@ def usage(
 
 
 @app.command()
-def requests(slug: str, days: Days = 30, as_json: JsonOpt = False) -> None:
+def requests(slug: Slug, days: Days = 30, as_json: JsonOpt = False) -> None:
     """One tenant's requests served per UTC day, newest first: to bill, to see a trend."""
     from tenantsvc.tenancy.usage import daily_requests
 
@@ -174,19 +175,19 @@ def requests(slug: str, days: Days = 30, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def suspend(slug: str, as_json: JsonOpt = False) -> None:
+def suspend(slug: Slug, as_json: JsonOpt = False) -> None:
     """Stop serving a tenant (403) without touching its data."""
     _set_status(slug, "suspended", as_json)
 
 
 @app.command("read-only")
-def read_only(slug: str, as_json: JsonOpt = False) -> None:
+def read_only(slug: Slug, as_json: JsonOpt = False) -> None:
     """Serve a tenant's reads and refuse its writes (503): maintenance, a move."""
     _set_status(slug, "read_only", as_json)
 
 
 @app.command()
-def resume(slug: str, as_json: JsonOpt = False) -> None:
+def resume(slug: Slug, as_json: JsonOpt = False) -> None:
     """Serve a suspended or read-only tenant fully again."""
     _set_status(slug, "active", as_json)
 
@@ -209,7 +210,7 @@ def _lifecycle(slug: str, action: str, as_json: bool) -> None:
 
 @app.command()
 def drop(
-    slug: str,
+    slug: Slug,
     purge: Annotated[bool, typer.Option(help="Drop the schema and its data for good.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
@@ -227,7 +228,7 @@ def drop(
 
 
 @app.command()
-def restore(slug: str, as_json: JsonOpt = False) -> None:
+def restore(slug: Slug, as_json: JsonOpt = False) -> None:
     """Bring an archived tenant back, every row intact."""
     _lifecycle(slug, "restore", as_json)
 
@@ -275,7 +276,10 @@ def service_role(
 
 @app.command()
 def isolate(
-    slug: Annotated[str | None, typer.Argument(help="One tenant (default: --all).")] = None,
+    slug: Annotated[
+        str | None,
+        typer.Argument(help="One tenant (default: --all).", autocompletion=known_slugs),
+    ] = None,
     all_tenants: Annotated[
         bool, typer.Option("--all", help="Every tenant without its own role.")
     ] = False,
@@ -306,7 +310,7 @@ def isolate(
 
 @app.command()
 def rename(
-    slug: str,
+    slug: Slug,
     name: Annotated[str, typer.Option(help="The new display name.")],
     as_json: JsonOpt = False,
 ) -> None:

@@ -332,3 +332,30 @@ def test_a_bad_metrics_token_is_refused_without_showing_it() -> None:
                                                   "use a token of at least 16 characters "
                                                   "(value not shown)\n")  # fmt: skip
     assert Settings(metrics_token="").metrics_token is None  # compose's default: metrics off
+
+
+def _completed(words: str, env: dict[str, str]) -> list[str]:
+    """What the shell's TAB offers after ``words`` (bash's protocol, as the installed script)."""
+    cword = str(len(words.split()) - (0 if words.endswith(" ") else 1))
+    shell = {**env, "COMP_WORDS": words, "COMP_CWORD": cword,
+             "_TENANTCTL_COMPLETE": "complete_bash"}  # fmt: skip
+    result = tenantctl_process(env=shell)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_tab_completes_tenant_slugs_and_never_starts_a_server(tmp_path: Path) -> None:
+    prefix = f"tab_{uuid.uuid4().hex[:6]}"
+    names = [f"{prefix}_{i}" for i in range(2)]
+    tenantctl("create", *names)
+    assert _completed(f"tenantctl show {prefix}", dict(os.environ)) == names
+    assert _completed(f"tenantctl keys rotate {prefix}", dict(os.environ)) == names
+    assert _completed(f"tenantctl clone {prefix}", dict(os.environ)) == names  # the source
+    assert _completed("tenantctl create tab_", dict(os.environ)) == []  # a new one: no names
+    down = {**os.environ, "TENANTSVC_DATABASE_URL": "postgresql://x@127.0.0.1:9/none"}
+    assert _completed("tenantctl show ", down) == []  # nothing, and no traceback
+    idle = {k: v for k, v in os.environ.items() if k != "TENANTSVC_DATABASE_URL"}
+    idle["TENANTSVC_EMBEDDED_DATA_DIR"] = str(tmp_path / "pgdata")
+    assert _completed("tenantctl show ", idle) == []
+    assert not (tmp_path / "pgdata").exists()  # a TAB started no embedded server
