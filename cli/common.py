@@ -48,8 +48,11 @@ _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def duration(value: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``2w``: a key's life, a grace period, how far back."""
+def duration(value: str | timedelta) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``2w``: a key's life, a grace period, how far back. Typer
+    hands an option's default through the parser too (``keys rotate``'s one hour)."""
+    if isinstance(value, timedelta):
+        return value
     found = _DURATION.fullmatch(value)
     if found is None:
         raise typer.BadParameter(f"{value!r}: use a number and m, h, d or w (90d, 12h)")

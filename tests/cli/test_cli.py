@@ -302,6 +302,10 @@ def test_keys_rotate_gives_the_old_keys_a_grace_period() -> None:
     trail = tenantctl("history", name, "--json")
     assert (trail[0]["action"], trail[0]["detail"]["key_id"]) == ("key_expiry", first)
     tenantctl("keys", "rotate", name, "--grace", "0h", code=2)
+    # Without --grace, its default: the hour the help promises (it raised a TypeError).
+    plain = tenantctl("keys", "rotate", name, "--json")
+    left = datetime.fromisoformat(plain["ending_at"]) - datetime.now(UTC)
+    assert timedelta(minutes=59) < left <= timedelta(hours=1)
 
 
 @pytest.mark.usefixtures("cli_env")
