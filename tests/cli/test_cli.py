@@ -68,6 +68,25 @@ def test_every_command_has_a_one_line_summary() -> None:
         assert "\n" not in summary, f"{name}: {summary!r}"
 
 
+def _clicked(command: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every command as Typer builds it for a run: (its name, the command)."""
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _clicked(sub, f"{prefix}{name} ")
+    if not hasattr(command, "commands"):
+        yield prefix.strip(), command
+
+
+def test_every_option_left_out_takes_its_default() -> None:
+    """A default goes through the option's parser as a typed value, as Typer does when the
+    option is not given: `keys rotate` without --grace raised a TypeError that way, while every
+    test that rotated passed --grace."""
+    for name, command in _clicked(typer.main.get_command(app)):
+        context = typer.Context(command, info_name=name)
+        for param in command.params:
+            if not param.required:
+                param.process_value(context, param.get_default(context))
+
+
 def test_each_commands_help_flows_its_paragraphs() -> None:
     """Its docstring's lines are wrapped for the source, not for the terminal: a paragraph is
     shown as one run of text, rewrapped to the width, never broken where the source was."""
