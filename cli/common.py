@@ -124,6 +124,16 @@ def _got(error: Any) -> str:
     return "(value not shown)" if error["loc"][0] in _SECRETS else f"(got {_shown(error['input'])})"
 
 
+def hidden(name: str, value: Any) -> str:
+    """A setting's value as it may be shown: a secret as whether it is set, a URL's password
+    masked, unset as ``unset``."""
+    if value is None:
+        return "unset"
+    if name in _SECRETS:
+        return "set (not shown)"
+    return _PASSWORD.sub(r"\1***@", str(value))
+
+
 def print_table(
     headings: Sequence[str],
     rows: Iterable[Sequence[str]],

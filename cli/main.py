@@ -6,7 +6,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from cli import doctor, dumps, history, keys, migrate, psql, serve, tenants
+from cli import doctor, dumps, history, keys, migrate, psql, serve, settings_cmd, tenants
 from cli.common import bad_settings
 
 app = typer.Typer(
@@ -16,7 +16,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-for sub in (tenants.app, history.app, dumps.app, psql.app, migrate.app, doctor.app, serve.app):
+for sub in (
+    tenants.app,
+    history.app,
+    dumps.app,
+    psql.app,
+    migrate.app,
+    doctor.app,
+    settings_cmd.app,
+    serve.app,
+):
     app.registered_commands.extend(sub.registered_commands)
 app.add_typer(keys.app, name="keys")
 

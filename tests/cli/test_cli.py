@@ -382,3 +382,25 @@ def test_tab_completes_tenant_slugs_and_never_starts_a_server(tmp_path: Path) ->
     idle["TENANTSVC_EMBEDDED_DATA_DIR"] = str(tmp_path / "pgdata")
     assert _completed("tenantctl show ", idle) == []
     assert not (tmp_path / "pgdata").exists()  # a TAB started no embedded server
+
+
+def test_settings_shows_what_is_in_effect_and_no_secret() -> None:
+    token, password = "a-scraper-token-0123", "s3cret-pw"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTSVC_")}
+    env |= {"TENANTSVC_POOL_SIZE": "7", "TENANTSVC_METRICS_TOKEN": token,
+            "TENANTSVC_DATABASE_URL": f"postgresql://ops:{password}@db/app",
+            "TENANTSVC_READ_DATABASE_URL": f"postgres://r:{password}@r1/app"}  # fmt: skip
+    result = tenantctl_process("settings", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert token not in result.stdout
+    assert password not in result.stdout
+    shown = {s["setting"]: (s["value"], s["from"]) for s in json.loads(result.stdout)}
+    assert len(shown) == len(Settings.model_fields)  # every one, none left out
+    assert shown["TENANTSVC_POOL_SIZE"] == ("7", "environment")
+    assert shown["TENANTSVC_MAX_OVERFLOW"] == ("10", "default")
+    assert shown["TENANTSVC_METRICS_TOKEN"] == ("set (not shown)", "environment")
+    assert shown["TENANTSVC_DATABASE_URL"][0] == "postgresql+asyncpg://ops:***@db/app"
+    assert shown["TENANTSVC_READ_DATABASE_URL"][0] == "postgresql+asyncpg://r:***@r1/app"
+    assert shown["TENANTSVC_TENANT_MAX_CONNECTIONS"][0] == "unset: 12 (3/4 of the pool)"
+    table = tenantctl_process("settings", env={**env, "TENANTSVC_POOL_SIZE": "x"})
+    assert (table.returncode, table.stderr.count("\n")) == (1, 1)  # a bad one: its one line
