@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -40,7 +41,13 @@ def only_known(route: APIRoute, handler: Handler) -> Handler:
 
 
 def _names(dependant: Dependant) -> set[str]:
-    names = {p.alias for p in dependant.query_params}
+    names = set()
+    for param in dependant.query_params:
+        model = param.field_info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):  # a query model's fields
+            names |= {field.alias or name for name, field in model.model_fields.items()}
+        else:
+            names.add(param.alias)
     for sub in dependant.dependencies:
         names |= _names(sub)
     return names

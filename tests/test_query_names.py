@@ -1,0 +1,46 @@
+"""The query-name check on routes an app author adds: a query model's fields are names the
+route takes (FastAPI reads them from the query one by one), and the check stays out of the
+way of what FastAPI itself accepts."""
+
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Query
+from pydantic import BaseModel, Field
+
+from tenantsvc.tenant_routes import TenantRoute
+
+
+class Filters(BaseModel):
+    color: str | None = None
+    size: int = 1
+    kind: str | None = Field(default=None, alias="type")
+
+
+def _paging(after_id: int = 0) -> int:
+    return after_id
+
+
+router = APIRouter(route_class=TenantRoute)
+
+
+@router.get("/things")
+async def things(
+    filters: Annotated[Filters, Query()], after_id: Annotated[int, Depends(_paging)]
+) -> dict[str, object]:
+    return {"size": filters.size, "type": filters.kind, "after_id": after_id}
+
+
+async def test_a_query_models_fields_and_a_dependencys_parameters_are_taken() -> None:
+    app = FastAPI()
+    app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:  # fmt: skip
+        taken = await client.get("/things", params={"color": "red", "size": "2", "type": "x",
+                                                    "after_id": "5"})  # fmt: skip
+        assert (taken.status_code, taken.json()) == (200, {"size": 2, "type": "x", "after_id": 5})
+        refused = await client.get("/things", params={"colour": "red"})
+    assert refused.status_code == 422
+    [error] = refused.json()["detail"]
+    assert error["loc"] == ["query", "colour"]
+    assert error["msg"] == "Unknown query parameter: this path takes after_id, color, size, type"
