@@ -2,12 +2,11 @@
 
 A TAB must answer at once and never change anything, so this reads the registry straight
 through asyncpg with a two-second limit, and starts no embedded server: with no URL set it
-uses the embedded one only while it runs (`make run`). Any failure completes nothing.
+uses the embedded one only while it runs (`make run`). Any failure, a bad setting included,
+completes nothing.
 """
 
 import asyncio
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,12 +15,10 @@ _SLUGS = "SELECT slug FROM tenantsvc.tenants WHERE starts_with(slug, $1) ORDER B
 
 
 def known_slugs(incomplete: str) -> list[str]:
-    dsn = _dsn()
-    if dsn is None:
-        return []
     try:
-        return asyncio.run(asyncio.wait_for(_slugs(dsn, incomplete), 2))
-    except Exception:  # a TAB prints no traceback, whatever the database says
+        dsn = _dsn()
+        return [] if dsn is None else asyncio.run(asyncio.wait_for(_slugs(dsn, incomplete), 2))
+    except Exception:  # a TAB prints no traceback, whatever the settings or database say
         return []
 
 
@@ -36,13 +33,13 @@ async def _slugs(dsn: str, incomplete: str) -> list[str]:
 
 
 def _dsn() -> str | None:
-    url = os.environ.get("TENANTSVC_DATABASE_URL")
-    if url:
-        scheme, _, rest = url.partition("://")
-        return f"postgresql://{rest}" if scheme.startswith("postgres") else None
-    data = Path(os.environ.get("TENANTSVC_EMBEDDED_DATA_DIR", ".tenantsvc/pgdata")).resolve()
-    running = (data / "postmaster.pid").exists()  # the embedded server listens in its data dir
-    return f"postgresql://postgres@/postgres?host={data}" if running else None
+    """The settings' URL, or the embedded server's while it runs, as asyncpg takes it."""
+    from tenantsvc.db.embedded import running_url
+    from tenantsvc.settings import Settings
+
+    settings = Settings()
+    url = settings.database_url or running_url(settings.embedded_data_dir)
+    return None if url is None else url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 Slug = Annotated[str, typer.Argument(metavar="SLUG", autocompletion=known_slugs,

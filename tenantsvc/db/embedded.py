@@ -7,6 +7,8 @@ socket only, never on a network port.
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +20,22 @@ ENV_URL = "TENANTSVC_DATABASE_URL"
 def pgserver(data_dir: Path, cleanup_mode: str) -> Any:
     """pgserver's server for ``data_dir``, started or joined."""
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        # pgserver keeps its lock in the user's runtime directory. Without XDG_RUNTIME_DIR
-        # (a root shell, cron, CI) platformdirs warns and falls back to /tmp/runtime-<uid>,
-        # which serves; the warning's two lines would bury a CLI error's one.
-        warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR", UserWarning)
+    with _quietly():
         from pgserver.postgres_server import get_server  # heavy; only this path needs it
 
         server = get_server(data_dir, cleanup_mode=cleanup_mode)
     _forget_the_dead(server)
     return server
+
+
+@contextmanager
+def _quietly() -> Iterator[None]:
+    """pgserver keeps its lock in the user's runtime directory. Without XDG_RUNTIME_DIR (a
+    root shell, cron, CI) platformdirs warns and falls back to /tmp/runtime-<uid>, which
+    serves; the warning's two lines would bury a CLI error's one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR", UserWarning)
+        yield
 
 
 def _forget_the_dead(server: Any) -> None:
@@ -44,7 +52,21 @@ def _forget_the_dead(server: Any) -> None:
 
 def asyncpg_url(server: Any) -> str:
     """The SQLAlchemy asyncpg URL of a pgserver server, over its Unix socket."""
-    return f"postgresql+asyncpg://postgres@/postgres?host={server.get_postmaster_info().socket_dir}"
+    return _socket_url(server.get_postmaster_info().socket_dir)
+
+
+def running_url(data_dir: Path) -> str | None:
+    """That URL while a server runs on ``data_dir``, read from its postmaster.pid; None when
+    none does. Starts nothing (a shell's TAB asks, ``cli/completion.py``)."""
+    with _quietly():
+        from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir.resolve())
+    return None if info is None or info.socket_dir is None else _socket_url(info.socket_dir)
+
+
+def _socket_url(socket_dir: Any) -> str:
+    return f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
 
 
 def start_embedded(data_dir: Path) -> str:
