@@ -105,7 +105,11 @@ _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 def _shown(value: object) -> str:
-    return repr(_PASSWORD.sub(r"\1***@", str(value)))
+    return repr(_masked(value))
+
+
+def _masked(value: object) -> str:
+    return _PASSWORD.sub(r"\1***@", str(value))
 
 
 # Settings whose value is a secret: an error names them, never what they were set to.
@@ -131,7 +135,7 @@ def hidden(name: str, value: Any) -> str:
         return "unset"
     if name in _SECRETS:
         return "set (not shown)"
-    return _PASSWORD.sub(r"\1***@", str(value))
+    return _masked(value)
 
 
 def print_table(

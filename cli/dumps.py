@@ -89,15 +89,16 @@ def import_(
     from tenantsvc.tenancy.dumps import import_tenant
     from tenantsvc.tenancy.slugs import validate_slug
 
-    if file == STDIO and sys.stdin.isatty():
+    piped = file == STDIO
+    if piped and sys.stdin.isatty():
         raise fail("no export on stdin (it is a terminal): pipe one in, or name a file")
 
     async def work() -> None:
         validate_slug(slug)
-        with _spooled_stdin() if file == STDIO else nullcontext(file) as source:
+        with _spooled_stdin() if piped else nullcontext(file) as source:
             async with engine_for_cli() as engine:
                 done = await import_tenant(engine, source, slug, name)
-        _report_import(done, "stdin" if file == STDIO else str(file), as_json)
+        _report_import(done, "stdin" if piped else str(file), as_json)
 
     run(work)
 

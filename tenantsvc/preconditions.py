@@ -14,9 +14,11 @@ comparison, so nothing can change it between the check and the write.
 from typing import Annotated, Any
 
 from fastapi import Header, Response, status
+from pydantic import BaseModel
 
 from tenantsvc.api_docs import CREATED, problems
 from tenantsvc.problems import Problem
+from tenantsvc.schemas import created
 
 IfMatch = Annotated[
     str | None,
@@ -47,6 +49,14 @@ def etag(version: int) -> str:
 
 def tagged(response: Response, version: int) -> None:
     response.headers["ETag"] = etag(version)
+
+
+def created_tagged(out: BaseModel, collection: str, row: Any) -> Response:
+    """A new row's 201: where it lives, and its first version. A retry's replayed answer has
+    no ETag (the idempotency key keeps body and status): the row may have moved since."""
+    answer = created(out, collection, row.id)
+    tagged(answer, row.xmin)
+    return answer
 
 
 def check(if_match: str | None, version: int) -> None:

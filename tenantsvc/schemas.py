@@ -38,17 +38,18 @@ class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-def json_response(model: BaseModel, status_code: int = 200) -> Response:
+def json_response(
+    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """Serialize once, with pydantic-core, straight to bytes. Handlers on hot paths return
     this instead of a model, which FastAPI would validate against response_model again
     (response_model stays declared for the OpenAPI schema)."""
-    return Response(model.model_dump_json(), status_code, media_type="application/json")
+    return Response(model.model_dump_json(), status_code, headers, media_type="application/json")
 
 
 def created(model: BaseModel, collection: str, resource_id: int) -> Response:
     """A 201 that says where the new resource is (``Location``, RFC 9110 15.3.2)."""
-    return Response(model.model_dump_json(), 201, headers=location(collection, resource_id),
-                    media_type="application/json")  # fmt: skip
+    return json_response(model, 201, location(collection, resource_id))
 
 
 def location(collection: str, resource_id: int) -> dict[str, str]:

@@ -18,7 +18,7 @@ from tenantsvc.products.schemas import (
     ProductOut,
     ProductPatch,
 )
-from tenantsvc.schemas import created, json_response
+from tenantsvc.schemas import json_response
 from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.uow import UnitOfWork
 
@@ -67,9 +67,8 @@ router.add_api_route(
 async def create_product(body: ProductIn, key: idempotency.RequestKey, uow: Uow) -> Response:
     async def create() -> Response:
         product = await uow.products.add(**body.model_dump())
-        answer = created(ProductOut.model_validate(product), "/products", product.id)
-        preconditions.tagged(answer, product.xmin)  # a replay has none: the row may have moved
-        return answer
+        return preconditions.created_tagged(ProductOut.model_validate(product), "/products",
+                                            product)  # fmt: skip
 
     return await idempotency.remembered_in(uow.session, key, "POST /products", body, create)
 

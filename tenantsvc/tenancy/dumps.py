@@ -135,7 +135,7 @@ async def _write(
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """The file, inside the export's transaction: the tables, then the manifest."""
     revision = await driver.fetchval(revision_sql(schema))
-    path, stream = (target, None) if isinstance(target, Path) else (None, target)
+    path, stream = _path_or_stream(target)
     with tarfile.open(path, "w" if stream is None else "w|", fileobj=stream) as tar:
         tables = await _copy_out(driver, schema, listed, tar)
         manifest = {"format": FORMAT, "version": VERSION, "slug": tenant.slug,
@@ -200,12 +200,16 @@ async def import_tenant(
     return Imported(new, revision, rows, moved.error)
 
 
+def _path_or_stream(file: Path | IO[bytes]) -> tuple[Path | None, IO[bytes] | None]:
+    """As ``tarfile.open`` takes either: a name, or an open file object."""
+    return (file, None) if isinstance(file, Path) else (None, file)
+
+
 def _open(source: Path | IO[bytes]) -> tarfile.TarFile:
-    label = source if isinstance(source, Path) else "stdin"
+    path, stream = _path_or_stream(source)
+    label = path or "stdin"
     try:
-        if isinstance(source, Path):
-            return tarfile.open(source, "r")
-        return tarfile.open(fileobj=source, mode="r")
+        return tarfile.open(path, "r", fileobj=stream)
     except tarfile.TarError as exc:  # its message lists every compression it tried
         raise DumpError(f"{label}: not a tenant export (not a tar file)") from exc
     except OSError as exc:

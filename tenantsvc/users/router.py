@@ -8,7 +8,6 @@ from tenantsvc.orders.schemas import OrderOut, order_page
 from tenantsvc.pagination import AfterId, IdPath, Limit, NewestFirst, Page, page_of
 from tenantsvc.preconditions import IfMatch, IfNoneMatch
 from tenantsvc.problems import Problem
-from tenantsvc.schemas import created
 from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.uow import UnitOfWork
 from tenantsvc.users.models import User
@@ -45,9 +44,7 @@ async def create_user(body: UserIn, key: idempotency.RequestKey, uow: Uow) -> Re
         if await uow.users.get_by_email(body.email) is not None:
             raise Problem(409, "Conflict", "a user with this email exists")
         user = await uow.users.add(email=body.email, name=body.name)
-        answer = created(UserOut.model_validate(user), "/users", user.id)
-        preconditions.tagged(answer, user.xmin)  # a replay has none: the row may have moved
-        return answer
+        return preconditions.created_tagged(UserOut.model_validate(user), "/users", user)
 
     return await idempotency.remembered_in(uow.session, key, "POST /users", body, create)
 
