@@ -6,8 +6,17 @@ from sqlalchemy.orm import selectinload
 from tenantsvc.db.repository import Repository
 from tenantsvc.orders.models import Order, OrderItem
 from tenantsvc.products.models import Product
+from tenantsvc.products.schemas import MAX_STOCK
 
 OrderState = Literal["placed", "cancelled"]
+
+
+class StockFull(Exception):
+    """Cancelling would give products back more stock than a product can hold."""
+
+    def __init__(self, product_ids: list[int]) -> None:
+        super().__init__(product_ids)
+        self.product_ids = product_ids
 
 
 class OrderRepository(Repository):
@@ -57,9 +66,10 @@ class OrderRepository(Repository):
         if cancelled is None:
             return False
         lines = select(OrderItem.product_id).where(OrderItem.order_id == order_id)
-        await self.session.execute(
-            select(Product.id).where(Product.id.in_(lines)).order_by(Product.id).with_for_update()
-        )
+        locked = select(Product.id).where(Product.id.in_(lines)).order_by(Product.id)
+        await self.session.execute(locked.with_for_update())
+        if full := await self._would_overflow(order_id):
+            raise StockFull(full)
         await self.session.execute(
             update(Product)
             .where(Product.id == OrderItem.product_id, OrderItem.order_id == order_id)
@@ -67,3 +77,12 @@ class OrderRepository(Repository):
             .execution_options(synchronize_session=False)
         )
         return True
+
+    async def _would_overflow(self, order_id: int) -> list[int]:
+        """Products whose stock the order's units would lift past what the column holds
+        (a PATCH may have set it to the top since): named, rather than a 500 from the
+        database's integer overflow."""
+        over = Product.stock > MAX_STOCK - OrderItem.quantity  # the sum itself would overflow
+        query = select(OrderItem.product_id).join(Product, Product.id == OrderItem.product_id)
+        query = query.where(OrderItem.order_id == order_id, over).order_by(OrderItem.product_id)
+        return list(await self.session.scalars(query))

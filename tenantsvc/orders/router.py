@@ -6,12 +6,13 @@ from fastapi import APIRouter, Query, Request, Response, status
 from tenantsvc.api_docs import CREATED, TENANT_PROBLEMS, problems
 from tenantsvc.deps import ReadUow, Uow, WriteConn
 from tenantsvc.idempotency import store as idempotency
-from tenantsvc.orders.repository import OrderState
+from tenantsvc.orders.repository import OrderState, StockFull
 from tenantsvc.orders.schemas import OrderIn, OrderOut, order_page
 from tenantsvc.orders.service import place_order
 from tenantsvc.pagination import AfterId, IdPath, Limit, NewestFirst, Page
 from tenantsvc.plain_routes import body_model, served_by, write_connection
 from tenantsvc.problems import Problem
+from tenantsvc.products.schemas import MAX_STOCK
 from tenantsvc.schemas import created, json_response
 from tenantsvc.tenant_routes import TenantRoute
 
@@ -73,7 +74,10 @@ async def cancel_order(order_id: IdPath, key: idempotency.RequestKey, uow: Uow) 
     stays with its lines and ``cancelled_at``. A second cancel is a 409."""
 
     async def cancel() -> Response:
-        cancelled = await uow.orders.cancel(order_id)
+        try:
+            cancelled = await uow.orders.cancel(order_id)
+        except StockFull as full:
+            raise _stock_full(order_id, full.product_ids) from None
         order = await uow.orders.get(order_id)
         if order is None:
             raise Problem(404, "Not found", f"no order {order_id}")
@@ -83,3 +87,13 @@ async def cancel_order(order_id: IdPath, key: idempotency.RequestKey, uow: Uow) 
 
     operation = f"POST /orders/{order_id}/cancel"
     return await idempotency.remembered_in(uow.session, key, operation, None, cancel)
+
+
+def _stock_full(order_id: int, product_ids: list[int]) -> Problem:
+    named = ", ".join(map(str, product_ids))
+    detail = (
+        f"cancelling order {order_id} would lift the stock of product"
+        f"{'s' if len(product_ids) > 1 else ''} {named} above {MAX_STOCK}: lower it, then"
+        " cancel again; nothing changed"
+    )
+    return Problem(409, "Stock full", detail, extra={"product_ids": product_ids})

@@ -5,6 +5,7 @@ import asyncio
 import httpx
 from prometheus_client import REGISTRY
 
+from tenantsvc.products.schemas import MAX_STOCK
 from tests.conftest import TenantHandle
 from tests.orders.test_orders import _order, _product, _stock, _user
 
@@ -53,6 +54,32 @@ async def test_a_soft_deleted_product_gets_its_stock_back_too(
     assert (await client.post(f"/orders/{order}/cancel", headers=tenant_a.headers)).is_success
     restored = await client.post(f"/products/{product}/restore", headers=tenant_a.headers)
     assert restored.json()["stock"] == 4
+
+
+async def test_a_cancel_that_would_overflow_the_stock_changes_nothing(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """A PATCH may set the stock to the column's top after the order took its units: the
+    cancel names the product in a 409 rather than failing on the integer overflow, and the
+    order stays placed."""
+    roomy, full = await _product(client, tenant_a, 10), await _product(client, tenant_a, 10)
+    order = await _placed(client, tenant_a, (roomy, 2), (full, 3))
+    top = {"stock": MAX_STOCK - 1}
+    assert (await client.patch(f"/products/{full}", json=top, headers=tenant_a.headers)).is_success
+    refused = await client.post(f"/orders/{order}/cancel", headers=tenant_a.headers)
+    assert refused.status_code == 409, refused.text
+    assert (refused.json()["title"], refused.json()["product_ids"]) == ("Stock full", [full])
+    assert f"product {full} above {MAX_STOCK}" in refused.json()["detail"]
+    fetched = await client.get(f"/orders/{order}", headers=tenant_a.headers)
+    assert fetched.json()["cancelled_at"] is None
+    assert (await _stock(client, tenant_a, roomy), await _stock(client, tenant_a, full)) == (
+        8,
+        MAX_STOCK - 1,
+    )
+    lowered = {"stock": MAX_STOCK - 3}
+    await client.patch(f"/products/{full}", json=lowered, headers=tenant_a.headers)
+    assert (await client.post(f"/orders/{order}/cancel", headers=tenant_a.headers)).is_success
+    assert await _stock(client, tenant_a, full) == MAX_STOCK
 
 
 async def test_concurrent_cancels_give_the_stock_back_once(
