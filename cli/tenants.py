@@ -82,7 +82,8 @@ def list_(
         if as_json:
             print_json([t.as_json() for t in tenants])
             return
-        rows = ((t.slug, t.name, t.schema, t.status, f"{t.created_at:%Y-%m-%d %H:%M}")
+        rows = ((t.slug, t.name, t.archived_schema or t.schema, t.status,
+                 f"{t.created_at:%Y-%m-%d %H:%M}")
                 for t in tenants)  # fmt: skip
         print_table(("slug", "name", "schema", "status", "created"), rows,
                     empty=f"no {status} tenants" if status else "no tenants")  # fmt: skip

@@ -23,8 +23,14 @@ class UnknownRevisionError(TenancyError):
 
 
 class TenantExistsError(TenancyError):
-    def __init__(self, slug: str) -> None:
-        super().__init__(f"tenant {slug!r} already exists")
+    def __init__(self, slug: str, status: str | None = None) -> None:
+        message = f"tenant {slug!r} already exists"
+        if status == "archived":  # the slug stays taken, so that a restore finds it free
+            message += (
+                f", archived: `tenantctl restore {slug}` brings it back,"
+                f" `tenantctl drop {slug} --purge` deletes it and frees the slug"
+            )
+        super().__init__(message)
 
 
 class KeyNotFoundError(TenancyError):

@@ -64,8 +64,9 @@ async def _build(
     fill: Fill | None,
     with_role: bool,
 ) -> NewTenant:
-    if await conn.scalar(select(TenantRow.id).where(TenantRow.slug == slug)) is not None:
-        raise TenantExistsError(slug)
+    found = await conn.scalar(select(TenantRow.status).where(TenantRow.slug == slug))
+    if found is not None:
+        raise TenantExistsError(slug, found)
     await conn.execute(CreateSchema(schema))
     await run_script(conn, schema, await build_script(revision))
     if fill is not None:

@@ -90,6 +90,10 @@ def test_archive_restore_keeps_every_row_and_purge_removes_all(fresh_cli: str) -
     moved = _scalar(fresh_cli, f"SELECT count(*) FROM {archived['archived_schema']}.products")
     assert moved == 250
     tenantctl("resume", "keeper", code=1)  # archived tenants are restored, not resumed
+    taken = tenantctl("create", "keeper", code=1).stderr
+    assert "archived: `tenantctl restore keeper` brings it back" in taken, taken
+    listed = tenantctl("list", "--status", "archived").stdout
+    assert archived["archived_schema"] in listed, listed  # where its rows are now
     assert tenantctl("restore", "keeper", "--json")["status"] == "active"
     back = _api(fresh_cli, lambda c: c.get("/products", params={"limit": 100}, headers=headers))
     assert back.status_code == 200
