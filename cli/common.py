@@ -46,6 +46,7 @@ def _whoami() -> str:
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_LONGEST = timedelta(days=36_525)
 
 
 def duration(value: str | timedelta) -> timedelta:
@@ -54,9 +55,12 @@ def duration(value: str | timedelta) -> timedelta:
     if isinstance(value, timedelta):
         return value
     found = _DURATION.fullmatch(value)
-    if found is None:
-        raise typer.BadParameter(f"{value!r}: use a number and m, h, d or w (90d, 12h)")
-    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+    span = found and timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+    if not span or span > _LONGEST:  # a key's end past year 9999 is one no client can read
+        raise typer.BadParameter(
+            f"{value!r}: use a whole number from 1 and m, h, d or w (90d, 12h), up to 100 years"
+        )
+    return span
 
 
 def spoken(span: timedelta) -> str:

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import JsonOpt, duration, engine_for_cli, print_json, print_table, run
+from cli.common import JsonOpt, duration, engine_for_cli, print_json, print_table, run, spoken
 from cli.completion import Slug
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def create(
         if as_json:
             print_json({"slug": slug, "key_id": key_id, "api_key": key})
         else:
-            lasting = f", expires in {expires_in}" if expires_in else ""
+            lasting = f", expires in {spoken(expires_in)}" if expires_in else ""
             typer.echo(f"API key {key_id} for {slug}{lasting} (shown once): {key}")
 
     run(work)
@@ -112,9 +112,12 @@ def revoke(
 
     async def work() -> None:
         async with engine_for_cli() as engine, engine.begin() as conn:
-            await revoke_key(conn, slug, key_id)
+            before = await revoke_key(conn, slug, key_id)
         if as_json:
-            print_json({"slug": slug, "key_id": key_id, "revoked": True})
+            print_json({"slug": slug, "key_id": key_id, "revoked": True,
+                        "revoked_before": before and before.isoformat()})  # fmt: skip
+        elif before:
+            typer.echo(f"key {key_id} of {slug} was revoked before, at {before:%Y-%m-%d %H:%M %Z}")
         else:
             typer.echo(f"revoked key {key_id} of {slug}")
 

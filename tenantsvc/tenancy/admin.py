@@ -152,12 +152,17 @@ async def list_keys(conn: AsyncConnection, slug: str) -> list[KeyInfo]:
     return [KeyInfo(*row) for row in await conn.execute(query)]
 
 
-async def revoke_key(conn: AsyncConnection, slug: str, key_id: int) -> None:
+async def revoke_key(conn: AsyncConnection, slug: str, key_id: int) -> datetime | None:
+    """None if this call revoked the key; when it was revoked before, then."""
     tenant = await get_tenant(conn, slug)
     revoked = await conn.execute(
         update(ApiKeyRow)
         .where(ApiKeyRow.id == key_id, ApiKeyRow.tenant_id == tenant.id)
         .values(revoked_at=func.coalesce(ApiKeyRow.revoked_at, func.now()))
+        .returning(ApiKeyRow.revoked_at, ApiKeyRow.revoked_at == func.now())
     )
-    if revoked.rowcount == 0:
+    found = revoked.one_or_none()
+    if found is None:
         raise KeyNotFoundError(slug, key_id)
+    at, now = found
+    return None if now else at

@@ -222,7 +222,10 @@ def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     [("create",), ("create", "--bogus", "x"), ("keys", "revoke", "acme", "abc"),
      ("keys", "revoke", "acme", "0"), ("migrate-all", "--concurrency", "0"), ("nosuchcmd",),
      ("keys",), ("keys", "create", "acme", "--expires-in", "0d"),
-     ("keys", "create", "acme", "--expires-in", "1y"), ("serve", "--port", "99999"),
+     ("keys", "create", "acme", "--expires-in", "1y"),
+     ("keys", "create", "acme", "--expires-in", "999999w"),
+     ("keys", "rotate", "acme", "--grace", "5219w"), ("history", "--since", "36526d"),
+     ("serve", "--port", "99999"),
      ("serve", "--port", "0"), ("serve", "--workers", "0"), ("usage", "--top", "0"),
      ("psql",)],
     ids=" ".join,
@@ -292,10 +295,14 @@ def test_keys_create_list_revoke() -> None:
     tenantctl("keys", "revoke", name, str(new["key_id"]))
     revoked = {k["id"]: k for k in tenantctl("keys", "list", name, "--json")}
     assert revoked[new["key_id"]]["revoked_at"] is not None
+    again = tenantctl("keys", "revoke", name, str(new["key_id"]), "--json")
+    assert again["revoked_before"] == revoked[new["key_id"]]["revoked_at"]  # kept, not moved
     lasting = tenantctl("keys", "create", name, "--expires-in", "90d", "--json")
     listed = {k["id"]: k for k in tenantctl("keys", "list", name, "--json")}
     expires = datetime.fromisoformat(listed[lasting["key_id"]]["expires_at"])
     assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
+    longest = tenantctl("keys", "create", name, "--expires-in", "36525d").stdout
+    assert ", expires in 36525 days (shown once)" in longest, longest
     table = tenantctl("keys", "list", name).stdout
     assert "active, expires" in table
     assert "never" in table  # last used
