@@ -58,9 +58,10 @@ def _scrape_refused(token: SecretStr | None, authorization: str | None) -> Respo
     or nothing. The API's port is the one clients reach, and any of them could read it."""
     if token is None:
         return problem_response(404, "Not found", "metrics are off: set TENANTSVC_METRICS_TOKEN")
-    expected = b"Bearer " + token.get_secret_value().encode()
-    sent = (authorization or "").strip(" \t").encode("latin-1")
-    if not secrets.compare_digest(sent, expected):
+    scheme, _, sent = (authorization or "").strip(" \t").partition(" ")
+    expected = token.get_secret_value().encode()
+    right = secrets.compare_digest(sent.lstrip(" ").encode("latin-1"), expected)
+    if scheme.lower() != "bearer" or not right:  # RFC 9110 11.4: any case, 1+ spaces
         detail = "scrape with Authorization: Bearer <TENANTSVC_METRICS_TOKEN>"
         return problem_response(401, "Unauthorized", detail, {"WWW-Authenticate": "Bearer"})
     return None

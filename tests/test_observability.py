@@ -29,6 +29,8 @@ async def test_metrics_are_for_the_scraper_alone(
     scraped = await client.get("/metrics", headers=SCRAPE)
     assert "tenantsvc_requests_total{" in scraped.text
     token = SCRAPE["Authorization"]
+    spelt = {"Authorization": token.replace("Bearer ", "bearer  ")}  # RFC 9110: any case, 1+ SP
+    assert (await client.get("/metrics", headers=spelt)).status_code == 200
     wrong = [{}, tenant_a.headers, {"Authorization": token + "x"},
              {"Authorization": token.removeprefix("Bearer ")}]  # fmt: skip
     for refused in wrong:

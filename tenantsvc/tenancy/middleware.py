@@ -19,7 +19,9 @@ from tenantsvc.tenancy.slugs import is_valid_slug
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )  # no tenant: /metrics asks for the scraper's own token instead (health.py)
-_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_\-]{16,128})")
+# RFC 9110 11.4: the scheme in any case, then one or more spaces.
+_SCHEME = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +\S")
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_\-]{16,128})")
 _INVALID_KEY = "the API key is not valid"
 
 
@@ -102,7 +104,7 @@ async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> tu
 def _without_a_key(authorization: str) -> TenantRejected:
     """A Bearer credential that cannot be a key (too short, a character no key has) is an
     invalid key, and says so; anything else (no header, another scheme) lacks one."""
-    if authorization[:7].lower() == "bearer ":
+    if _SCHEME.match(authorization):
         return TenantRejected(401, "Unauthorized", _INVALID_KEY)
     return TenantRejected(401, "Unauthorized", "an 'Authorization: Bearer <key>' is required")
 

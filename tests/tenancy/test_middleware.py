@@ -83,6 +83,9 @@ async def test_whitespace_around_the_header_values_is_not_part_of_them(
     parser passes it on, so the service drops it (inside the value it stays refused)."""
     headers = {"X-Tenant-ID": f" {tenant_a.slug}\t", "Authorization": f"Bearer {tenant_a.api_key} "}
     assert (await client.get("/products", headers=headers)).status_code == 200
+    # Nor is the scheme's case, or how many spaces follow it (RFC 9110 11.4: 1*SP).
+    headers["Authorization"] = f"bEARER   {tenant_a.api_key}"
+    assert (await client.get("/products", headers=headers)).status_code == 200
 
 
 async def test_key_of_another_tenant_is_403(
