@@ -62,12 +62,23 @@ def _on_problem(_: Request, exc: Exception) -> Response:
 
 def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        return _unparsed(exc.__cause__)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allow(request, headers.get("Allow", ""))
     # The router's own 404 (no route): say which path, a trailing slash being the usual slip.
     detail = f"no such path: {request.url.path}" if exc.status_code == 404 else None
     return problem_response(exc.status_code, str(exc.detail), detail, headers=headers or None)
+
+
+def _unparsed(cause: BaseException) -> Response:
+    """FastAPI's one 400 with a cause: a body ``json.loads`` could not read for a reason other
+    than a syntax error (nested too deep, not UTF-8), which it answers without saying why. The
+    same body is a 422 ``json_invalid`` on the plain routes (pydantic parses those), and so on
+    every route, with the reason."""
+    reason = "nested too deep" if isinstance(cause, RecursionError) else str(cause)
+    return _invalid([{"loc": ["body"], "msg": f"Invalid JSON: {reason}", "type": "json_invalid"}])
 
 
 def _allow(request: Request, first_route: str) -> str:
@@ -116,6 +127,10 @@ def _on_validation(request: Request, exc: Exception) -> Response:
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
+    return _invalid(errors)
+
+
+def _invalid(errors: list[dict[str, Any]]) -> Response:
     return problem_response(422, "Invalid request", "the request failed validation", errors=errors)
 
 
