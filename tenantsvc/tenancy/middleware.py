@@ -69,7 +69,8 @@ async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> tuple[Tenant
     if verified is not None:
         return verified
     verified = await _verify(registry, slug, authorization)
-    registry.snapshot.verified[slug, authorization] = verified  # the snapshot _verify used
+    if authorization[7:8] != " ":  # one space after Bearer: what bounds the cache (registry)
+        registry.snapshot.verified[slug, authorization] = verified  # the snapshot _verify used
     return verified
 
 

@@ -64,7 +64,8 @@ class Snapshot:
     # (X-Tenant-ID, Authorization) -> the tenant and key they were verified as, under this
     # snapshot only: a new snapshot (a key revoked, a tenant suspended) starts empty. Verified
     # pairs only, so its size is bounded by the live keys (each in at most the 64 spellings of
-    # "Bearer" the pattern accepts), whatever clients send.
+    # "Bearer" and one space; a key after more spaces is verified afresh each time, or one key
+    # could fill it), whatever clients send.
     verified: dict[tuple[str, str], tuple[Tenant, int]] = field(default_factory=dict)
     first_expiry: float = math.inf  # epoch seconds: past it, a key here has expired
 
