@@ -87,6 +87,7 @@ def serve(
         _check_database()
     from cli.workers import run_workers
     from tenantsvc.observability.logs import uvicorn_log_config
+    from tenantsvc.request_head import BoundedHeadProtocol
 
     count = workers or settings.workers
     if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -99,7 +100,7 @@ def serve(
         port=port,
         workers=count,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHeadProtocol,  # httptools, with a bound on the request's head
         log_config=uvicorn_log_config(settings.log_level),
         access_log=False,  # tenantsvc.access logs each request with its id and tenant
         server_header=False,  # "server: uvicorn" tells a scanner what to try; no client needs it

@@ -3,6 +3,7 @@ and several workers: their sockets, their metrics, their stop under load."""
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -175,6 +176,45 @@ async def test_a_stop_under_load_answers_every_order_it_took(
     async with engine.connect() as conn:
         sold = await conn.scalar(text(f"SELECT sum(quantity) FROM {tenant_a.schema}.order_items"))
     assert sold == answers.count(201)
+
+
+def test_a_request_head_past_the_bound_is_431_and_a_big_body_is_not(
+    database_url: str, tenant_a: TenantHandle
+) -> None:
+    """httptools buffers a head of any size (a 50 MB header was parsed and served): past
+    64 KiB the served port answers a 431 problem and closes. A head just under the bound is
+    served, and so is a body that arrives in the same packets as its head."""
+    with _two_workers(database_url) as (_, port, _listeners):
+        huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * (4 << 20) + b"\r\n\r\n"
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(20_000))
+        for head in (huge, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"):
+            status, answer = _raw_exchange(port, head)
+            assert status == 431, answer[:200]
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["status"] == 431
+        near = {**tenant_a.headers, "X-Junk": "a" * 40_000}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=near) as kept_alive:
+            # Each head is counted alone: five on one connection are 200 KB, and all served.
+            assert [kept_alive.get("/products").status_code for _ in range(5)] == [200] * 5
+        items = [{"name": "n" * 200, "price_cents": 1, "stock": 1} for _ in range(5_000)]
+        body = json.dumps({"items": items}).encode()  # about 1.2 MB
+        fields = {**tenant_a.headers, "Connection": "close", "Content-Type": "application/json",
+                  "Content-Length": str(len(body))}  # fmt: skip
+        lines = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+        post = f"POST /products/bulk HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode()
+        status, answer = _raw_exchange(port, post + body)
+        assert status == 201, answer[:300]
+
+
+def _raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
+    """``request`` in one write, as a client that does not wait; the status and all read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            conn.sendall(request)  # the server may close before it has read it all
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := conn.recv(65536):
+                answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer
 
 
 def test_a_second_server_on_the_port_is_refused(database_url: str, engine: AsyncEngine) -> None:
