@@ -1,61 +1,117 @@
-"""uvicorn's httptools protocol with a bound on a request's head (request line and headers).
+"""uvicorn's httptools protocol with bounds on a request's head (request line and headers):
+its size, and how long it may take to arrive.
 
-httptools sets none, and uvicorn adds none for it (its ``h11_max_incomplete_event_size`` is
-for h11 alone): a client could send one header of 50 MB, or 20,000 headers, and each worker
-buffered and parsed all of it before the app saw a byte. Beyond ``MAX_HEAD_BYTES`` the
-connection gets a 431 problem and is closed. nginx's default allows 4 x 8 KB of headers; this
-leaves room for that and for long cookies or tokens a gateway adds.
+httptools sets neither, and uvicorn adds neither for it (its ``h11_max_incomplete_event_size``
+is for h11 alone; ``timeout_keep_alive`` runs only between requests, and any byte stops it):
 
-The count is of the bytes received while a head is still incomplete, taken after the parser
-has seen them: a chunk that completes a head (with a body behind it), or ends a body (with the
-start of the next request's head behind it), is not counted, so a body is never mistaken for a
-head. What the parser holds is then at most the bound plus one read.
+- **Size.** A client could send one header of 50 MB, or 20,000 headers, and each worker
+  buffered and parsed all of it before the app saw a byte. Beyond ``MAX_HEAD_BYTES`` the
+  connection gets a 431 problem and is closed. nginx's default allows 4 x 8 KB of headers;
+  this leaves room for that and for long cookies or tokens a gateway adds.
+- **Time.** A connection that sends nothing, or trickles a head a byte at a time (slowloris),
+  was held for as long as the client liked: enough of them use up a worker's file
+  descriptors. A head that has not arrived ``TENANTSVC_HEAD_TIMEOUT_SECONDS`` (20) after it
+  began, or after its connection opened, gets a 408 problem and is closed. One timer per
+  worker sweeps the connections, so a request pays nothing for it unless its head spans more
+  than one read.
+
+The size counted is the bytes received while a head is still incomplete, taken after the
+parser has seen them: a chunk that completes a head (with a body behind it), or ends a body
+(with the start of the next request's head behind it), is not counted, so a body is never
+mistaken for a head. What the parser holds is then at most the bound plus one read. A body's
+pace is not bounded here: the app reads it before it takes a database connection, so a slow
+one holds only its socket.
 """
 
+import asyncio
 import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tenantsvc.settings import get_settings
+
 MAX_HEAD_BYTES = 64 * 1024
 
-_BODY = json.dumps(
-    {
-        "type": "about:blank",
-        "title": "Request Header Fields Too Large",
-        "status": 431,
-        "detail": f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
-    }
-).encode()
-_RESPONSE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: application/problem+json\r\n"
-    b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
-    b"connection: close\r\n\r\n" + _BODY
-)
+
+def _closing_problem(status: int, reason: str, detail: str) -> bytes:
+    """A whole response, written straight to the socket: the app never saw this request."""
+    body = json.dumps({"type": "about:blank", "title": reason, "status": status,
+                       "detail": detail}).encode()  # fmt: skip
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+_TOO_LARGE = _closing_problem(
+    431, "Request Header Fields Too Large",
+    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
+)  # fmt: skip
+_TOO_SLOW = _closing_problem(408, "Request Timeout", "the request line and headers took too long")
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes: int | None = 0  # None while a body is read or a response is due
+        self._head_since: float | None = None  # when the head still awaited began
         self._ended = False  # a request ended within the bytes just fed
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_since = self.loop.time()
+        _sweep_from(self)
 
     def data_received(self, data: bytes) -> None:
         self._ended = False
         super().data_received(data)
         if self._head_bytes is None or self._ended or self.transport.is_closing():
             return  # uncounted: a chunk that ends a body, whatever of the next head it holds
+        if self._head_since is None:
+            self._head_since = self.loop.time()
         self._head_bytes += len(data)
         if self._head_bytes > MAX_HEAD_BYTES:
-            self.logger.warning("a request's head passed %d bytes: 431", MAX_HEAD_BYTES)
-            self.transport.write(_RESPONSE)
-            self.transport.close()
+            self._refuse(_TOO_LARGE, "a request's head passed %d bytes: 431", MAX_HEAD_BYTES)
 
     def on_headers_complete(self) -> None:
-        self._head_bytes = None
+        self._head_bytes = self._head_since = None
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._head_bytes, self._ended = 0, True  # the next request's head starts
+
+    def close_if_late(self, now: float, limit: float) -> None:
+        """Past the head's time, unless a response is still due on the connection (a
+        pipelined head waits for it; ``timeout_keep_alive`` follows that response)."""
+        late = self._head_since is not None and now - self._head_since > limit
+        responding = self.cycle is not None and not self.cycle.response_complete
+        if late and not responding and not self.transport.is_closing():
+            self._refuse(_TOO_SLOW, "a request's head took over %g s: 408", limit)
+
+    def _refuse(self, response: bytes, message: str, bound: float) -> None:
+        self.logger.warning(message, bound)
+        self.transport.write(response)
+        self.transport.close()
+
+
+def _sweep_from(protocol: BoundedHeadProtocol) -> None:
+    """One sweep per worker (its connections are the server's), started by its first, about
+    four times per head timeout (at most every 5 s): a late head is closed within 1.25 times
+    the timeout."""
+    state = protocol.server_state
+    if not getattr(state, "tenantsvc_head_sweep", False):
+        state.tenantsvc_head_sweep = True  # type: ignore[attr-defined]
+        limit = get_settings().head_timeout_seconds
+        _sweep(state.connections, protocol.loop, limit, min(limit / 4, 5.0))
+
+
+def _sweep(
+    connections: set[Any], loop: asyncio.AbstractEventLoop, limit: float, every: float
+) -> None:
+    now = loop.time()
+    for connection in list(connections):
+        if isinstance(connection, BoundedHeadProtocol):
+            connection.close_if_late(now, limit)
+    loop.call_later(every, _sweep, connections, loop, limit, every)

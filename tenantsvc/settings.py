@@ -9,7 +9,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, PositiveInt, SecretStr, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # What a PostgreSQL URL may start with; the service's engines all use asyncpg.
@@ -128,6 +128,12 @@ class Settings(BaseSettings):
         default=8 * 1024 * 1024,
         description="Larger request bodies are refused with 413 (a 10,000-product bulk "
         "import is about 1-3 MB).",
+    )
+
+    head_timeout_seconds: PositiveFloat = Field(
+        default=20.0,
+        description="A request whose line and headers have not all arrived this long after "
+        "they began (or after its connection opened) gets 408 and is closed (slowloris).",
     )
 
     cors_origins: str | None = Field(

@@ -205,6 +205,34 @@ def test_a_request_head_past_the_bound_is_431_and_a_big_body_is_not(
         assert status == 201, answer[:300]
 
 
+def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(
+    database_url: str, tenant_a: TenantHandle
+) -> None:
+    """uvicorn holds a connection that sends nothing, or trickles its head (slowloris), for as
+    long as the client likes. Past TENANTSVC_HEAD_TIMEOUT_SECONDS both get a 408 problem and
+    are closed, while a kept-alive client that pauses between its requests stays served."""
+    with _two_workers(database_url, {"TENANTSVC_HEAD_TIMEOUT_SECONDS": "1"}) as (_, port, _l):
+        silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+        trickling = socket.create_connection(("127.0.0.1", port), timeout=10)
+        started = time.monotonic()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=tenant_a.headers) as kept:
+            assert kept.get("/products").status_code == 200
+            trickling.sendall(b"GET /healthz HTTP/1.1\r\n")
+            for _ in range(8):  # a header line every 0.25 s, never the blank line
+                time.sleep(0.25)
+                with contextlib.suppress(OSError):
+                    trickling.sendall(b"X-Slow: 1\r\n")
+            assert kept.get("/products").status_code == 200  # 2 s later, the same connection
+        for late in (silent, trickling):
+            with late, contextlib.suppress(ConnectionResetError):
+                answer = b""
+                while chunk := late.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["status"] == 408
+        assert time.monotonic() - started < 5  # closed by the sweep, not by the test's timeout
+
+
 def _raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
     """``request`` in one write, as a client that does not wait; the status and all read."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
