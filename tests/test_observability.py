@@ -158,6 +158,29 @@ async def test_every_log_line_of_a_request_has_its_id_and_tenant_and_no_secret(
     assert tenant_a.api_key[:12] not in everything
 
 
+async def test_an_unhandled_database_error_logs_no_row_values(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, engine: AsyncEngine, json_logs: list[str]
+) -> None:
+    """SQLAlchemy writes a failed statement's parameters into its error, and the 500's log
+    line carries the error: a user's email and name would sit in the logs, beyond the reach
+    of the erasure that removes them from the database."""
+    boom = f"""
+        CREATE FUNCTION {tenant_a.schema}.boom() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$;
+        CREATE TRIGGER boom BEFORE INSERT ON {tenant_a.schema}.users
+            FOR EACH ROW EXECUTE FUNCTION {tenant_a.schema}.boom();
+    """
+    async with engine.begin() as conn:
+        await (await conn.get_raw_connection()).driver_connection.execute(boom)
+    person = {"email": "private.person@example.org", "name": "Private Person"}
+    response = await client.post("/users", json=person, headers=tenant_a.headers)
+    assert response.status_code == 500
+    everything = "\n".join(json_logs)
+    assert "boom" in everything  # the error is logged ...
+    assert "private.person" not in everything  # ... without the row it was writing
+    assert "Private Person" not in everything
+
+
 def test_uvicorn_lines_carry_the_message_once_without_colour_codes(
     json_logs: list[str],
 ) -> None:

@@ -74,4 +74,7 @@ def create_engine(
         pool_recycle=settings.pool_recycle_seconds,
         pool_pre_ping=settings.pool_pre_ping,
         connect_args=connect_args(settings, application_name),
+        # A failed statement's error (logged with a 500) would carry its parameters: users'
+        # emails and names, in logs that an erasure never reaches.
+        hide_parameters=True,
     )
