@@ -2,6 +2,7 @@
 so ``tenantctl --help`` and quick commands start fast."""
 
 import sys
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -28,6 +29,32 @@ for sub in (
 ):
     app.registered_commands.extend(sub.registered_commands)
 app.add_typer(keys.app, name="keys")
+
+
+def _version(asked: bool) -> None:
+    """This build, and the migrations it carries: which heads a fleet it deploys reaches."""
+    if asked:
+        from tenantsvc import __version__
+        from tenantsvc.tenancy.migrator import head
+
+        typer.echo(f"tenantctl {__version__} (heads: tenant {head('tenant')}, "
+                   f"shared {head('shared')})")  # fmt: skip
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version,
+            help="Show the version, and the migration heads this build carries.",
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tenantsvc import api_docs, cors, health, problems
+from tenantsvc import __version__, api_docs, cors, health, problems
 from tenantsvc.collector import tune_collector
 from tenantsvc.db.session import Database
 from tenantsvc.head import HeadAsGetMiddleware
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # No redirect from /products/ to /products: Starlette builds its Location from the Host
     # header and the scheme uvicorn saw, so behind a TLS proxy it sent clients to http://,
     # where one that follows it sends its API key in clear. A 404 names the path instead.
-    app = FastAPI(title="tenantsvc", version="0.1.0", lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(title="tenantsvc", version=__version__, lifespan=lifespan, redirect_slashes=False)
     problems.install(app)
     api_docs.document(app)
     app.add_middleware(TenantMiddleware)

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +412,12 @@ def test_settings_shows_what_is_in_effect_and_no_secret() -> None:
     assert shown["TENANTSVC_TENANT_MAX_CONNECTIONS"][0] == "unset: 12 (3/4 of the pool)"
     table = tenantctl_process("settings", env={**env, "TENANTSVC_POOL_SIZE": "x"})
     assert (table.returncode, table.stderr.count("\n")) == (1, 1)  # a bad one: its one line
+
+
+def test_version_names_the_build_and_the_heads_it_carries() -> None:
+    """Which migrations a build brings decides what `migrate-all` will do to the fleet: the
+    version alone does not say."""
+    done = tenantctl_process("--version")
+    assert done.returncode == 0, done.stderr
+    heads = f"tenant {head('tenant')}, shared {head('shared')}"
+    assert done.stdout == f"tenantctl {version('tenantsvc')} (heads: {heads})\n"
