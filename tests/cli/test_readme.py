@@ -39,7 +39,7 @@ def _segments(line: str) -> Iterator[list[str]]:
             tokens = tokens[2:]
         if tokens[0] == "tenantctl":
             tokens = tokens[1:]
-        if tokens[0].startswith("-"):
+        elif tokens[0].startswith("-"):
             tokens = previous[:1] + tokens
         previous = tokens
         yield tokens
@@ -49,6 +49,9 @@ def _resolve(tokens: list[str]) -> Iterator[tuple[str, Any, list[str]]]:
     """The commands a token list names (``keys create|list`` names two): each one's full name,
     the command, and the tokens after its name."""
     group, rest, prefix = CLI, tokens, ""
+    if rest[0].startswith("--"):  # ``tenantctl --version``: an option of tenantctl itself
+        assert rest[0] in {opt for param in CLI.params for opt in param.opts}, tokens
+        return
     while rest:
         names, rest = rest[0].split("|"), rest[1:]
         found = {name: group.commands.get(name) for name in names}
