@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # What a PostgreSQL URL may start with; the service's engines all use asyncpg.
 _DRIVER = "postgresql+asyncpg"
 _POSTGRES_SCHEMES = {_DRIVER, "postgresql", "postgres"}
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def asyncpg_url(url: str) -> str:
@@ -161,7 +162,10 @@ class Settings(BaseSettings):
         description="How often each worker records its pools' gauges, so a scrape answered by "
         "any worker reports every worker's pools as they are (observability/metrics.py).",
     )
-    log_level: str = "INFO"
+    log_level: str = Field(
+        default="INFO",
+        description="DEBUG, INFO, WARNING, ERROR or CRITICAL, in any case.",
+    )
 
     gc_young_threshold: int = Field(
         default=10_000,
@@ -223,6 +227,15 @@ class Settings(BaseSettings):
         if isinstance(token, str) and len(token) < 16:
             raise ValueError("use a token of at least 16 characters")
         return token
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, level: str) -> str:
+        """``debug`` as well as ``DEBUG``: a level logging does not know failed every worker's
+        start with a traceback."""
+        if level.upper() not in _LEVELS:
+            raise ValueError(f"use one of {', '.join(_LEVELS)}")
+        return level.upper()
 
     @field_validator("cors_origins")
     @classmethod

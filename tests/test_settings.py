@@ -31,3 +31,13 @@ def test_other_urls_are_refused_without_their_password(given: str) -> None:
         with pytest.raises(ValidationError, match="use postgresql\\+asyncpg://") as refused:
             Settings.model_validate({field: given})
         assert ":p@" not in str(refused.value)
+
+
+def test_a_log_level_is_taken_in_any_case_and_checked_when_read() -> None:
+    """``debug`` failed every worker's start with a traceback from the logging setup, and a
+    level logging does not know the same way, while tenantctl's other commands took it."""
+    assert Settings(log_level="debug").log_level == "DEBUG"
+    assert Settings(log_level="Warning").log_level == "WARNING"
+    for unknown in ("LOUD", "WARN", ""):
+        with pytest.raises(ValidationError, match="use one of DEBUG, INFO, WARNING"):
+            Settings(log_level=unknown)
