@@ -21,6 +21,7 @@ LockTimeoutOpt = Annotated[
     typer.Option(
         "--lock-timeout-ms",
         min=0,
+        max=2**31 - 1,  # PostgreSQL's top for lock_timeout
         help="How long a migration (the shared track's, each tenant's) waits for a table "
         "lock before it rolls back and retries (default: TENANTSVC_MIGRATION_LOCK_TIMEOUT_MS; "
         "0: no limit).",

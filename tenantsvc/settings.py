@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _DRIVER = "postgresql+asyncpg"
 _POSTGRES_SCHEMES = {_DRIVER, "postgresql", "postgres"}
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_PG_INT_MAX = 2**31 - 1  # the top of PostgreSQL's millisecond settings (about 24.8 days)
 
 
 def asyncpg_url(url: str) -> str:
@@ -87,10 +88,11 @@ class Settings(BaseSettings):
         default=False,
         description="Behind PgBouncer in transaction mode: no server-side statement caches.",
     )
-    statement_timeout_ms: int = Field(default=30_000, ge=0)
+    statement_timeout_ms: int = Field(default=30_000, ge=0, le=_PG_INT_MAX)
     idle_in_transaction_timeout_ms: int = Field(
         default=60_000,
         ge=0,
+        le=_PG_INT_MAX,
         description="The server ends a session whose transaction sits idle this long, and "
         "with it the row locks it holds: a worker stalled mid-transaction (a blocked event "
         "loop, a hung process) would otherwise hold every order for the products it locked. "
@@ -111,6 +113,7 @@ class Settings(BaseSettings):
     migration_lock_timeout_ms: int = Field(
         default=1000,
         ge=0,
+        le=_PG_INT_MAX,
         description="How long a migration (a tenant's, the shared track's) waits for a table's "
         "lock before it rolls back and tries again; queries queue behind a waiting ALTER, so "
         "this bounds how long a migration can stall them (tenancy/locking.py). 0: no limit.",
@@ -121,6 +124,7 @@ class Settings(BaseSettings):
     migration_statement_timeout_ms: int = Field(
         default=0,
         ge=0,
+        le=_PG_INT_MAX,
         description="Per-statement limit inside migrations, apart from the requests' "
         "statement_timeout (an index over a big tenant may take minutes). 0: none.",
     )

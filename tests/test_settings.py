@@ -41,3 +41,16 @@ def test_a_log_level_is_taken_in_any_case_and_checked_when_read() -> None:
     for unknown in ("LOUD", "WARN", ""):
         with pytest.raises(ValidationError, match="use one of DEBUG, INFO, WARNING"):
             Settings(log_level=unknown)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["statement_timeout_ms", "idle_in_transaction_timeout_ms", "migration_lock_timeout_ms",
+     "migration_statement_timeout_ms"],
+)  # fmt: skip
+def test_a_timeout_past_postgresqls_range_is_refused_when_read(name: str) -> None:
+    """3,000,000,000 ms passed, and every connection (or migration) then failed on the
+    server's "invalid value for parameter", a traceback in migrate."""
+    assert getattr(Settings.model_validate({name: 2**31 - 1}), name) == 2**31 - 1
+    with pytest.raises(ValidationError, match="less than or equal to 2147483647"):
+        Settings.model_validate({name: 2**31})

@@ -221,7 +221,8 @@ def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     "args",
     [("create",), ("create", "--bogus", "x"), ("keys", "revoke", "acme", "abc"),
-     ("keys", "revoke", "acme", "0"), ("migrate-all", "--concurrency", "0"), ("nosuchcmd",),
+     ("keys", "revoke", "acme", "0"), ("migrate-all", "--concurrency", "0"),
+     ("migrate-all", "--lock-timeout-ms", "3000000000"), ("nosuchcmd",),
      ("keys",), ("keys", "create", "acme", "--expires-in", "0d"),
      ("keys", "create", "acme", "--expires-in", "1y"),
      ("keys", "create", "acme", "--expires-in", "999999w"),
