@@ -10,6 +10,8 @@ from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, r
 from cli.completion import Slug
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from tenantsvc.tenancy.fleet import Summary
     from tenantsvc.tenancy.tenant_migration import TenantOutcome
 
@@ -116,6 +118,21 @@ def migrate_all(
         _migrate(to, tenant, status, concurrency, fail_fast, as_json, metrics_file, lock, limit)
 
 
+async def _connections(engine: "AsyncEngine", workers: int, given: bool) -> int:
+    """The default concurrency shrinks to what the server has free; a --concurrency past it
+    is refused before any tenant runs, where it failed tenants on "too many clients"."""
+    from tenantsvc.settings import get_settings
+    from tenantsvc.tenancy import fleet
+
+    if get_settings().pgbouncer:  # PgBouncer queues clients past its server connections
+        return workers
+    free = await fleet.free_connections(engine)
+    if given and workers > free:
+        raise fail(f"--concurrency {workers}: the server has {free} connections free; "
+                   f"use {free} or fewer, or raise max_connections")  # fmt: skip
+    return min(workers, free)
+
+
 def _migrate(
     to: str,
     slugs: list[str],
@@ -140,6 +157,8 @@ def _migrate(
         async with engine_for_cli(pool_size=workers) as engine:
             await fleet.migrate_shared(engine, policy)
             the_plan = await fleet.plan(engine, to, slugs, statuses, limit)
+            busy = min(workers, len(the_plan.behind))  # more would find no tenant to take
+            connections = await _connections(engine, busy, given=concurrency is not None)
             if the_plan.concurrent and settings.pgbouncer:
                 raise fail(
                     "a revision builds an index concurrently, which holds a session (its lock "
@@ -149,8 +168,9 @@ def _migrate(
                 )
             with _reporter(as_json, len(the_plan.behind)) as report:
                 summary = await fleet.run_plan(
-                    engine, the_plan, workers, fail_fast=fail_fast, on_done=report, policy=policy
-                )
+                    engine, the_plan, connections, fail_fast=fail_fast, on_done=report,
+                    policy=policy,
+                )  # fmt: skip
             if as_json:
                 report.close(summary)
             return summary

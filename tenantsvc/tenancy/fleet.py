@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.errors import (
@@ -65,6 +65,21 @@ class Summary:
 def default_concurrency(pool_size: int) -> int:
     """Bounded by the pool budget; beyond a few per core the database only queues."""
     return max(1, min(pool_size, 4 * (os.cpu_count() or 1)))
+
+
+# Connections the server would still accept from a role that is not a superuser.
+_FREE = text(
+    "SELECT current_setting('max_connections')::int"
+    " - current_setting('superuser_reserved_connections')::int"
+    " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+)
+
+
+async def free_connections(engine: AsyncEngine) -> int:
+    """How many connections a run may use at once: those the server has free, and the one
+    this asks on (a run past that fails tenants on "too many clients" instead)."""
+    async with engine.connect() as conn:
+        return int(await conn.scalar(_FREE) or 0) + 1
 
 
 async def migrate_shared(

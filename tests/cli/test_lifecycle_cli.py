@@ -513,3 +513,20 @@ def test_an_empty_answer_is_a_line_that_says_so(fresh_cli: str) -> None:
         "no requests served for quiet in the last 7 days\n"
     )
     assert "│ quiet │ tenant_quiet │ active │" in tenantctl("list").stdout  # rows: a table
+
+
+def test_a_concurrency_past_the_servers_free_connections_is_refused(fresh_cli: str) -> None:
+    """`migrate-all --concurrency 500` on a server of max_connections 100 opened connections
+    until the server refused them, failing tenants on "too many clients" midway through a
+    fleet. It is refused before anything runs, naming what the server has free."""
+    most = _scalar(fresh_cli, "SELECT current_setting('max_connections')::int")
+    tenantctl("create", *(f"crowded{i}" for i in range(most + 1)))
+    assert "0 failed" in tenantctl("migrate-all", "--to", "t0004").stdout  # behind head again
+    refused = tenantctl("migrate-all", "--concurrency", str(most + 1), code=1).stderr
+    assert refused.startswith(f"error: --concurrency {most + 1}: the server has "), refused
+    assert len(refused.strip().splitlines()) == 1
+    assert _scalar(fresh_cli, "SELECT count(*) FROM tenantsvc.tenant_revisions "
+                              "WHERE revision = 't0004'") == most + 1  # fmt: skip
+    # As many as there are tenants behind, if that fits: one tenant needs one connection.
+    assert "0 failed" in tenantctl("migrate-all", "--tenant", "crowded0", "--concurrency",
+                                   str(most + 1)).stdout  # fmt: skip
