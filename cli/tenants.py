@@ -130,7 +130,7 @@ Days = Annotated[
 
 @app.command()
 def usage(
-    top: Annotated[int | None, typer.Option(min=1, help="Only the first N.")] = None,
+    top: Annotated[int | None, typer.Option(min=1, max=2**31 - 1, help="Only the first N.")] = None,
     status: Annotated[str | None, typer.Option(help="Only tenants with this status.")] = None,
     days: Days = 30,
     by: Annotated[str, typer.Option(help="Order: size or requests.")] = "size",

@@ -229,7 +229,7 @@ def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
      ("keys", "rotate", "acme", "--grace", "5219w"), ("history", "--since", "36526d"),
      ("serve", "--port", "99999"),
      ("serve", "--port", "0"), ("serve", "--workers", "0"), ("usage", "--top", "0"),
-     ("psql",)],
+     ("usage", "--top", str(2**31)), ("psql",)],
     ids=" ".join,
 )  # fmt: skip
 def test_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...]) -> None:
