@@ -22,13 +22,30 @@ async def engine_for_cli(pool_size: int = 2) -> AsyncIterator[Any]:
     from tenantsvc.db.engine import create_engine
     from tenantsvc.settings import get_settings
 
-    settings = ensure_database_url(get_settings())
+    settings = get_settings()
+    fresh = (
+        settings.database_url is None and not (settings.embedded_data_dir / "PG_VERSION").exists()
+    )
+    settings = ensure_database_url(settings)
     settings = settings.model_copy(update={"pool_size": pool_size, "max_overflow": 0})
     engine = create_engine(settings, application_name=f"tenantctl {settings.actor or _whoami()}")
     try:
+        if fresh:
+            await _set_up_embedded(engine, settings.embedded_data_dir)
         yield engine
     finally:
         await engine.dispose()
+
+
+async def _set_up_embedded(engine: Any, data_dir: Any) -> None:
+    """A command run where no embedded database was yet (a fresh clone before `make run`, or
+    another directory: the default lives in ./.tenantsvc) says that it made one, and gives it
+    the registry, so that `create` works there rather than failing on a missing table."""
+    from tenantsvc.tenancy.fleet import migrate_shared
+
+    typer.echo(f"note: TENANTSVC_DATABASE_URL is unset: created an embedded database in "
+               f"{data_dir.resolve()}", err=True)  # fmt: skip
+    await migrate_shared(engine)
 
 
 def _whoami() -> str:

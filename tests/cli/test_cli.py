@@ -244,14 +244,23 @@ def test_usage_errors_are_one_line_and_exit_2(args: tuple[str, ...]) -> None:
 
 def test_embedded_default_error_is_one_line(tmp_path: Path) -> None:
     """No URL and no XDG_RUNTIME_DIR (a root shell, cron, CI): the embedded server starts,
-    and an error on it is still the one line, without the runtime-directory warning."""
+    and an error on it is still the one line, without the runtime-directory warning. Where
+    there was no embedded database yet (a fresh clone, another directory), the command says
+    it made one, and gave it the registry: the tenant is unknown, not the registry's table."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TENANTSVC_") and k != "XDG_RUNTIME_DIR"}  # fmt: skip
     env["TENANTSVC_EMBEDDED_DATA_DIR"] = str(tmp_path / "pgdata")
     result = tenantctl_process("show", "nobody_here", env=env, timeout=120)
     assert result.returncode == 1, result.stderr
-    assert result.stderr.startswith("error: database"), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        "note: TENANTSVC_DATABASE_URL is unset: created an embedded database in "
+        f"{tmp_path / 'pgdata'}",
+        "error: unknown tenant 'nobody_here'",
+    ]
+    again = tenantctl_process("show", "nobody_here", env=env, timeout=120)
+    assert again.stderr.splitlines() == ["error: unknown tenant 'nobody_here'"]
+    created = tenantctl_process("create", "first_one", env=env, timeout=120)
+    assert created.returncode == 0, created.stderr
 
 
 @pytest.mark.parametrize("command", [("list",), ("serve",), ("psql", "acme")], ids=" ".join)
