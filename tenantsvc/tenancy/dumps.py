@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
 from tenantsvc.tenancy.ddl import identifier, revision_sql
-from tenantsvc.tenancy.errors import TenancyError, first_line
+from tenantsvc.tenancy.errors import TenancyError, UnknownRevisionError, first_line
 from tenantsvc.tenancy.locking import LockPolicy, LocksNotGranted
 from tenantsvc.tenancy.migrator import head, resolve
 from tenantsvc.tenancy.models import TenantStatus
@@ -233,7 +233,13 @@ def _manifest(tar: tarfile.TarFile) -> dict[str, Any]:
         raise DumpError(f"not a {FORMAT} file of version {VERSION}")
     if not shaped:
         raise DumpError(f"{MANIFEST} does not have the shape of version {VERSION}")
-    resolve("tenant", manifest["revision"])  # a revision this code base knows, or an error
+    try:
+        resolve("tenant", manifest["revision"])
+    except UnknownRevisionError:  # exported by a newer build: its tables may not fit ours
+        raise DumpError(
+            f"the export is at tenant revision {manifest['revision']!r}, which this build does"
+            f" not know (its head is {head('tenant')}): import it with a build that has it"
+        ) from None
     return manifest
 
 

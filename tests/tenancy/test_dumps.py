@@ -165,7 +165,8 @@ async def test_a_bad_file_creates_nothing(fresh_engine: AsyncEngine, tmp_path: P
         "missing.tar: cannot read it \\(No such file or directory\\)$": tmp_path / "missing.tar",
         "no users.copy": _tampered(file, tmp_path / "a.tar", {}, drop="users.copy"),
         "not a tenantsvc-tenant-export file": _tampered(file, tmp_path / "b.tar", {"version": 9}),
-        "no tenant revision 'nope'": _tampered(file, tmp_path / "c.tar", {"revision": "nope"}),
+        "at tenant revision 'nope', which this build does not know":
+            _tampered(file, tmp_path / "c.tar", {"revision": "nope"}),
         "users: COPY 2 where the manifest says 3":
             _tampered(file, tmp_path / "d.tar", {"tables": wrong_rows}),
         "are not its revision's": _tampered(file, tmp_path / "e.tar", {"tables": evil_table}),
