@@ -239,6 +239,8 @@ async def check_roles(conn: AsyncConnection) -> Check:
                      f"granted to {rows[0].me} or short of rights: "
                      f"{_first_few(broken)}; `tenantctl isolate <slug>` repairs one")  # fmt: skip
     unset = [r.slug for r in rows if r.unset]
+    if not rows:
+        return Check("tenant roles", "ok", "no tenants yet")
     if not unset:
         return Check("tenant roles", "ok", f"each of {len(rows)} tenants runs as its own role")
     return Check("tenant roles", "warn", f"{len(unset)} tenants run as the service's role, "
