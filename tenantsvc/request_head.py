@@ -11,7 +11,9 @@ is for h11 alone; ``timeout_keep_alive`` runs only between requests, and any byt
 - **Time.** A connection that sends nothing, or trickles a head a byte at a time (slowloris),
   was held for as long as the client liked: enough of them use up a worker's file
   descriptors. A head that has not arrived ``TENANTSVC_HEAD_TIMEOUT_SECONDS`` (20) after it
-  began, or after its connection opened, gets a 408 problem and is closed. One timer per
+  began gets a 408 problem and is closed; a connection that sent nothing in that time is
+  closed without one, as nginx does, since a request it sends at that moment would read the
+  408 as its answer. One timer per
   worker sweeps the connections, so a request pays nothing for it unless its head spans more
   than one read.
 
@@ -87,8 +89,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         pipelined head waits for it; ``timeout_keep_alive`` follows that response)."""
         late = self._head_since is not None and now - self._head_since > limit
         responding = self.cycle is not None and not self.cycle.response_complete
-        if late and not responding and not self.transport.is_closing():
+        if not late or responding or self.transport.is_closing():
+            return
+        if self._head_bytes:  # a client part way through its request reads the answer
             self._refuse(_TOO_SLOW, "a request's head took over %g s: 408", limit)
+        else:  # one that sent nothing may be about to: a 408 could pass for its answer
+            self.transport.close()
 
     def _refuse(self, response: bytes, message: str, bound: float) -> None:
         self.logger.warning(message, bound)

@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     head_timeout_seconds: PositiveFloat = Field(
         default=20.0,
         description="A request whose line and headers have not all arrived this long after "
-        "they began (or after its connection opened) gets 408 and is closed (slowloris).",
+        "they began gets 408 and is closed; a connection that sent nothing that long is "
+        "closed (slowloris).",
     )
 
     cors_origins: str | None = Field(
