@@ -24,6 +24,13 @@ def _paging(after_id: int = 0) -> int:
 router = APIRouter(route_class=TenantRoute)
 
 
+@router.get("/tagged")
+async def tagged(
+    tag: Annotated[list[str] | None, Query()] = None, limit: int = 10
+) -> dict[str, object]:
+    return {"tag": tag, "limit": limit}
+
+
 @router.get("/things")
 async def things(
     filters: Annotated[Filters, Query()], after_id: Annotated[int, Depends(_paging)]
@@ -44,3 +51,16 @@ async def test_a_query_models_fields_and_a_dependencys_parameters_are_taken() ->
     [error] = refused.json()["detail"]
     assert error["loc"] == ["query", "colour"]
     assert error["msg"] == "Unknown query parameter: this path takes after_id, color, size, type"
+
+
+async def test_only_a_list_parameter_may_repeat() -> None:
+    app = FastAPI()
+    app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:  # fmt: skip
+        many = await client.get("/tagged", params=[("tag", "a"), ("tag", "b"), ("limit", "2")])
+        assert (many.status_code, many.json()) == (200, {"tag": ["a", "b"], "limit": 2})
+        twice = await client.get("/tagged", params=[("tag", "a"), ("limit", "2"), ("limit", "3")])
+    assert twice.status_code == 422
+    [error] = twice.json()["detail"]
+    assert (error["loc"], error["type"]) == (["query", "limit"], "repeated")

@@ -322,3 +322,16 @@ async def test_query_parameters_a_route_does_not_take_are_422_and_write_nothing(
     paged = await client.get("/products", params={"after_id": "0", "limit": "5"},
                              headers=tenant_a.headers)  # fmt: skip
     assert paged.status_code == 200, paged.text
+
+
+@pytest.mark.parametrize("path", ["/products", "/orders", "/users", "/users/1/orders"])
+async def test_a_query_parameter_given_twice_is_422(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, path: str
+) -> None:
+    """``?limit=1&limit=100`` was read as 100 (the last): a gateway that checks the first
+    value and the service would disagree about the request."""
+    query = "limit=1&after_id=0&limit=100"
+    response = await client.get(f"{path}?{query}", headers=tenant_a.headers)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert (error["loc"], error["type"]) == (["query", "limit"], "repeated")
