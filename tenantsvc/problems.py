@@ -62,7 +62,7 @@ def _on_problem(_: Request, exc: Exception) -> Response:
 
 def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400 and exc.__cause__ is not None:
+    if exc.detail == _UNPARSED and exc.__cause__ is not None:
         return _unparsed(exc.__cause__)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
@@ -70,6 +70,11 @@ def _on_http(request: Request, exc: Exception) -> Response:
     # The router's own 404 (no route): say which path, a trailing slash being the usual slip.
     detail = f"no such path: {request.url.path}" if exc.status_code == 404 else None
     return problem_response(exc.status_code, str(exc.detail), detail, headers=headers or None)
+
+
+# FastAPI's words for a body it could not read (fastapi/routing.py); an app's own 400 with a
+# cause (``raise HTTPException(400, ...) from exc``) stays the app's.
+_UNPARSED = "There was an error parsing the body"
 
 
 def _unparsed(cause: BaseException) -> Response:

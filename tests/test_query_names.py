@@ -1,13 +1,15 @@
 """The query-name check on routes an app author adds: a query model's fields are names the
 route takes (FastAPI reads them from the query one by one), and the check stays out of the
-way of what FastAPI itself accepts."""
+way of what FastAPI itself accepts; and the service's error answers leave such a route's own
+errors as the route wrote them."""
 
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from tenantsvc import problems
 from tenantsvc.tenant_routes import TenantRoute
 
 
@@ -64,3 +66,23 @@ async def test_only_a_list_parameter_may_repeat() -> None:
     assert twice.status_code == 422
     [error] = twice.json()["detail"]
     assert (error["loc"], error["type"]) == (["query", "limit"], "repeated")
+
+
+@router.get("/dated")
+async def dated(when: str) -> dict[str, object]:
+    try:
+        return {"day": int(when)}
+    except ValueError as exc:
+        raise HTTPException(400, "give the day as a number") from exc
+
+
+async def test_an_apps_own_400_with_a_cause_stays_its_own() -> None:
+    """The service answers FastAPI's unreadable-body 400 as a 422 json_invalid; a route's own
+    ``raise HTTPException(400, ...) from exc`` is not that, and keeps its status and words."""
+    app = FastAPI()
+    problems.install(app)  # the service's error answers, without its tenant middleware
+    app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:  # fmt: skip
+        refused = await client.get("/dated", params={"when": "tuesday"})
+    assert (refused.status_code, refused.json()["title"]) == (400, "give the day as a number")
