@@ -19,11 +19,24 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# Every tenant's GET /products/1 has the same URL: the tenant is in a header. A shared cache
+# must not store an answer to a request with Authorization (RFC 9111 3.5), but one that is
+# misconfigured, or keys by URL alone, would hand one tenant's rows to the next; so each answer
+# to a tenant says it is for that client only, to be checked again (its ETag makes that a 304),
+# and what it varies by.
+_TENANT_ANSWER = [
+    (b"cache-control", b"private, no-cache"),
+    (b"vary", b"X-Tenant-ID, Authorization"),
+]
+
+
 def _extra_headers(scope: Scope, rid: str) -> list[tuple[bytes, bytes]]:
     """The request id, and what the request's dependencies left in its state: where it was
     served from and, after a write, the read-your-writes token."""
     headers = [(b"x-request-id", rid.encode())]
     state = scope.get("state", {})
+    if "tenant" in state:
+        headers += _TENANT_ANSWER
     if served_by := state.get("served_by"):
         headers.append((b"x-served-by", served_by.encode()))
     if token := state.get("consistency_token"):

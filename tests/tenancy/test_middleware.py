@@ -215,3 +215,18 @@ async def test_a_served_tenant_without_its_tables_is_503_on_every_route(
         assert body["detail"] == f"tenant {tenant.slug!r} cannot be served: its tables are missing"
     assert (await fleet.migrate_all(engine, slugs=[tenant.slug])).migrated == 1
     assert (await client.get("/products", headers=tenant.headers)).status_code == 200
+
+
+async def test_a_tenants_answers_are_for_its_client_only(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    """The tenant is in a header, so two tenants' answers share a URL: a cache that keyed by
+    URL alone (a CDN told to cache everything) would serve one tenant's rows to the next. Every
+    answer to a tenant forbids shared caches and says it varies by tenant and key."""
+    made = await client.post("/products", json={"name": "p", "price_cents": 1, "stock": 1},
+                             headers=tenant_a.headers)  # fmt: skip
+    one = await client.get(f"/products/{made.json()['id']}", headers=tenant_a.headers)
+    for answer in (made, one, await client.get("/products", headers=tenant_a.headers)):
+        assert answer.headers["cache-control"] == "private, no-cache", answer.headers
+        assert answer.headers["vary"] == "X-Tenant-ID, Authorization"
+    assert "cache-control" not in (await client.get("/healthz")).headers  # no tenant's data
