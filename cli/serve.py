@@ -101,6 +101,7 @@ def serve(
         workers=count,
         loop="uvloop",
         http=BoundedHeadProtocol,  # httptools, with a bound on the request's head
+        timeout_keep_alive=settings.keep_alive_seconds,
         log_config=uvicorn_log_config(settings.log_level),
         access_log=False,  # tenantsvc.access logs each request with its id and tenant
         server_header=False,  # "server: uvicorn" tells a scanner what to try; no client needs it

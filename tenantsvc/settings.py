@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         "closed (slowloris).",
     )
 
+    keep_alive_seconds: PositiveInt = Field(
+        default=5,
+        description="How long an idle kept-alive connection stays open (uvicorn's "
+        "timeout_keep_alive). Behind a load balancer, set it above the balancer's idle timeout "
+        "(AWS ALB: 60 s), or the balancer sends requests on connections being closed (502s).",
+    )
+
     cors_origins: str | None = Field(
         default=None,
         description="Browser origins allowed to call the API (https://app.example.com), "

@@ -239,6 +239,25 @@ def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(
         assert time.monotonic() - started < 5  # closed by the sweep, not by the test's timeout
 
 
+def test_an_idle_kept_alive_connection_lasts_the_setting(
+    database_url: str,
+    engine: AsyncEngine,  # the engine fixture migrated the database
+) -> None:
+    """Behind a load balancer the service must keep idle connections open longer than the
+    balancer does (AWS ALB: 60 s), or the balancer sends requests on connections being closed.
+    uvicorn's 5 s was fixed; TENANTSVC_KEEP_ALIVE_SECONDS sets it (1 s here: closed after 2)."""
+    serving = _two_workers(database_url, {"TENANTSVC_KEEP_ALIVE_SECONDS": "1"})
+    with (
+        serving as (_, port, _l),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as kept,
+    ):
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200 ")
+        time.sleep(2)
+        with contextlib.suppress(ConnectionResetError):
+            assert kept.recv(65536) == b""  # the server closed it
+
+
 def _raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
     """``request`` in one write, as a client that does not wait; the status and all read."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
