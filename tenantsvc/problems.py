@@ -91,12 +91,19 @@ def _allow(request: Request, first_route: str) -> str:
     route on the path only (GET /products and POST /products are two routes); the API
     description knows them all. Only a 405 pays for this."""
     methods = {m.strip() for m in first_route.split(",") if m.strip()}
-    for pattern, documented in _documented_methods(request.app):
-        if pattern.match(request.url.path):
+    return ", ".join(sorted(methods | allowed_methods(request.app, request.url.path)))
+
+
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """The methods ``path`` takes, HEAD with GET and OPTIONS with any; none where no route
+    takes the path."""
+    methods: set[str] = set()
+    for pattern, documented in _documented_methods(app):
+        if pattern.match(path):
             methods |= documented
     if "GET" in methods:
         methods.add("HEAD")
-    return ", ".join(sorted(methods))
+    return methods | {"OPTIONS"} if methods else methods
 
 
 def _documented_methods(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:

@@ -7,10 +7,11 @@ comes from the registry row. Malformed values are refused before anything touche
 import re
 from collections.abc import Iterable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantsvc.observability.context import tenant_slug
-from tenantsvc.problems import Problem, problem_response
+from tenantsvc.problems import Problem, allowed_methods, problem_response
 from tenantsvc.tenancy.keys import hash_key
 from tenantsvc.tenancy.models import SERVED, TenantStatus
 from tenantsvc.tenancy.registry import Tenant, TenantRegistry
@@ -118,6 +119,9 @@ class TenantMiddleware:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "OPTIONS":
+            await _options(scope)(scope, receive, send)
+            return
         state = scope["state"]
         try:
             tenant, key_id = await resolve_tenant(state["registry"], scope)
@@ -133,3 +137,13 @@ class TenantMiddleware:
         scope["state"] = {**state, "tenant": tenant}
         tenant_slug.set(tenant.slug)
         await self.app(scope, receive, send)
+
+
+def _options(scope: Scope) -> Response:
+    """``OPTIONS``: what the path takes, in ``Allow``, asking for no tenant (the routes are in
+    /openapi.json for anyone). A browser's CORS preflight is answered before this, when CORS is
+    on (``cors.py``)."""
+    methods = allowed_methods(scope["app"], scope["path"])
+    if not methods:
+        return problem_response(404, "Not Found", f"no such path: {scope['path']}")
+    return Response(status_code=204, headers={"Allow": ", ".join(sorted(methods))})

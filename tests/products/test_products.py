@@ -154,14 +154,21 @@ async def test_bad_query_parameters_say_where(
 async def test_method_not_allowed_lists_every_method_of_the_path(
     client: httpx.AsyncClient, tenant_a: TenantHandle
 ) -> None:
-    """RFC 9110: a 405's Allow lists what the resource supports, across all its routes."""
+    """RFC 9110: a 405's Allow lists what the resource supports, across all its routes, and
+    so does an OPTIONS, which asked for a tenant and then answered a 405."""
     for path, expected in (("/products", {"GET", "POST"}),
                            ("/products/1", {"GET", "PATCH", "DELETE"}),
                            ("/users", {"GET", "POST"})):  # fmt: skip
         response = await client.request("PUT", path, headers=tenant_a.headers)
         assert response.status_code == 405, path
         assert response.headers["content-type"] == "application/problem+json"
-        assert set(response.headers["allow"].split(", ")) == expected | {"HEAD"}, path
+        assert set(response.headers["allow"].split(", ")) == expected | {"HEAD", "OPTIONS"}, path
+        # OPTIONS tells the same to anyone: the routes are in /openapi.json for all to read.
+        options = await client.options(path)
+        assert (options.status_code, options.content) == (204, b""), options.text
+        assert options.headers["allow"] == response.headers["allow"], path
+    nowhere = await client.options("/nope")
+    assert (nowhere.status_code, nowhere.json()["detail"]) == (404, "no such path: /nope")
 
 
 async def test_a_trailing_slash_is_a_404_naming_the_path_not_a_redirect(
@@ -203,4 +210,4 @@ async def test_head_is_get_without_the_body(
     assert (await client.head("/products", headers=crossed)).status_code == 403
     assert (await client.head("/products")).status_code == 400
     refused = await client.head("/orders/1/cancel", headers=tenant_a.headers)
-    assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+    assert (refused.status_code, refused.headers["allow"]) == (405, "OPTIONS, POST")
