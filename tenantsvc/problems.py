@@ -48,11 +48,18 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> Response:
+    body = problem_body(status, title, detail, **extra)
+    return Response(body, status, headers=headers, media_type=MEDIA_TYPE)
+
+
+def problem_body(status: int, title: str, detail: str | None = None, **extra: Any) -> str:
+    """An RFC 9457 problem as JSON: every error the service writes, the app's and the HTTP
+    protocol's (``request_head.py``) alike."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail is not None:
         body["detail"] = detail
     body.update(extra)
-    return Response(json.dumps(body), status, headers=headers, media_type=MEDIA_TYPE)
+    return json.dumps(body)
 
 
 def _on_problem(_: Request, exc: Exception) -> Response:

@@ -13,9 +13,8 @@ is for h11 alone; ``timeout_keep_alive`` runs only between requests, and any byt
   descriptors. A head that has not arrived ``TENANTSVC_HEAD_TIMEOUT_SECONDS`` (20) after it
   began gets a 408 problem and is closed; a connection that sent nothing in that time is
   closed without one, as nginx does, since a request it sends at that moment would read the
-  408 as its answer. One timer per
-  worker sweeps the connections, so a request pays nothing for it unless its head spans more
-  than one read.
+  408 as its answer. One timer per worker sweeps the connections, so a request pays nothing
+  for it unless its head spans more than one read.
 
 The size counted is the bytes received while a head is still incomplete, taken after the
 parser has seen them: a chunk that completes a head (with a body behind it), or ends a body
@@ -26,11 +25,11 @@ one holds only its socket.
 """
 
 import asyncio
-import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tenantsvc.problems import MEDIA_TYPE, problem_body
 from tenantsvc.settings import get_settings
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -38,10 +37,9 @@ MAX_HEAD_BYTES = 64 * 1024
 
 def _closing_problem(status: int, reason: str, detail: str) -> bytes:
     """A whole response, written straight to the socket: the app never saw this request."""
-    body = json.dumps({"type": "about:blank", "title": reason, "status": status,
-                       "detail": detail}).encode()  # fmt: skip
+    body = problem_body(status, reason, detail).encode()
     return (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n"
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: {MEDIA_TYPE}\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode() + body
 
