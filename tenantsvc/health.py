@@ -12,6 +12,7 @@ from tenantsvc.api_docs import problems
 from tenantsvc.db.session import Database
 from tenantsvc.observability import metrics
 from tenantsvc.problems import problem_response
+from tenantsvc.tenancy.keys import bearer
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 
 router = APIRouter(tags=["health"])
@@ -58,10 +59,9 @@ def _scrape_refused(token: SecretStr | None, authorization: str | None) -> Respo
     or nothing. The API's port is the one clients reach, and any of them could read it."""
     if token is None:
         return problem_response(404, "Not found", "metrics are off: set TENANTSVC_METRICS_TOKEN")
-    scheme, _, sent = (authorization or "").strip(" \t").partition(" ")
+    sent = bearer((authorization or "").strip(" \t"))
     expected = token.get_secret_value().encode()
-    right = secrets.compare_digest(sent.lstrip(" ").encode("latin-1"), expected)
-    if scheme.lower() != "bearer" or not right:  # RFC 9110 11.4: any case, 1+ spaces
+    if sent is None or not secrets.compare_digest(sent.encode("latin-1"), expected):
         detail = "scrape with Authorization: Bearer <TENANTSVC_METRICS_TOKEN>"
         return problem_response(401, "Unauthorized", detail, {"WWW-Authenticate": "Bearer"})
     return None

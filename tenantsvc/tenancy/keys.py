@@ -5,9 +5,19 @@ force); a slow password hash would only add latency to every request.
 """
 
 import hashlib
+import re
 import secrets
 
 KEY_PREFIX = "tsk_"
+# RFC 9110 11.4: the scheme in any case, one or more spaces, then the credential.
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(\S.*)")
+
+
+def bearer(authorization: str) -> str | None:
+    """The credential of an ``Authorization: Bearer ...`` value; None for another scheme, or
+    none. A tenant's key and the metrics scraper's token are both read with it."""
+    found = _BEARER.fullmatch(authorization)
+    return None if found is None else found.group(1)
 
 
 def new_key() -> str:

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantsvc.observability.context import tenant_slug
 from tenantsvc.problems import Problem, allowed_methods, problem_response
-from tenantsvc.tenancy.keys import hash_key
+from tenantsvc.tenancy.keys import bearer, hash_key
 from tenantsvc.tenancy.models import SERVED, TenantStatus
 from tenantsvc.tenancy.registry import Tenant, TenantRegistry
 from tenantsvc.tenancy.slugs import is_valid_slug
@@ -20,9 +20,7 @@ from tenantsvc.tenancy.slugs import is_valid_slug
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )  # no tenant: /metrics asks for the scraper's own token instead (health.py)
-# RFC 9110 11.4: the scheme in any case, then one or more spaces.
-_SCHEME = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +\S")
-_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_\-]{16,128})")
+_KEY = re.compile(r"[A-Za-z0-9_\-]{16,128}")  # what a key can be, before it is hashed
 _INVALID_KEY = "the API key is not valid"
 
 
@@ -81,10 +79,12 @@ async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> tu
     gets, where a 404 let anyone list a service's customers by trying names."""
     if not is_valid_slug(slug):
         raise TenantRejected(400, "Malformed tenant", "X-Tenant-ID is not a valid tenant slug")
-    match = _BEARER.fullmatch(authorization)
-    if match is None:
-        raise _without_a_key(authorization)
-    digest = hash_key(match.group(1))
+    credential = bearer(authorization)
+    if credential is None:  # no header, or another scheme: the client lacks a key
+        raise TenantRejected(401, "Unauthorized", "an 'Authorization: Bearer <key>' is required")
+    if not _KEY.fullmatch(credential):  # too short, a character no key has: a wrong key
+        raise TenantRejected(401, "Unauthorized", _INVALID_KEY)
+    digest = hash_key(credential)
     owner = registry.key_owner(digest)
     if owner is None and registry.get(slug) is None:
         # A tenant created a moment ago, with its first key: served at once. A guessed key
@@ -101,14 +101,6 @@ async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> tu
     if tenant.status == TenantStatus.SUSPENDED:
         raise TenantRejected(403, "Tenant suspended", f"tenant {slug!r} is suspended")
     return tenant, owner.key_id
-
-
-def _without_a_key(authorization: str) -> TenantRejected:
-    """A Bearer credential that cannot be a key (too short, a character no key has) is an
-    invalid key, and says so; anything else (no header, another scheme) lacks one."""
-    if _SCHEME.match(authorization):
-        return TenantRejected(401, "Unauthorized", _INVALID_KEY)
-    return TenantRejected(401, "Unauthorized", "an 'Authorization: Bearer <key>' is required")
 
 
 class TenantMiddleware:
