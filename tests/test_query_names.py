@@ -33,6 +33,24 @@ async def tagged(
     return {"tag": tag, "limit": limit}
 
 
+@router.get("/dated")
+async def dated(when: str) -> dict[str, object]:
+    try:
+        return {"day": int(when)}
+    except ValueError as exc:
+        raise HTTPException(400, "give the day as a number") from exc
+
+
+def _client(with_problems: bool = False) -> httpx.AsyncClient:
+    """A client of these routes on a bare app; ``with_problems``: with the service's error
+    answers (``problems.install``), still without its tenant middleware."""
+    app = FastAPI()
+    if with_problems:
+        problems.install(app)
+    app.include_router(router)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
 @router.get("/things")
 async def things(
     filters: Annotated[Filters, Query()], after_id: Annotated[int, Depends(_paging)]
@@ -41,10 +59,7 @@ async def things(
 
 
 async def test_a_query_models_fields_and_a_dependencys_parameters_are_taken() -> None:
-    app = FastAPI()
-    app.include_router(router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as client:  # fmt: skip
+    async with _client() as client:
         taken = await client.get("/things", params={"color": "red", "size": "2", "type": "x",
                                                     "after_id": "5"})  # fmt: skip
         assert (taken.status_code, taken.json()) == (200, {"size": 2, "type": "x", "after_id": 5})
@@ -56,10 +71,7 @@ async def test_a_query_models_fields_and_a_dependencys_parameters_are_taken() ->
 
 
 async def test_only_a_list_parameter_may_repeat() -> None:
-    app = FastAPI()
-    app.include_router(router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as client:  # fmt: skip
+    async with _client() as client:
         many = await client.get("/tagged", params=[("tag", "a"), ("tag", "b"), ("limit", "2")])
         assert (many.status_code, many.json()) == (200, {"tag": ["a", "b"], "limit": 2})
         twice = await client.get("/tagged", params=[("tag", "a"), ("limit", "2"), ("limit", "3")])
@@ -68,21 +80,9 @@ async def test_only_a_list_parameter_may_repeat() -> None:
     assert (error["loc"], error["type"]) == (["query", "limit"], "repeated")
 
 
-@router.get("/dated")
-async def dated(when: str) -> dict[str, object]:
-    try:
-        return {"day": int(when)}
-    except ValueError as exc:
-        raise HTTPException(400, "give the day as a number") from exc
-
-
 async def test_an_apps_own_400_with_a_cause_stays_its_own() -> None:
     """The service answers FastAPI's unreadable-body 400 as a 422 json_invalid; a route's own
     ``raise HTTPException(400, ...) from exc`` is not that, and keeps its status and words."""
-    app = FastAPI()
-    problems.install(app)  # the service's error answers, without its tenant middleware
-    app.include_router(router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as client:  # fmt: skip
+    async with _client(with_problems=True) as client:
         refused = await client.get("/dated", params={"when": "tuesday"})
     assert (refused.status_code, refused.json()["title"]) == (400, "give the day as a number")

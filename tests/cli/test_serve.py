@@ -189,8 +189,7 @@ def test_a_request_head_past_the_bound_is_431_and_a_big_body_is_not(
         many = b"".join(b"X-H%d: v\r\n" % i for i in range(20_000))
         for head in (huge, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"):
             status, answer = _raw_exchange(port, head)
-            assert status == 431, answer[:200]
-            assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["status"] == 431
+            assert (status, _problem_status(answer)) == (431, 431), answer[:200]
         near = {**tenant_a.headers, "X-Junk": "a" * 40_000}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=near) as kept_alive:
             # Each head is counted alone: five on one connection are 200 KB, and all served.
@@ -224,18 +223,13 @@ def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(
                 with contextlib.suppress(OSError):
                     trickling.sendall(b"X-Slow: 1\r\n")
             assert kept.get("/products").status_code == 200  # 2 s later, the same connection
-        answers = []
-        for late in (silent, trickling):
-            with late, contextlib.suppress(ConnectionResetError):
-                answer = b""
-                while chunk := late.recv(65536):
-                    answer += chunk
-            answers.append(answer)
+        with silent, trickling:
+            answers = [_read_all(silent), _read_all(trickling)]
         # Closed without a word where nothing was sent: a request sent at that moment
         # would read a 408 as its own answer.
         assert answers[0] == b""
         assert answers[1].startswith(b"HTTP/1.1 408 "), answers[1]
-        assert json.loads(answers[1].split(b"\r\n\r\n", 1)[1])["status"] == 408
+        assert _problem_status(answers[1]) == 408
         assert time.monotonic() - started < 5  # closed by the sweep, not by the test's timeout
 
 
@@ -263,11 +257,23 @@ def _raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             conn.sendall(request)  # the server may close before it has read it all
-        answer = b""
-        with contextlib.suppress(ConnectionResetError):
-            while chunk := conn.recv(65536):
-                answer += chunk
+        answer = _read_all(conn)
     return int(answer.split(b" ", 2)[1]), answer
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a reset is a close)."""
+    answer = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def _problem_status(answer: bytes) -> int:
+    """The ``status`` of the problem body after a raw response's head."""
+    status: int = json.loads(answer.split(b"\r\n\r\n", 1)[1])["status"]
+    return status
 
 
 def test_a_second_server_on_the_port_is_refused(database_url: str, engine: AsyncEngine) -> None:
