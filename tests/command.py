@@ -3,7 +3,9 @@ and its own stderr (Typer's CliRunner mixes them, and frames usage errors in a p
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TENANTCTL = [sys.executable, "-m", "cli.main"]
@@ -14,3 +16,13 @@ def tenantctl_process(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TENANTCTL, *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, check=False)  # fmt: skip
+
+
+def leaf_commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every command under ``group`` as click runs it (Typer's build of the app): its full
+    name (``keys rotate``) and the command."""
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from leaf_commands(command, f"{prefix}{name} ")
+        else:
+            yield prefix + name, command

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from tenantsvc.settings import Settings, get_settings
 from tenantsvc.tenancy.migrator import head
-from tests.command import tenantctl_process
+from tests.command import leaf_commands, tenantctl_process
 
 runner = CliRunner()
 
@@ -69,19 +69,11 @@ def test_every_command_has_a_one_line_summary() -> None:
         assert "\n" not in summary, f"{name}: {summary!r}"
 
 
-def _clicked(command: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Every command as Typer builds it for a run: (its name, the command)."""
-    for name, sub in getattr(command, "commands", {}).items():
-        yield from _clicked(sub, f"{prefix}{name} ")
-    if not hasattr(command, "commands"):
-        yield prefix.strip(), command
-
-
 def test_every_option_left_out_takes_its_default() -> None:
     """A default goes through the option's parser as a typed value, as Typer does when the
     option is not given: `keys rotate` without --grace raised a TypeError that way, while every
     test that rotated passed --grace."""
-    for name, command in _clicked(typer.main.get_command(app)):
+    for name, command in leaf_commands(typer.main.get_command(app)):
         context = typer.Context(command, info_name=name)
         for param in command.params:
             if not param.required:

@@ -11,6 +11,7 @@ from typing import Any
 import typer.main
 
 from cli.main import app
+from tests.command import leaf_commands
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 CLI: Any = typer.main.get_command(app)
@@ -85,14 +86,6 @@ def test_every_readme_line_names_real_commands_and_options() -> None:
         assert not unknown, f"{line!r}: {name} has no {sorted(unknown)}"
 
 
-def _all_commands(group: Any, prefix: str = "") -> Iterator[str]:
-    for name, command in group.commands.items():
-        if hasattr(command, "commands"):
-            yield from _all_commands(command, f"{prefix}{name} ")
-        else:
-            yield prefix + name
-
-
 def test_every_command_is_in_the_readme() -> None:
-    missing = set(_all_commands(CLI)) - {name for _, name, _, _ in _written()}
+    missing = {name for name, _ in leaf_commands(CLI)} - {name for _, name, _, _ in _written()}
     assert not missing, f"not in README.md's tenantctl lines: {sorted(missing)}"
