@@ -18,14 +18,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines."
 
 @asynccontextmanager
 async def engine_for_cli(pool_size: int = 2) -> AsyncIterator[Any]:
-    from tenantsvc.db.embedded import ensure_database_url
+    from tenantsvc.db.embedded import ensure_database_url, initialised
     from tenantsvc.db.engine import create_engine
     from tenantsvc.settings import get_settings
 
     settings = get_settings()
-    fresh = (
-        settings.database_url is None and not (settings.embedded_data_dir / "PG_VERSION").exists()
-    )
+    fresh = settings.database_url is None and not initialised(settings.embedded_data_dir)
     settings = ensure_database_url(settings)
     settings = settings.model_copy(update={"pool_size": pool_size, "max_overflow": 0})
     engine = create_engine(settings, application_name=f"tenantctl {settings.actor or _whoami()}")

@@ -69,6 +69,12 @@ def _socket_url(socket_dir: Any) -> str:
     return f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
 
 
+def initialised(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds a cluster already: pgserver runs initdb where it finds no
+    PG_VERSION."""
+    return (data_dir / "PG_VERSION").exists()
+
+
 def start_embedded(data_dir: Path) -> str:
     """Start (or join) the embedded server; returns its SQLAlchemy asyncpg URL."""
     data_dir.mkdir(parents=True, exist_ok=True)
