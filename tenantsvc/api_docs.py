@@ -47,7 +47,8 @@ _MEANINGS = {
     "its lines)",
     412: "If-Match names a version of the row that is no longer current (its ETag is sent)",
     413: "The body is larger than the service accepts",
-    415: "The body does not say it is JSON (Content-Type: application/json)",
+    415: "The body does not say it is JSON (Content-Type: application/json), or is compressed "
+    "(Content-Encoding): it is read as sent",
     422: "The request failed validation: `errors` says where",
     429: "Too many of this tenant's requests in progress at once: retry after Retry-After seconds",
     503: "The database is unavailable, or (a write) the tenant is read-only for maintenance: "

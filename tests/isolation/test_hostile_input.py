@@ -1,6 +1,7 @@
 """Hostile and malformed input: each gets its documented 4xx problem body, never a 5xx, and
 tenant headers that are refused never cost a single query."""
 
+import gzip
 import json
 import re
 from collections.abc import AsyncIterator, Iterator, MutableMapping
@@ -252,6 +253,36 @@ async def test_json_under_any_json_media_type_is_read(
     client: httpx.AsyncClient, tenant_a: TenantHandle, kind: str
 ) -> None:
     headers = {**tenant_a.headers, "content-type": kind}
+    body = json.dumps({"email": "a@b.c", "name": "x"})
+    assert (await client.post("/users", content=body, headers=headers)).status_code == 201
+
+
+@pytest.mark.parametrize(("path", "body"), _VALID_BODIES, ids=[p for p, _ in _VALID_BODIES])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "GZIP"])
+async def test_a_compressed_body_is_415_that_asks_for_it_uncompressed(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, path: str, body: Any, coding: str
+) -> None:
+    """The body is not read under a content coding: a gzipped order was a 422 about an
+    "invalid start byte". The 415 says what to send instead (RFC 9110 15.5.16)."""
+    headers = {**tenant_a.headers, "content-type": "application/json", "content-encoding": coding}
+    response = await client.post(
+        path, content=gzip.compress(json.dumps(body).encode()), headers=headers
+    )
+    assert (response.status_code, response.json()["title"]) == (415, "Unsupported Media Type")
+    assert response.headers["accept-encoding"] == "identity"
+    assert "uncompressed" in response.json()["detail"]
+    assert (await client.get("/products", headers=tenant_a.headers)).json()["items"] == []
+    assert (await client.get("/users", headers=tenant_a.headers)).json()["items"] == []
+
+
+async def test_a_body_sent_as_identity_is_read(
+    client: httpx.AsyncClient, tenant_a: TenantHandle
+) -> None:
+    headers = {
+        **tenant_a.headers,
+        "content-type": "application/json",
+        "content-encoding": "identity",
+    }
     body = json.dumps({"email": "a@b.c", "name": "x"})
     assert (await client.post("/users", content=body, headers=headers)).status_code == 201
 
