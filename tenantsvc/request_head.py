@@ -1,5 +1,5 @@
 """uvicorn's httptools protocol with bounds on a request's head (request line and headers):
-its size, and how long it may take to arrive.
+its size, and how long it may take to arrive; and problem bodies for what it refuses.
 
 httptools sets neither, and uvicorn adds neither for it (its ``h11_max_incomplete_event_size``
 is for h11 alone; ``timeout_keep_alive`` runs only between requests, and any byte stops it):
@@ -16,6 +16,10 @@ is for h11 alone; ``timeout_keep_alive`` runs only between requests, and any byt
   408 as its answer. One timer per worker sweeps the connections, so a request pays nothing
   for it unless its head spans more than one read.
 
+A request the parser refuses (Content-Length with Transfer-Encoding, two lengths, a bad
+header token: the framing a request-smuggling attempt uses) gets a 400 problem saying what the
+parser found, where uvicorn answered plain text.
+
 The size counted is the bytes received while a head is still incomplete, taken after the
 parser has seen them: a chunk that completes a head (with a body behind it), or ends a body
 (with the start of the next request's head behind it), is not counted, so a body is never
@@ -25,8 +29,10 @@ one holds only its socket.
 """
 
 import asyncio
+import sys
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tenantsvc.problems import MEDIA_TYPE, problem_body
@@ -77,6 +83,17 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_bytes = self._head_since = None
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refused (both Content-Length and Transfer-Encoding, a bad
+        header token) gets a problem body that says what the parser found, where uvicorn
+        sent "Invalid HTTP request received." as plain text. Called while uvicorn handles the
+        parser's error, so that error is the one being handled."""
+        error = sys.exc_info()[1]
+        reason = str(error) if isinstance(error, httptools.HttpParserError) else ""
+        detail = f"not a valid HTTP/1.1 request: {reason or msg}"
+        self.transport.write(_closing_problem(400, "Bad Request", detail))
+        self.transport.close()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

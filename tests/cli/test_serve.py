@@ -204,6 +204,33 @@ def test_a_request_head_past_the_bound_is_431_and_a_big_body_is_not(
         assert status == 201, answer[:300]
 
 
+def test_a_request_the_parser_refuses_is_a_400_problem_that_says_why(
+    database_url: str, tenant_a: TenantHandle
+) -> None:
+    """Framing that could smuggle a second request past a proxy (Content-Length with
+    Transfer-Encoding, two lengths), or a malformed header: uvicorn answered "Invalid HTTP
+    request received." in plain text. Now a problem body with what the parser found; and
+    nothing of the would-be product is written."""
+    body = b'{"name": "smuggled", "price_cents": 1, "stock": 1}'
+    fields = "".join(f"{k}: {v}\r\n" for k, v in tenant_a.headers.items())
+    post = f"POST /products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{fields}"
+    cases = {
+        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n33\r\n" + body + b"\r\n0\r\n\r\n":
+            "Transfer-Encoding can't be present with Content-Length",
+        b"Content-Length: 51\r\nContent-Length: 5\r\n\r\n" + body: "Duplicate Content-Length",
+        b"Bad Header: 1\r\nContent-Length: 51\r\n\r\n" + body: "Invalid header token",
+    }  # fmt: skip
+    with _two_workers(database_url) as (_, port, _listeners):
+        for framing, reason in cases.items():
+            status, answer = _raw_exchange(port, post.encode() + framing)
+            head, problem = answer.split(b"\r\n\r\n", 1)
+            assert status == 400, answer
+            assert b"content-type: application/problem+json" in head
+            assert json.loads(problem)["detail"] == f"not a valid HTTP/1.1 request: {reason}"
+        products = httpx.get(f"http://127.0.0.1:{port}/products", headers=tenant_a.headers)
+        assert products.json()["items"] == []
+
+
 def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(
     database_url: str, tenant_a: TenantHandle
 ) -> None:
