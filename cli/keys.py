@@ -62,7 +62,8 @@ def rotate(
         typer.echo(f"API key {key_id} for {slug} (shown once): {key}")
         if ending:
             old = ", ".join(map(str, ending))
-            typer.echo(f"keys {old} stop working at {at:%Y-%m-%d %H:%M:%S %Z}")
+            which = f"keys {old} stop" if len(ending) > 1 else f"key {old} stops"
+            typer.echo(f"{which} working at {at:%Y-%m-%d %H:%M:%S %Z}")
 
     run(work)
 
