@@ -92,7 +92,7 @@ async def create_tenant(
 ) -> NewTenant:
     """At head unless ``revision`` says otherwise; ``fill`` loads rows before the commit; with
     its own database role unless ``with_role`` (default: ``TENANTSVC_TENANT_ROLES``) says no."""
-    schema, display = schema_for(slug), display_name(name or slug)
+    schema, display = schema_for(slug), display_name(slug if name is None else name)
     role = get_settings().tenant_roles if with_role is None else with_role
     try:
         async with engine.begin() as conn:

@@ -114,6 +114,7 @@ def test_rename_changes_only_the_display_name(fresh_cli: str) -> None:
     refused = "error: a display name has 1 to 200 characters besides spaces, and no NUL\n"
     assert tenantctl("rename", "named", "--name", " \t ", code=1).stderr == refused
     assert tenantctl("create", "blank", "--name", "   ", code=1).stderr == refused
+    assert tenantctl("create", "empty", "--name", "", code=1).stderr == refused  # not the slug
     assert tenantctl("rename", "named", "--name", "x" * 201, code=1).stderr == refused
     assert tenantctl("show", "named", "--json")["name"] == "Named"
 
