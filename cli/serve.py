@@ -37,16 +37,25 @@ def _bootstrap_embedded(host: str, port: int) -> None:
                f"-H 'Authorization: Bearer {key}'")  # fmt: skip
 
 
-def _check_database() -> None:
+def _check_database(workers: int) -> None:
     """A database that cannot be reached is one line and exit 1 here, where every worker would
-    otherwise fail its startup with a traceback of its own."""
+    otherwise fail its startup with a traceback of its own. A pool the server cannot hold is a
+    warning here, where it would otherwise first show under load: "too many clients", 503s."""
     from sqlalchemy import text
 
-    async def work() -> None:
+    from tenantsvc.settings import get_settings
+    from tenantsvc.tenancy.doctor import Check, check_pool
+
+    planned = get_settings().model_copy(update={"workers": workers})
+
+    async def work() -> Check:
         async with engine_for_cli(pool_size=1) as engine, engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+            return await check_pool(conn, planned)
 
-    run(work)
+    pool = run(work)
+    if pool.status == "fail":
+        typer.echo(f"warning: {pool.name}: {pool.detail}", err=True)
 
 
 @app.command()
@@ -83,13 +92,12 @@ def serve(
         # uvicorn re-raises SIGTERM after a graceful shutdown; exiting normally instead lets
         # the embedded server's exit hook stop PostgreSQL rather than leave it running.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    else:
-        _check_database()
+    count = workers or settings.workers
+    _check_database(count)
     from cli.workers import run_workers
     from tenantsvc.observability.logs import uvicorn_log_config
     from tenantsvc.request_head import BoundedHeadProtocol
 
-    count = workers or settings.workers
     if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker has its own counters; /metrics must add them all up, whichever
         # worker the scrape lands on.

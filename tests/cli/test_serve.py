@@ -350,6 +350,29 @@ def test_workers_that_cannot_start_fail_the_server(database_url: str) -> None:
     assert done.returncode == 3, done.stdout[-2000:]
 
 
+async def test_a_pool_the_server_cannot_hold_is_a_warning_at_start(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """Workers x (pool + overflow) past what the server allows first showed under load, as
+    "too many clients" and 503s; only `doctor` said so before. `serve` says it as it starts,
+    counting the workers it was given; a pool that fits says nothing."""
+    async with engine.connect() as conn:
+        usable = await conn.scalar(text(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+        ))  # fmt: skip
+    per_worker = (usable - 5) // 2  # fits one worker and its tools, not three
+    env = {"TENANTSVC_DATABASE_URL": database_url, "TENANTSVC_WORKERS": "1",
+           "TENANTSVC_POOL_SIZE": str(per_worker - 10), "TENANTSVC_MAX_OVERFLOW": "10"}  # fmt: skip
+    no_app = ("--app", "tenantsvc.nowhere:app")  # the check runs, then the workers fail
+    for args, warned in (((), False), (("--workers", "3"), True)):
+        done = _serve_exits(env, *args, *no_app)
+        warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+        assert bool(warnings) == warned, done.stderr[-2000:]
+    assert warnings[0].startswith(f"warning: pool: 3 workers x ({per_worker - 10} pool + 10 ")
+    assert "set TENANTSVC_POOL_SIZE=" in warnings[0]
+
+
 @contextlib.contextmanager
 def _two_workers(
     database_url: str, env: dict[str, str] | None = None
