@@ -3,22 +3,24 @@ restore, rename."""
 
 import json
 import os
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
-from cli.completion import Slug, known_slugs
+from cli.completion import Slug, Slugs, known_slugs
 
 if TYPE_CHECKING:
-    from tenantsvc.tenancy.provisioning import NewTenant
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 app = typer.Typer()
 
 
 @app.command()
 def create(
-    slugs: Annotated[list[str], typer.Argument(metavar="SLUG", show_default=False)],
+    slugs: Annotated[list[str], typer.Argument(metavar="SLUG...", show_default=False)],
     name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -32,40 +34,71 @@ def create(
 
     if name is not None and len(slugs) > 1:
         raise fail("--name names one tenant: give one slug with it")
+
+    async def check(_: "AsyncEngine") -> None:  # a bad slug fails fast, creating none
+        for slug in slugs:
+            validate_slug(slug)
+
+    async def step(engine: "AsyncEngine", slug: str) -> tuple[dict[str, object], str]:
+        new = await create_tenant(engine, slug, name)
+        runs_as = f", role {new.role}" if new.role else ""
+        said = f"created tenant {new.slug} (schema {new.schema}{runs_as})\n"
+        return ({"slug": new.slug, "name": new.name, "schema": new.schema,
+                 "status": new.status, "api_key": new.api_key, "key_id": new.key_id,
+                 "role": new.role},
+                f"{said}API key (shown once): {new.api_key}")  # fmt: skip
+
+    _one_by_one(slugs, step, as_json, "created", check)
+
+
+def _one_by_one(
+    slugs: list[str],
+    step: "Callable[[AsyncEngine, str], Awaitable[tuple[dict[str, object], str]]]",
+    as_json: bool,
+    done: str,
+    check: "Callable[[AsyncEngine], Awaitable[None]] | None" = None,
+) -> None:
+    """``step`` for each slug in order, in one process, each as its own unit: the first failure
+    stops the rest and names them; those before it stay ``done``, and were printed as each
+    finished (a key already made is never lost). ``check`` runs first, before any step. JSON:
+    one object for one slug; for several, a line of JSON each."""
     twice = sorted({slug for slug in slugs if slugs.count(slug) > 1})
     if twice:
-        raise fail(f"given twice: {', '.join(twice)}; nothing created")
-
+        raise fail(f"given twice: {', '.join(twice)}; nothing {done}")
     pending = list(slugs)
 
     async def work() -> None:
-        for slug in slugs:  # before anything starts: a bad slug fails fast, creating none
-            validate_slug(slug)
         async with engine_for_cli() as engine:
+            if check is not None:
+                await check(engine)
             for slug in slugs:
-                new = await create_tenant(engine, slug, name)
+                data, said = await step(engine, slug)
                 pending.remove(slug)
-                _print_created(new, as_json, one_object=len(slugs) == 1)
+                if as_json and len(slugs) == 1:
+                    print_json(data)
+                else:
+                    typer.echo(json.dumps(data, default=str) if as_json else said)
 
-    def not_created() -> str:
-        return f"; not created: {', '.join(pending)}" if len(slugs) > 1 else ""
+    def not_done() -> str:
+        if len(slugs) == 1:
+            return ""
+        return f"; nothing {done}" if pending == slugs else f"; not {done}: {', '.join(pending)}"
 
-    run(work, not_created)
+    run(work, not_done)
 
 
-def _print_created(new: "NewTenant", as_json: bool, one_object: bool) -> None:
-    """As soon as each tenant exists, so a later failure never loses a key already made. JSON:
-    one object for one tenant; for several, a line of JSON each."""
-    data = {"slug": new.slug, "name": new.name, "schema": new.schema, "status": new.status,
-            "api_key": new.api_key, "key_id": new.key_id, "role": new.role}  # fmt: skip
-    if as_json and one_object:
-        print_json(data)
-    elif as_json:
-        typer.echo(json.dumps(data))
-    else:
-        runs_as = f", role {new.role}" if new.role else ""
-        typer.echo(f"created tenant {new.slug} (schema {new.schema}{runs_as})")
-        typer.echo(f"API key (shown once): {new.api_key}")
+async def _all_known(engine: "AsyncEngine", slugs: list[str]) -> None:
+    """Every slug of a batch is a tenant, before any is touched: a typo in the tenth name
+    must not leave nine done. One slug is left to its step, which names it the same way."""
+    if len(slugs) == 1:
+        return
+    from tenantsvc.tenancy.admin import list_tenants
+    from tenantsvc.tenancy.errors import TenancyError
+
+    async with engine.connect() as conn:
+        known = {t.slug for t in await list_tenants(conn)}
+    if unknown := [slug for slug in slugs if slug not in known]:
+        raise TenancyError(f"unknown tenant(s): {', '.join(unknown)}")
 
 
 @app.command("list")
@@ -91,19 +124,16 @@ def list_(
     run(work)
 
 
-def _set_status(slug: str, status: str, as_json: bool) -> None:
+def _set_status(slugs: list[str], status: str, as_json: bool) -> None:
     from tenantsvc.tenancy.admin import set_status
     from tenantsvc.tenancy.models import TenantStatus
 
-    async def work() -> None:
-        async with engine_for_cli() as engine, engine.begin() as conn:
+    async def step(engine: "AsyncEngine", slug: str) -> tuple[dict[str, object], str]:
+        async with engine.begin() as conn:
             tenant = await set_status(conn, slug, TenantStatus(status))
-        if as_json:
-            print_json(tenant.as_json())
-        else:
-            typer.echo(f"tenant {tenant.slug} is {tenant.status}")
+        return tenant.as_json(), f"tenant {tenant.slug} is {tenant.status}"
 
-    run(work)
+    _one_by_one(slugs, step, as_json, "changed", partial(_all_known, slugs=slugs))
 
 
 @app.command()
@@ -176,62 +206,67 @@ def requests(slug: Slug, days: Days = 30, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def suspend(slug: Slug, as_json: JsonOpt = False) -> None:
-    """Stop serving a tenant (403) without touching its data."""
-    _set_status(slug, "suspended", as_json)
+def suspend(slugs: Slugs, as_json: JsonOpt = False) -> None:
+    """Stop serving tenants (403) without touching their data."""
+    _set_status(slugs, "suspended", as_json)
 
 
 @app.command("read-only")
-def read_only(slug: Slug, as_json: JsonOpt = False) -> None:
-    """Serve a tenant's reads and refuse its writes (503): maintenance, a move."""
-    _set_status(slug, "read_only", as_json)
+def read_only(slugs: Slugs, as_json: JsonOpt = False) -> None:
+    """Serve tenants' reads and refuse their writes (503): maintenance, a move."""
+    _set_status(slugs, "read_only", as_json)
 
 
 @app.command()
-def resume(slug: Slug, as_json: JsonOpt = False) -> None:
-    """Serve a suspended or read-only tenant fully again."""
-    _set_status(slug, "active", as_json)
+def resume(slugs: Slugs, as_json: JsonOpt = False) -> None:
+    """Serve suspended or read-only tenants fully again."""
+    _set_status(slugs, "active", as_json)
 
 
-def _lifecycle(slug: str, action: str, as_json: bool) -> None:
+def _lifecycle(slugs: list[str], action: str, as_json: bool) -> None:
     from tenantsvc.tenancy import lifecycle
 
-    async def work() -> None:
-        async with engine_for_cli() as engine, engine.begin() as conn:
+    async def step(engine: "AsyncEngine", slug: str) -> tuple[dict[str, object], str]:
+        async with engine.begin() as conn:
             tenant = await getattr(lifecycle, action)(conn, slug)
-        if as_json:
-            print_json({**tenant.as_json(), "action": action})
-        elif tenant.archived_schema and action == "archive":
-            typer.echo(f"tenant {tenant.slug}: archived (schema now {tenant.archived_schema})")
+        if tenant.archived_schema and action == "archive":
+            said = f"tenant {tenant.slug}: archived (schema now {tenant.archived_schema})"
         else:
-            typer.echo(f"tenant {tenant.slug}: {action}d")
+            said = f"tenant {tenant.slug}: {action}d"
+        return {**tenant.as_json(), "action": action}, said
 
-    run(work)
+    done = f"{action}d"
+    _one_by_one(slugs, step, as_json, done, partial(_all_known, slugs=slugs))
 
 
 @app.command()
 def drop(
-    slug: Slug,
+    slugs: Slugs,
     purge: Annotated[bool, typer.Option(help="Drop the schema and its data for good.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Archive a tenant (schema renamed out of the way, not served), or --purge it."""
+    """Archive tenants (each schema renamed out of the way, not served), or --purge them."""
     if not yes:
         what = "PURGE (drop all data of)" if purge else "archive"
+        named = (
+            f"tenant {slugs[0]}"
+            if len(slugs) == 1
+            else f"{len(slugs)} tenants ({', '.join(slugs)})"
+        )
         try:
-            confirmed = typer.confirm(f"{what} tenant {slug}?", default=False, err=True)
+            confirmed = typer.confirm(f"{what} {named}?", default=False, err=True)
         except typer.Abort:  # no terminal to answer on
             confirmed = False
         if not confirmed:
             raise fail("not confirmed (pass --yes to skip the question)")
-    _lifecycle(slug, "purge" if purge else "archive", as_json)
+    _lifecycle(slugs, "purge" if purge else "archive", as_json)
 
 
 @app.command()
-def restore(slug: Slug, as_json: JsonOpt = False) -> None:
-    """Bring an archived tenant back, every row intact."""
-    _lifecycle(slug, "restore", as_json)
+def restore(slugs: Slugs, as_json: JsonOpt = False) -> None:
+    """Bring archived tenants back, every row intact."""
+    _lifecycle(slugs, "restore", as_json)
 
 
 @app.command("service-role")

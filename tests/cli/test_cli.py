@@ -147,6 +147,44 @@ def test_create_several_refuses_bad_input_before_creating_any() -> None:
 
 
 @pytest.mark.usefixtures("cli_env")
+def test_lifecycle_commands_take_several_tenants() -> None:
+    """`create` took many slugs while `drop` took one: a team tearing down the 500 tenants it
+    made in one process paid 500 process starts. Each command now takes several, each tenant
+    in its own transaction; an unknown slug anywhere changes none, and the first failure
+    stops the rest and names them."""
+    names = [slug(), slug(), slug()]
+    tenantctl("create", *names)
+
+    def statuses() -> list[str]:
+        found = {t["slug"]: t["status"] for t in tenantctl("list", "--json")}
+        return [found.get(name, "gone") for name in names]
+
+    said = tenantctl("suspend", *names).stdout.splitlines()
+    assert said == [f"tenant {name} is suspended" for name in names]
+    assert statuses() == ["suspended"] * 3
+    refused = tenantctl("resume", names[0], "nope_one", names[1], "nope_two", code=1)
+    assert refused.stderr == "error: unknown tenant(s): nope_one, nope_two; nothing changed\n"
+    assert statuses() == ["suspended"] * 3
+    resumed = runner.invoke(app, ["resume", *names, "--json"]).stdout.splitlines()  # JSON Lines
+    assert [json.loads(line)["status"] for line in resumed] == ["active"] * 3
+    tenantctl("read-only", names[0], names[2])
+    assert statuses() == ["read_only", "active", "read_only"]
+    tenantctl("drop", names[0], names[1], "--yes")
+    assert statuses() == ["archived", "archived", "read_only"]
+    stopped = tenantctl("restore", names[0], names[2], names[1], code=1)
+    assert stopped.stdout == f"tenant {names[0]}: restored\n"
+    assert stopped.stderr == (
+        f"error: tenant {names[2]!r} is not archived; not restored: {names[2]}, {names[1]}\n"
+    )
+    assert statuses() == ["active", "archived", "read_only"]
+    assert tenantctl("drop", *names, "--purge", code=1).stderr.endswith(
+        "error: not confirmed (pass --yes to skip the question)\n"
+    )
+    tenantctl("drop", *names, "--purge", "--yes")
+    assert statuses() == ["gone"] * 3
+
+
+@pytest.mark.usefixtures("cli_env")
 def test_usage_lists_tenants_biggest_first() -> None:
     name = slug()
     tenantctl("create", name)
