@@ -110,6 +110,9 @@ def serve(
         loop="uvloop",
         http=BoundedHeadProtocol,  # httptools, with a bound on the request's head
         timeout_keep_alive=settings.keep_alive_seconds,
+        # Unbounded by default: a client sending its body slowly, or not reading its answer,
+        # held a SIGTERM'd worker until the deploy's SIGKILL, and its last usage flush with it.
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         log_config=uvicorn_log_config(settings.log_level),
         access_log=False,  # tenantsvc.access logs each request with its id and tenant
         server_header=False,  # "server: uvicorn" tells a scanner what to try; no client needs it

@@ -1,5 +1,6 @@
 """uvicorn's httptools protocol with bounds on a request's head (request line and headers):
-its size, and how long it may take to arrive; and problem bodies for what it refuses.
+its size, and how long it may take to arrive; and problem bodies where uvicorn answers
+itself: a request the parser refuses, or one a shutdown cancelled (``ProblemCycle``).
 
 httptools sets neither, and uvicorn adds neither for it (its ``h11_max_incomplete_event_size``
 is for h11 alone; ``timeout_keep_alive`` runs only between requests, and any byte stops it):
@@ -33,7 +34,7 @@ import sys
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from tenantsvc.problems import MEDIA_TYPE, problem_body
 from tenantsvc.settings import get_settings
@@ -55,6 +56,30 @@ _TOO_LARGE = _closing_problem(
     f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
 )  # fmt: skip
 _TOO_SLOW = _closing_problem(408, "Request Timeout", "the request line and headers took too long")
+
+
+class ProblemCycle(RequestResponseCycle):
+    """uvicorn's request cycle, answering a problem body where uvicorn answers its own text.
+
+    uvicorn writes "Internal Server Error" as plain text for a request whose app never started
+    a response: its exception handlers (``problems.py``) answer every ``Exception``, so what
+    reaches here is a cancellation. On a shutdown past ``SHUTDOWN_TIMEOUT_SECONDS`` that is
+    the server's doing, and nothing of the request committed: a 503 that says to retry."""
+
+    shutting_down = False  # set by the connection when the server's shutdown begins
+
+    async def send_500_response(self) -> None:
+        cancelled = isinstance(sys.exc_info()[1], asyncio.CancelledError)
+        if cancelled and self.shutting_down:
+            status, title, detail = 503, "Service Unavailable", "the server is shutting down"
+            headers = [(b"retry-after", b"1")]
+        else:
+            status, title, detail, headers = 500, "Internal Server Error", None, []
+        body = problem_body(status, title, detail).encode()
+        content = [(b"content-type", MEDIA_TYPE.encode()), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode()), *headers]  # fmt: skip
+        await self.send({"type": "http.response.start", "status": status, "headers": content})
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
@@ -83,6 +108,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_bytes = self._head_since = None
         super().on_headers_complete()
+        self.cycle.__class__ = ProblemCycle  # its task has not run yet
+
+    def shutdown(self) -> None:
+        """The server's graceful shutdown begins: a request still running then, and cancelled
+        when the shutdown's time is up, is answered 503."""
+        if isinstance(self.cycle, ProblemCycle):
+            self.cycle.shutting_down = True
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser refused (both Content-Length and Transfer-Encoding, a bad

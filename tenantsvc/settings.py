@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         "(AWS ALB: 60 s), or the balancer sends requests on connections being closed (502s).",
     )
 
+    shutdown_timeout_seconds: PositiveInt = Field(
+        default=20,
+        description="On SIGTERM, how long a worker waits for the requests it holds before it "
+        "cancels them (rolled back) and shuts down: its last usage flush still runs. Keep it "
+        "below the deploy's grace period (Kubernetes: 30 s) less 10 s for that flush.",
+    )
+
     cors_origins: str | None = Field(
         default=None,
         description="Browser origins allowed to call the API (https://app.example.com), "

@@ -178,6 +178,33 @@ async def test_a_stop_under_load_answers_every_order_it_took(
     assert sold == answers.count(201)
 
 
+def test_a_stop_waits_for_a_slow_client_only_so_long(
+    database_url: str, tenant_a: TenantHandle
+) -> None:
+    """uvicorn's graceful shutdown waits for every request without a bound: a client sending
+    its body slowly held a SIGTERM'd server until the deploy's SIGKILL, which takes the last
+    usage flush with it. Past TENANTSVC_SHUTDOWN_TIMEOUT_SECONDS the request is cancelled (its
+    transaction rolled back), answered a 503 problem to retry, and the server exits 0."""
+    env = {"TENANTSVC_SHUTDOWN_TIMEOUT_SECONDS": "1"}
+    with (
+        _two_workers(database_url, env) as (server, port, _l),
+        socket.create_connection(("127.0.0.1", port), timeout=30) as slow,
+    ):
+        fields = "".join(f"{k}: {v}\r\n" for k, v in tenant_a.headers.items())
+        slow.sendall(f"POST /products HTTP/1.1\r\nHost: x\r\n{fields}Content-Type: "
+                     f"application/json\r\nContent-Length: 100\r\n\r\n{{".encode())  # fmt: skip
+        time.sleep(0.5)  # the request is in the app, reading its body
+        stopped = time.monotonic()
+        os.killpg(server.pid, signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+        assert time.monotonic() - stopped < 10
+        answer = _read_all(slow)
+    head, problem = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 503 "), answer
+    assert b"retry-after: 1" in head
+    assert json.loads(problem)["detail"] == "the server is shutting down"
+
+
 def test_a_request_head_past_the_bound_is_431_and_a_big_body_is_not(
     database_url: str, tenant_a: TenantHandle
 ) -> None:
