@@ -108,7 +108,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_bytes = self._head_since = None
         super().on_headers_complete()
-        self.cycle.__class__ = ProblemCycle  # its task has not run yet
+        if type(self.cycle) is RequestResponseCycle:  # none for an upgrade (a WebSocket)
+            self.cycle.__class__ = ProblemCycle  # made just now: its task has not run yet
 
     def shutdown(self) -> None:
         """The server's graceful shutdown begins: a request still running then, and cancelled

@@ -256,6 +256,11 @@ def test_a_request_the_parser_refuses_is_a_400_problem_that_says_why(
             assert json.loads(problem)["detail"] == f"not a valid HTTP/1.1 request: {reason}"
         products = httpx.get(f"http://127.0.0.1:{port}/products", headers=tenant_a.headers)
         assert products.json()["items"] == []
+        # An upgrade is no parser error: no routes take a WebSocket, so its handshake is refused.
+        upgrade = (b"GET /products HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   b"Sec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
+        assert _raw_exchange(port, upgrade)[0] == 403
 
 
 def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(
