@@ -8,6 +8,8 @@ from cli.common import engine_for_cli, fail, run
 
 app = typer.Typer()
 
+_OWN_APP = "tenantsvc.main:app"
+
 
 def _bootstrap_embedded(host: str, port: int) -> None:
     import asyncio
@@ -63,9 +65,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
-    app: Annotated[str, typer.Option(hidden=True, help="ASGI app (the bench's baseline).")] = (
-        "tenantsvc.main:app"
-    ),
+    app: Annotated[
+        str, typer.Option(help="The app, as module:name: yours, built with create_app(routers=).")
+    ] = _OWN_APP,
 ) -> None:
     """Run the API (uvicorn); without TENANTSVC_DATABASE_URL, on an embedded PostgreSQL.
 
@@ -94,6 +96,8 @@ def serve(
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     count = workers or settings.workers
     _check_database(count)
+    if app != _OWN_APP:  # an author's module, found where they run it (uvicorn's --app-dir .)
+        sys.path.insert(0, os.getcwd())
     from cli.workers import run_workers
     from tenantsvc.observability.logs import uvicorn_log_config
     from tenantsvc.request_head import BoundedHeadProtocol

@@ -1,11 +1,12 @@
-"""The ASGI app: ``tenantsvc.main:app``, or ``create_app(settings)`` for tests and tools."""
+"""The ASGI app: ``tenantsvc.main:app``, or ``create_app(settings)`` for tests and tools, and
+``create_app(routers=[...])`` for an app built on it."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from tenantsvc import __version__, api_docs, cors, health, problems
 from tenantsvc.collector import tune_collector
@@ -24,7 +25,10 @@ from tenantsvc.tenancy.registry import TenantRegistry
 from tenantsvc.users.router import router as users_router
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """``routers``: an app author's own, served after the built-in routes, behind the same
+    middleware (tenant, key, body bounds, problems); give them ``route_class=TenantRoute``."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         resolved = settings or get_settings()
@@ -67,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: every request gets an id, a log line and metrics, refused ones included.
     app.add_middleware(RequestMiddleware, max_tenant_labels=configured.metrics_max_tenant_labels)
     # Routes are matched in order: the hot ones first.
-    for router in (products_router, orders_router, users_router, health.router):
+    for router in (products_router, orders_router, users_router, health.router, *routers):
         app.include_router(router)
     return app
 

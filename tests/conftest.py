@@ -19,7 +19,7 @@ from tenantsvc.testing.app import (
     start_app,
 )
 
-pytest_plugins = ["tenantsvc.testing.plugin"]
+pytest_plugins = ["tenantsvc.testing.plugin", "pytester"]
 
 __all__ = ["Running", "TenantFactory", "TenantHandle", "make_settings", "start_app"]
 

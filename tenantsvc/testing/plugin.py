@@ -9,14 +9,16 @@ track migrated, and the app running in-process. Per test: ``tenant`` (a new tena
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenantsvc.db.engine import create_engine
 from tenantsvc.db.session import enter_tenant
+from tenantsvc.main import create_app
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.provisioning import create_tenant
@@ -60,10 +62,19 @@ async def tenantsvc_engine(tenantsvc_settings: Settings) -> AsyncIterator[AsyncE
 
 
 @pytest.fixture(scope="session")
+def tenantsvc_create_app() -> Callable[[Settings], FastAPI]:
+    """How the app under test is built from its settings. Override it in your conftest.py to
+    test your own routes: ``return lambda settings: create_app(settings, routers=[yours])``."""
+    return create_app
+
+
+@pytest.fixture(scope="session")
 async def tenantsvc_app(
-    tenantsvc_settings: Settings, tenantsvc_engine: AsyncEngine
+    tenantsvc_settings: Settings,
+    tenantsvc_engine: AsyncEngine,
+    tenantsvc_create_app: Callable[[Settings], FastAPI],
 ) -> AsyncIterator[Running]:
-    manager, running = await start_app(tenantsvc_settings)
+    manager, running = await start_app(tenantsvc_settings, tenantsvc_create_app(tenantsvc_settings))
     yield running
     await stop_app(manager, running)
 

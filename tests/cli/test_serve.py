@@ -12,8 +12,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
@@ -203,6 +205,31 @@ def test_a_stop_waits_for_a_slow_client_only_so_long(
     assert head.startswith(b"HTTP/1.1 503 "), answer
     assert b"retry-after: 1" in head
     assert json.loads(problem)["detail"] == "the server is shutting down"
+
+
+def test_serves_an_app_authors_own_app_from_where_it_is_run(
+    database_url: str, tenant_a: TenantHandle, tmp_path: Path
+) -> None:
+    """`serve --app yours:app` (README, "Routes of your own"): the module is found in the
+    directory serve runs from, as uvicorn's own command finds it; the console script alone did
+    not look there ("Could not import module")."""
+    (tmp_path / "yours.py").write_text(textwrap.dedent("""
+        from fastapi import APIRouter
+        from tenantsvc.deps import CurrentTenant
+        from tenantsvc.main import create_app
+        from tenantsvc.tenant_routes import TenantRoute
+
+        router = APIRouter(route_class=TenantRoute)
+
+        @router.get("/whoami")
+        async def whoami(tenant: CurrentTenant) -> dict[str, str]:
+            return {"slug": tenant.slug}
+
+        app = create_app(routers=[router])
+    """))  # fmt: skip
+    with _two_workers(database_url, None, "--app", "yours:app", cwd=tmp_path) as (_, port, _l):
+        answer = httpx.get(f"http://127.0.0.1:{port}/whoami", headers=tenant_a.headers)
+    assert answer.json() == {"slug": tenant_a.slug}
 
 
 def test_a_request_head_past_the_bound_is_431_and_a_big_body_is_not(
@@ -410,18 +437,23 @@ async def test_a_pool_the_server_cannot_hold_is_a_warning_at_start(
     assert "set TENANTSVC_POOL_SIZE=" in warnings[0]
 
 
+# The console script, as installed: ``python -m`` would put the working directory on the
+# import path by itself.
+_TENANTCTL = str(Path(sys.executable).with_name("tenantctl"))
+
+
 @contextlib.contextmanager
 def _two_workers(
-    database_url: str, env: dict[str, str] | None = None
+    database_url: str, env: dict[str, str] | None = None, *args: str, cwd: Path | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, list[int]]]:
-    """``tenantctl serve --workers 2`` on the test database, once both workers listen: the
-    server, its port and the listening workers' pids."""
+    """``tenantctl serve --workers 2`` (and ``args``) on the test database, once both workers
+    listen: the server, its port and the listening workers' pids."""
     env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url, "TENANTSVC_POOL_SIZE": "2",
            "TENANTSVC_MAX_OVERFLOW": "0", **(env or {})}  # fmt: skip
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve makes its own, as in production
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "2"],
+        [_TENANTCTL, "serve", "--port", str(port), "--workers", "2", *args], cwd=cwd,
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
