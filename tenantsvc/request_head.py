@@ -64,7 +64,9 @@ class ProblemCycle(RequestResponseCycle):
     uvicorn writes "Internal Server Error" as plain text for a request whose app never started
     a response: its exception handlers (``problems.py``) answer every ``Exception``, so what
     reaches here is a cancellation. On a shutdown past ``SHUTDOWN_TIMEOUT_SECONDS`` that is
-    the server's doing, and nothing of the request committed: a 503 that says to retry."""
+    the server's doing: a 503 that says to retry. A transaction still open is rolled back; one
+    cancelled in the instant between its commit and its answer did commit, which is what an
+    ``Idempotency-Key`` on a retried write is for."""
 
     shutting_down = False  # set by the connection when the server's shutdown begins
 
