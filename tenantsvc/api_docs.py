@@ -51,8 +51,8 @@ _MEANINGS = {
     "(Content-Encoding): it is read as sent",
     422: "The request failed validation: `errors` says where",
     429: "Too many of this tenant's requests in progress at once: retry after Retry-After seconds",
-    503: "The database is unavailable, or (a write) the tenant is read-only for maintenance: "
-    "retry after Retry-After seconds",
+    503: "The database is unavailable, (a write) the tenant is read-only for maintenance, or the "
+    "server is shutting down: retry after Retry-After seconds",
 }
 
 
