@@ -23,9 +23,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.tenancy.usage import daily_requests
 from tenantsvc.testing.app import SCRAPE, SCRAPER_TOKEN, pool_checkouts, wait_for_http
 from tenantsvc.testing.postgres import free_port
-from tests.conftest import TenantHandle
+from tests.conftest import TenantFactory, TenantHandle
 from tests.polling import until
 
 
@@ -180,19 +181,35 @@ async def test_a_stop_under_load_answers_every_order_it_took(
     assert sold == answers.count(201)
 
 
-def test_a_stop_waits_for_a_slow_client_only_so_long(
-    database_url: str, tenant_a: TenantHandle
+async def test_a_stop_waits_for_a_slow_client_only_so_long(
+    database_url: str, engine: AsyncEngine, tenant_factory: TenantFactory
 ) -> None:
     """uvicorn's graceful shutdown waits for every request without a bound: a client sending
     its body slowly held a SIGTERM'd server until the deploy's SIGKILL, which takes the last
     usage flush with it. Past TENANTSVC_SHUTDOWN_TIMEOUT_SECONDS the request is cancelled (its
-    transaction rolled back), answered a 503 problem to retry, and the server exits 0."""
-    env = {"TENANTSVC_SHUTDOWN_TIMEOUT_SECONDS": "1"}
+    transaction rolled back), answered a 503 problem to retry, the workers' last flush counts
+    what they served, and the server exits 0."""
+    tenant = await tenant_factory()
+    answer = await asyncio.to_thread(_stopped_under_a_slow_client, database_url, tenant)
+    head, problem = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 503 "), answer
+    assert b"retry-after: 1" in head
+    assert json.loads(problem)["detail"] == "the server is shutting down"
+    async with engine.connect() as conn:
+        served = await daily_requests(conn, tenant.slug)
+    assert [(day.reads, day.writes) for day in served] == [(3, 1)]  # the cancelled POST too
+
+
+def _stopped_under_a_slow_client(database_url: str, tenant: TenantHandle) -> bytes:
+    """Three reads, then a POST whose body never comes, then SIGTERM: what the POST got."""
+    env = {"TENANTSVC_SHUTDOWN_TIMEOUT_SECONDS": "1", "TENANTSVC_USAGE_FLUSH_SECONDS": "3600"}
     with (
         _two_workers(database_url, env) as (server, port, _l),
         socket.create_connection(("127.0.0.1", port), timeout=30) as slow,
     ):
-        fields = "".join(f"{k}: {v}\r\n" for k, v in tenant_a.headers.items())
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=tenant.headers) as client:
+            assert [client.get("/products").status_code for _ in range(3)] == [200] * 3
+        fields = "".join(f"{k}: {v}\r\n" for k, v in tenant.headers.items())
         slow.sendall(f"POST /products HTTP/1.1\r\nHost: x\r\n{fields}Content-Type: "
                      f"application/json\r\nContent-Length: 100\r\n\r\n{{".encode())  # fmt: skip
         time.sleep(0.5)  # the request is in the app, reading its body
@@ -200,11 +217,7 @@ def test_a_stop_waits_for_a_slow_client_only_so_long(
         os.killpg(server.pid, signal.SIGTERM)
         assert server.wait(timeout=20) == 0
         assert time.monotonic() - stopped < 10
-        answer = _read_all(slow)
-    head, problem = answer.split(b"\r\n\r\n", 1)
-    assert head.startswith(b"HTTP/1.1 503 "), answer
-    assert b"retry-after: 1" in head
-    assert json.loads(problem)["detail"] == "the server is shutting down"
+        return _read_all(slow)
 
 
 def test_serves_an_app_authors_own_app_from_where_it_is_run(
