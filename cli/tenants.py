@@ -51,6 +51,10 @@ def create(
     _one_by_one(slugs, step, as_json, "created", check)
 
 
+class PartlyDone(Exception):
+    """A step of a batch that failed after part of it held (its message says which part)."""
+
+
 def _one_by_one(
     slugs: list[str],
     step: "Callable[[AsyncEngine, str], Awaitable[tuple[dict[str, object], str]]]",
@@ -72,7 +76,11 @@ def _one_by_one(
             if check is not None:
                 await check(engine)
             for slug in slugs:
-                data, said = await step(engine, slug)
+                try:
+                    data, said = await step(engine, slug)
+                except PartlyDone as exc:
+                    pending.remove(slug)  # its message says what was done and what was not
+                    raise fail(f"{exc}{not_done()}") from None
                 pending.remove(slug)
                 if as_json and len(slugs) == 1:
                     print_json(data)
@@ -80,7 +88,7 @@ def _one_by_one(
                     typer.echo(json.dumps(data, default=str) if as_json else said)
 
     def not_done() -> str:
-        if len(slugs) == 1:
+        if len(slugs) == 1 or not pending:
             return ""
         return f"; nothing {done}" if pending == slugs else f"; not {done}: {', '.join(pending)}"
 
@@ -265,8 +273,23 @@ def drop(
 
 @app.command()
 def restore(slugs: Slugs, as_json: JsonOpt = False) -> None:
-    """Bring archived tenants back, every row intact."""
-    _lifecycle(slugs, "restore", as_json)
+    """Bring archived tenants back, every row intact, migrated to head before they are served."""
+    from tenantsvc.tenancy.lifecycle import restore_at_head
+
+    async def step(engine: "AsyncEngine", slug: str) -> tuple[dict[str, object], str]:
+        done = await restore_at_head(engine, slug)
+        if done.error:
+            raise PartlyDone(
+                f"tenant {slug!r} is back at {done.revision}, but migrating it to head failed: "
+                f"{done.error}; it is not served: `tenantctl migrate {slug}`, then "
+                f"`tenantctl resume {slug}`"
+            )
+        moved = f", migrated from {done.revision} to head" if done.behind else ""
+        data = {**done.tenant.as_json(), "action": "restore", "was_at": done.revision,
+                "migrated": done.behind}  # fmt: skip
+        return data, f"tenant {slug}: restored{moved}"
+
+    _one_by_one(slugs, step, as_json, "restored", partial(_all_known, slugs=slugs))
 
 
 @app.command("service-role")

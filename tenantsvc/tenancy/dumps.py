@@ -37,14 +37,13 @@ from typing import IO, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
+from tenantsvc.tenancy.admin import TenantInfo, get_tenant
 from tenantsvc.tenancy.ddl import identifier, revision_sql
 from tenantsvc.tenancy.errors import TenancyError, UnknownRevisionError, first_line
+from tenantsvc.tenancy.lifecycle import serve_at_head
 from tenantsvc.tenancy.locking import LockPolicy, LocksNotGranted
 from tenantsvc.tenancy.migrator import head, resolve
-from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.provisioning import NewTenant, create_tenant
-from tenantsvc.tenancy.tenant_migration import FleetTenant, migrate_tenant
 
 FORMAT, VERSION = "tenantsvc-tenant-export", 1
 # Exports and imports are an operator's jobs, like migrations: a big tenant's COPY may take
@@ -192,12 +191,9 @@ async def import_tenant(
     rows = {t["name"]: t["rows"] for t in manifest["tables"]}
     if revision == head("tenant"):
         return Imported(new, revision, rows)
-    tenant = await _fleet_tenant(engine, slug)
-    moved = await migrate_tenant(engine, tenant, revision, head("tenant"))
-    if moved.error is None:
-        async with engine.begin() as conn:
-            await set_status(conn, slug, TenantStatus.ACTIVE)
-    return Imported(new, revision, rows, moved.error)
+    async with engine.connect() as conn:
+        tenant = await get_tenant(conn, slug)
+    return Imported(new, revision, rows, await serve_at_head(engine, tenant, revision))
 
 
 def _path_or_stream(file: Path | IO[bytes]) -> tuple[Path | None, IO[bytes] | None]:
@@ -298,9 +294,3 @@ async def _load(driver: Any, schema: str, tar: tarfile.TarFile, manifest: dict[s
             f"SELECT setval(pg_get_serial_sequence('{qualified}', '{column}'), "  # noqa: S608
             f"coalesce(max({identifier(column)}), 0) + 1, false) FROM {qualified}"
         )
-
-
-async def _fleet_tenant(engine: AsyncEngine, slug: str) -> FleetTenant:
-    async with engine.connect() as conn:
-        tenant = await get_tenant(conn, slug)
-    return FleetTenant(tenant.id, tenant.slug, tenant.schema)

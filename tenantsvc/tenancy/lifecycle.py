@@ -4,16 +4,26 @@ Archiving renames the schema out of the way (``archived_<id>_<slug>``) and marks
 archived: workers stop serving it within one registry poll, and even a stale worker would
 find no tables under the old name rather than serve archived data. Restoring renames it back,
 every row intact. Purging drops the schema and the row for good.
+
+An archived schema stays at the revision it had: ``migrate-all`` passes it by. So a tenant
+restored after the fleet moved on comes back unserved (``provisioning``), is migrated to head,
+and only then served (``restore_at_head``), as an import from an older export is: served
+at its old revision, it met code written for tables it did not have.
 """
 
-from sqlalchemy import delete, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from dataclasses import dataclass
 
-from tenantsvc.tenancy.admin import TenantInfo, get_tenant
+from sqlalchemy import delete, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
 from tenantsvc.tenancy.errors import TenancyError
+from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
+from tenantsvc.tenancy.revisions import read_revisions
 from tenantsvc.tenancy.roles import drop_role
 from tenantsvc.tenancy.slugs import display_name
+from tenantsvc.tenancy.tenant_migration import FleetTenant, migrate_tenant
 
 
 def _quote(conn: AsyncConnection, name: str) -> str:
@@ -39,16 +49,60 @@ async def archive(conn: AsyncConnection, slug: str) -> TenantInfo:
 
 
 async def restore(conn: AsyncConnection, slug: str) -> TenantInfo:
+    """The schema back under its name: served at once when it is at head, else left
+    ``provisioning`` for ``restore_at_head`` to migrate."""
     tenant = await get_tenant(conn, slug)
     if tenant.status != TenantStatus.ARCHIVED or tenant.archived_schema is None:
-        raise TenancyError(f"tenant {slug!r} is not archived")
+        raise TenancyError(f"tenant {slug!r} is not archived (it is {tenant.status})")
     await _rename_schema(conn, tenant.archived_schema, tenant.schema)
+    revision = await schema_revision(conn, tenant.schema)
+    status = TenantStatus.ACTIVE if revision == head("tenant") else TenantStatus.PROVISIONING
     await conn.execute(
         update(TenantRow)
         .where(TenantRow.id == tenant.id)
-        .values(status=TenantStatus.ACTIVE, archived_schema=None)
+        .values(status=status, archived_schema=None)
     )
     return await get_tenant(conn, slug)
+
+
+@dataclass(frozen=True)
+class Restored:
+    tenant: TenantInfo
+    revision: str | None  # the schema's when it was archived
+    behind: bool  # that was not head: it was migrated, or tried
+    error: str | None  # why migrating it to head failed (it is not served then)
+
+
+async def restore_at_head(engine: AsyncEngine, slug: str) -> Restored:
+    """``restore``, then the schema migrated to head and the tenant served, when it is behind."""
+    async with engine.begin() as conn:
+        tenant = await restore(conn, slug)
+        revision = await schema_revision(conn, tenant.schema)
+    behind, error = tenant.status == TenantStatus.PROVISIONING, None
+    if behind:
+        error = await serve_at_head(engine, tenant, revision)
+        async with engine.connect() as conn:
+            tenant = await get_tenant(conn, slug)
+    return Restored(tenant, revision, behind, error)
+
+
+async def serve_at_head(
+    engine: AsyncEngine, tenant: TenantInfo, revision: str | None
+) -> str | None:
+    """A tenant held back from service (``provisioning``) at ``revision``: migrated to head,
+    then served. Otherwise why not, and it stays unserved: ``tenantctl migrate``, then
+    ``tenantctl resume``."""
+    moved = await migrate_tenant(
+        engine, FleetTenant(tenant.id, tenant.slug, tenant.schema), revision, head("tenant")
+    )
+    if moved.error is None:
+        async with engine.begin() as conn:
+            await set_status(conn, tenant.slug, TenantStatus.ACTIVE)
+    return moved.error
+
+
+async def schema_revision(conn: AsyncConnection, schema: str) -> str | None:
+    return (await conn.run_sync(read_revisions, [schema]))[schema]
 
 
 async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:

@@ -174,7 +174,8 @@ def test_lifecycle_commands_take_several_tenants() -> None:
     stopped = tenantctl("restore", names[0], names[2], names[1], code=1)
     assert stopped.stdout == f"tenant {names[0]}: restored\n"
     assert stopped.stderr == (
-        f"error: tenant {names[2]!r} is not archived; not restored: {names[2]}, {names[1]}\n"
+        f"error: tenant {names[2]!r} is not archived (it is read_only); not restored: "
+        f"{names[2]}, {names[1]}\n"
     )
     assert statuses() == ["active", "archived", "read_only"]
     assert tenantctl("drop", *names, "--purge", code=1).stderr.endswith(
