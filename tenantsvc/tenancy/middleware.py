@@ -32,6 +32,14 @@ def unknown_tenant(slug: str) -> TenantRejected:
     return TenantRejected(404, "Unknown tenant", f"no tenant {slug!r}")
 
 
+def _not_ready(slug: str) -> TenantRejected:
+    """A tenant held back from service while its schema is brought to the code's revision
+    (restored from an archive, imported from an older export): its key holders are told to
+    retry, where a 404 told them their tenant was gone."""
+    detail = f"tenant {slug!r} is being migrated to the current schema: retry later"
+    return TenantRejected(503, "Tenant unavailable", detail, {"Retry-After": "30"})
+
+
 def _single_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     """The header's value, None when absent; more than one copy is refused as ambiguous.
 
@@ -95,7 +103,10 @@ async def _verify(registry: TenantRegistry, slug: str, authorization: str) -> tu
         raise TenantRejected(401, "Unauthorized", _INVALID_KEY)
     if owner.slug != slug:
         raise TenantRejected(403, "Forbidden", "the API key belongs to another tenant")
-    tenant = _served(registry.get(slug))
+    found = registry.get(slug)
+    tenant = _served(found)
+    if tenant is None and found is not None and found.status == TenantStatus.PROVISIONING:
+        raise _not_ready(slug)
     if tenant is None:  # the key's own tenant, archived: told to the holder of its key only
         raise unknown_tenant(slug)
     if tenant.status == TenantStatus.SUSPENDED:
@@ -118,7 +129,7 @@ class TenantMiddleware:
         try:
             tenant, key_id = await resolve_tenant(state["registry"], scope)
         except TenantRejected as rejected:
-            headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else None
+            headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else rejected.headers
             response = problem_response(rejected.status, rejected.title, rejected.detail, headers)
             await response(scope, receive, send)
             return
