@@ -13,7 +13,7 @@ at its old revision, it met code written for tables it did not have.
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
@@ -23,7 +23,7 @@ from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import read_revisions
 from tenantsvc.tenancy.roles import drop_role
 from tenantsvc.tenancy.slugs import display_name
-from tenantsvc.tenancy.tenant_migration import FleetTenant, migrate_tenant
+from tenantsvc.tenancy.tenant_migration import LOCK_CLASS, FleetTenant, migrate_tenant
 
 
 def _quote(conn: AsyncConnection, name: str) -> str:
@@ -34,8 +34,19 @@ async def _rename_schema(conn: AsyncConnection, old: str, new: str) -> None:
     await conn.execute(text(f"ALTER SCHEMA {_quote(conn, old)} RENAME TO {_quote(conn, new)}"))
 
 
+async def _no_migration_running(conn: AsyncConnection, tenant: TenantInfo) -> None:
+    """Archive, restore and purge move or drop the schema a migration of the tenant works in:
+    not while one runs (it holds the tenant's advisory lock, ``tenant_migration.py``), and
+    none starts until they commit. A concurrent index build cut off midway would leave the
+    schema between two revisions."""
+    held = select(func.pg_try_advisory_xact_lock(LOCK_CLASS, tenant.id))
+    if not await conn.scalar(held):
+        raise TenancyError(f"tenant {tenant.slug!r} is being migrated: try again once that is done")
+
+
 async def archive(conn: AsyncConnection, slug: str) -> TenantInfo:
     tenant = await get_tenant(conn, slug)
+    await _no_migration_running(conn, tenant)
     if tenant.status == TenantStatus.ARCHIVED:
         raise TenancyError(f"tenant {slug!r} is already archived")
     moved_to = f"archived_{tenant.id}_{tenant.slug}"
@@ -54,6 +65,7 @@ async def restore(conn: AsyncConnection, slug: str) -> TenantInfo:
     tenant = await get_tenant(conn, slug)
     if tenant.status != TenantStatus.ARCHIVED or tenant.archived_schema is None:
         raise TenancyError(f"tenant {slug!r} is not archived (it is {tenant.status})")
+    await _no_migration_running(conn, tenant)
     await _rename_schema(conn, tenant.archived_schema, tenant.schema)
     revision = await schema_revision(conn, tenant.schema)
     status = TenantStatus.ACTIVE if revision == head("tenant") else TenantStatus.PROVISIONING
@@ -107,6 +119,7 @@ async def schema_revision(conn: AsyncConnection, schema: str) -> str | None:
 
 async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
     tenant = await get_tenant(conn, slug)
+    await _no_migration_running(conn, tenant)
     await conn.execute(text(f"DROP SCHEMA IF EXISTS {_quote(conn, tenant.location)} CASCADE"))
     await conn.execute(delete(TenantRow).where(TenantRow.id == tenant.id))
     await drop_role(conn, tenant.role)

@@ -24,11 +24,13 @@ from tenantsvc.tenancy.ddl import (
 from tenantsvc.tenancy.errors import MigrationError, first_line
 from tenantsvc.tenancy.locking import LockPolicy, LocksNotGranted
 from tenantsvc.tenancy.migrator import ALEMBIC_TURN, migrate_tenant_online, tenant_steps
+from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.steps import Step, concurrent, run_index
 
 LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
 # Back to the connection's own settings (its startup ones: statement_timeout...); no lock held.
 _SESSION_RESET = "RESET ALL; SELECT pg_advisory_unlock_all()"
+_STATUS = "SELECT status FROM tenantsvc.tenants WHERE id = $1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ async def _apply(
         await conn.execute(select(func.pg_advisory_xact_lock(LOCK_CLASS, tenant.id)))
         driver: Any = (await conn.get_raw_connection()).driver_connection
         await driver.execute(policy.settings_sql())
+        if await _archived(driver, tenant):
+            return _passed_by(tenant, started)
         # The truth, read under the lock: another run may have migrated this tenant already.
         before = await driver.fetchval(revision_sql(tenant.schema))
         if before == target:
@@ -85,6 +89,19 @@ async def _apply(
             for step in steps:  # one: ordinary revisions in a row share a transaction
                 await driver.execute(_step_sql(tenant, step))
     return TenantOutcome(tenant.slug, tenant.schema, before, target, time.perf_counter() - started)
+
+
+async def _archived(driver: Any, tenant: FleetTenant) -> bool:
+    """Archived (or purged) since the run listed it: its schema is no longer where the run
+    looks. Read under the tenant's lock, which archiving takes too (``lifecycle.py``)."""
+    status = await driver.fetchval(_STATUS, tenant.id)
+    return status in (None, TenantStatus.ARCHIVED.value)
+
+
+def _passed_by(tenant: FleetTenant, started: float) -> TenantOutcome:
+    """Passed by, as the run passes archived tenants by."""
+    elapsed = time.perf_counter() - started
+    return TenantOutcome(tenant.slug, tenant.schema, None, None, elapsed, skipped=True)
 
 
 def _step_sql(tenant: FleetTenant, step: Step) -> str:
@@ -105,6 +122,10 @@ async def _apply_in_steps(
         clean = False
         try:
             await driver.execute(f"SELECT pg_advisory_lock({LOCK_CLASS}, {int(tenant.id)})")
+            if await _archived(driver, tenant):
+                await driver.execute(_SESSION_RESET)
+                clean = True
+                return _passed_by(tenant, started)
             before = reached = await driver.fetchval(revision_sql(tenant.schema))
             steps = await tenant_steps(before, target) if before != target else ()
             for step in steps or (Step("", before),):  # at the target: its record only

@@ -12,10 +12,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tenantsvc.db.engine import create_engine
-from tenantsvc.tenancy import fleet
-from tenantsvc.tenancy.errors import MigrationError
+from tenantsvc.tenancy import fleet, lifecycle
+from tenantsvc.tenancy.admin import get_tenant
+from tenantsvc.tenancy.errors import MigrationError, TenancyError
 from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
+from tenantsvc.tenancy.tenant_migration import LOCK_CLASS, FleetTenant, migrate_tenant
 from tenantsvc.testing.app import make_settings
 from tests.tenancy.fleet_tenants import enter, make_tenants, revisions_of
 from tests.tenancy.revisions import add_sku_revision, concurrently, write_revision
@@ -176,3 +178,47 @@ async def test_a_concurrent_index_beside_other_statements_is_refused_before_any_
     with pytest.raises(MigrationError):
         await fleet.migrate_all(fresh_engine)
     assert (await revisions_of(fresh_engine, [schema]))[schema] == old  # untouched
+
+
+async def test_archive_restore_and_purge_wait_for_no_migration_and_none_is_cut_off(
+    fresh_engine: AsyncEngine,
+) -> None:
+    """Archiving renames the schema a migration of the tenant works in: while one holds the
+    tenant's lock, archive, restore and purge are refused with a line that says why, and the
+    schema stays where it is."""
+    await make_tenants(fresh_engine, 1, "mv")
+    async with fresh_engine.connect() as conn:
+        tenant = await get_tenant(conn, "mv000")
+    async with fresh_engine.connect() as migrating:  # as `_apply_in_steps` holds it
+        await migrating.execute(text(f"SELECT pg_advisory_lock({LOCK_CLASS}, {tenant.id})"))
+        with pytest.raises(TenancyError, match="'mv000' is being migrated: try again once"):
+            async with fresh_engine.begin() as conn:
+                await lifecycle.archive(conn, "mv000")
+        await migrating.execute(text(f"SELECT pg_advisory_unlock({LOCK_CLASS}, {tenant.id})"))
+    async with fresh_engine.begin() as conn:
+        assert (await lifecycle.archive(conn, "mv000")).archived_schema is not None
+
+
+@pytest.mark.parametrize("in_steps", [False, True], ids=["one_transaction", "in_steps"])
+async def test_a_tenant_archived_after_the_run_listed_it_is_passed_by(
+    fresh_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_steps: bool
+) -> None:
+    """Listed while active, archived before its turn: its migration found no schema where it
+    looked, and failed the run on "relation does not exist". It is passed by, as archived
+    tenants are, whether its revision runs in one transaction or in steps."""
+    await make_tenants(fresh_engine, 2, "ap")
+    old = head("tenant")
+    statement = 'op.create_index("products_name_idx", "products", ["name"]'
+    upgrade = concurrently(statement) if in_steps else statement + ")"
+    write_revision(tmp_path, "x9501", old, "an index", upgrade)
+    monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(tmp_path))
+    async with fresh_engine.connect() as conn:
+        listed = [await get_tenant(conn, slug) for slug in ("ap000", "ap001")]
+    async with fresh_engine.begin() as conn:
+        await lifecycle.archive(conn, "ap000")
+    for tenant in listed:
+        fleet_tenant = FleetTenant(tenant.id, tenant.slug, tenant.schema)
+        outcome = await migrate_tenant(fresh_engine, fleet_tenant, old, "x9501")
+        assert outcome.error is None, outcome.error
+        assert outcome.skipped == (tenant.slug == "ap000")
+    assert (await revisions_of(fresh_engine, [listed[1].schema]))[listed[1].schema] == "x9501"
