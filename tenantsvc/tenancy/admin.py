@@ -11,6 +11,7 @@ from tenantsvc.tenancy import keys
 from tenantsvc.tenancy.errors import KeyNotFoundError, TenancyError, TenantNotFoundError
 from tenantsvc.tenancy.models import ApiKeyRow, ApiKeyUsageRow, TenantRow, TenantStatus
 from tenantsvc.tenancy.records import as_json
+from tenantsvc.tenancy.revisions import schema_revision
 from tenantsvc.tenancy.slugs import validate_slug
 
 # The expiry in the database's clock, which the registry compares keys against.
@@ -109,8 +110,24 @@ async def set_status(conn: AsyncConnection, slug: str, status: TenantStatus) -> 
     tenant = await get_tenant(conn, slug)
     if tenant.status == TenantStatus.ARCHIVED:
         raise TenancyError(f"tenant {slug!r} is archived: `tenantctl restore {slug}` first")
+    if tenant.status == TenantStatus.PROVISIONING:
+        await _at_head(conn, tenant)
     await conn.execute(update(TenantRow).where(TenantRow.id == tenant.id).values(status=status))
     return await get_tenant(conn, slug)
+
+
+async def _at_head(conn: AsyncConnection, tenant: TenantInfo) -> None:
+    """A tenant held back while it is brought to head (restored from an archive, imported
+    from an older export) is not served before it gets there: `resume` right after a failed
+    migration would have served it at a revision the code was not written for."""
+    from tenantsvc.tenancy.migrator import head  # Alembic: not for every registry command
+
+    revision = await schema_revision(conn, tenant.schema)
+    if revision != head("tenant"):
+        raise TenancyError(
+            f"tenant {tenant.slug!r} is at {revision}, not at head {head('tenant')}: "
+            f"`tenantctl migrate {tenant.slug}` first"
+        )
 
 
 async def create_key(

@@ -27,12 +27,11 @@ from tenantsvc.tenancy.errors import (
     TenancyError,
     TenantNotFoundError,
 )
-from tenantsvc.tenancy.locking import LockPolicy, LocksNotGranted
+from tenantsvc.tenancy.locking import LOCK_CLASS, LockPolicy, LocksNotGranted
 from tenantsvc.tenancy.migrator import ALEMBIC_TURN, resolve, upgrade_shared
 from tenantsvc.tenancy.models import TenantRevisionRow, TenantRow, TenantStatus
 from tenantsvc.tenancy.steps import concurrent
 from tenantsvc.tenancy.tenant_migration import (
-    LOCK_CLASS,
     FleetTenant,
     TenantOutcome,
     migrate_tenant,

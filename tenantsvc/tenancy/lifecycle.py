@@ -18,12 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
 from tenantsvc.tenancy.errors import TenancyError
-from tenantsvc.tenancy.migrator import head
+from tenantsvc.tenancy.locking import LOCK_CLASS
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
-from tenantsvc.tenancy.revisions import read_revisions
+from tenantsvc.tenancy.revisions import schema_revision
 from tenantsvc.tenancy.roles import drop_role
 from tenantsvc.tenancy.slugs import display_name
-from tenantsvc.tenancy.tenant_migration import LOCK_CLASS, FleetTenant, migrate_tenant
 
 
 def _quote(conn: AsyncConnection, name: str) -> str:
@@ -62,6 +61,8 @@ async def archive(conn: AsyncConnection, slug: str) -> TenantInfo:
 async def restore(conn: AsyncConnection, slug: str) -> TenantInfo:
     """The schema back under its name: served at once when it is at head, else left
     ``provisioning`` for ``restore_at_head`` to migrate."""
+    from tenantsvc.tenancy.migrator import head  # Alembic: restore's alone, not archive's
+
     tenant = await get_tenant(conn, slug)
     if tenant.status != TenantStatus.ARCHIVED or tenant.archived_schema is None:
         raise TenancyError(f"tenant {slug!r} is not archived (it is {tenant.status})")
@@ -104,6 +105,9 @@ async def serve_at_head(
     """A tenant held back from service (``provisioning``) at ``revision``: migrated to head,
     then served. Otherwise why not, and it stays unserved: ``tenantctl migrate``, then
     ``tenantctl resume``."""
+    from tenantsvc.tenancy.migrator import head
+    from tenantsvc.tenancy.tenant_migration import FleetTenant, migrate_tenant
+
     moved = await migrate_tenant(
         engine, FleetTenant(tenant.id, tenant.slug, tenant.schema), revision, head("tenant")
     )
@@ -111,10 +115,6 @@ async def serve_at_head(
         async with engine.begin() as conn:
             await set_status(conn, tenant.slug, TenantStatus.ACTIVE)
     return moved.error
-
-
-async def schema_revision(conn: AsyncConnection, schema: str) -> str | None:
-    return (await conn.run_sync(read_revisions, [schema]))[schema]
 
 
 async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:

@@ -20,6 +20,9 @@ from tenantsvc.db.errors import DEADLOCK, sqlstate
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.errors import first_line
 
+# The advisory lock namespace of tenant migrations ("ten"): a tenant's lock is (LOCK_CLASS, id).
+LOCK_CLASS = 0x74656E
+
 T = TypeVar("T")
 
 LOCK_NOT_AVAILABLE = "55P03"

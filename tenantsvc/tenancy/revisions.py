@@ -5,6 +5,7 @@ them. A fleet of 1,000 tenants costs two or three round trips, not a thousand.
 """
 
 from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 BATCH = 500
 
@@ -33,3 +34,8 @@ def read_revisions(connection: Connection, schemas: list[str]) -> dict[str, str 
         for schema, revision in connection.execute(text(union), params):
             found[schema] = revision
     return found
+
+
+async def schema_revision(conn: AsyncConnection, schema: str) -> str | None:
+    """One schema's revision (None: no version table, or an empty one)."""
+    return (await conn.run_sync(read_revisions, [schema]))[schema]

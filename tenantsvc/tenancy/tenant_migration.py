@@ -22,12 +22,11 @@ from tenantsvc.tenancy.ddl import (
     session_search_path_sql,
 )
 from tenantsvc.tenancy.errors import MigrationError, first_line
-from tenantsvc.tenancy.locking import LockPolicy, LocksNotGranted
+from tenantsvc.tenancy.locking import LOCK_CLASS, LockPolicy, LocksNotGranted
 from tenantsvc.tenancy.migrator import ALEMBIC_TURN, migrate_tenant_online, tenant_steps
 from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.steps import Step, concurrent, run_index
 
-LOCK_CLASS = 0x74656E  # advisory lock namespace for tenant migrations ("ten")
 # Back to the connection's own settings (its startup ones: statement_timeout...); no lock held.
 _SESSION_RESET = "RESET ALL; SELECT pg_advisory_unlock_all()"
 _STATUS = "SELECT status FROM tenantsvc.tenants WHERE id = $1"

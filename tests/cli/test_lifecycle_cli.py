@@ -139,6 +139,14 @@ def test_a_tenant_archived_before_the_fleet_moved_on_is_restored_at_head(fresh_c
     assert served["clash"].status_code == 503, served["clash"].text
     assert served["clash"].headers["retry-after"] == "30"
     assert "being migrated" in served["clash"].json()["detail"]
+    # Resumed before it is migrated, it would be served at t0004 all the same: refused.
+    early = tenantctl("resume", "clash", code=1).stderr
+    assert early == f"error: tenant 'clash' is at t0004, not at head {head('tenant')}: " \
+                    "`tenantctl migrate clash` first\n"  # fmt: skip
+    _scalar(fresh_cli, "UPDATE tenant_clash.users SET email = 'ann2@x.io' WHERE name = 'B'")
+    tenantctl("migrate", "clash")
+    assert tenantctl("resume", "clash", "--json")["status"] == "active"
+    assert _api(fresh_cli, reads)["clash"].status_code == 200
 
 
 def test_rename_changes_only_the_display_name(fresh_cli: str) -> None:

@@ -15,9 +15,9 @@ from tenantsvc.db.engine import create_engine
 from tenantsvc.tenancy import fleet, lifecycle
 from tenantsvc.tenancy.admin import get_tenant
 from tenantsvc.tenancy.errors import MigrationError, TenancyError
-from tenantsvc.tenancy.locking import LockPolicy, is_lock_conflict
+from tenantsvc.tenancy.locking import LOCK_CLASS, LockPolicy, is_lock_conflict
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
-from tenantsvc.tenancy.tenant_migration import LOCK_CLASS, FleetTenant, migrate_tenant
+from tenantsvc.tenancy.tenant_migration import FleetTenant, migrate_tenant
 from tenantsvc.testing.app import make_settings
 from tests.tenancy.fleet_tenants import enter, make_tenants, revisions_of
 from tests.tenancy.revisions import add_sku_revision, concurrently, write_revision
