@@ -58,9 +58,9 @@ async def archive(conn: AsyncConnection, slug: str) -> TenantInfo:
     return await get_tenant(conn, slug)
 
 
-async def restore(conn: AsyncConnection, slug: str) -> TenantInfo:
-    """The schema back under its name: served at once when it is at head, else left
-    ``provisioning`` for ``restore_at_head`` to migrate."""
+async def restore(conn: AsyncConnection, slug: str) -> tuple[TenantInfo, str | None]:
+    """The schema back under its name, and the revision it is at: served at once when that is
+    head, else left ``provisioning`` for ``restore_at_head`` to migrate."""
     from tenantsvc.tenancy.migrator import head  # Alembic: restore's alone, not archive's
 
     tenant = await get_tenant(conn, slug)
@@ -75,7 +75,7 @@ async def restore(conn: AsyncConnection, slug: str) -> TenantInfo:
         .where(TenantRow.id == tenant.id)
         .values(status=status, archived_schema=None)
     )
-    return await get_tenant(conn, slug)
+    return await get_tenant(conn, slug), revision
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,7 @@ class Restored:
 async def restore_at_head(engine: AsyncEngine, slug: str) -> Restored:
     """``restore``, then the schema migrated to head and the tenant served, when it is behind."""
     async with engine.begin() as conn:
-        tenant = await restore(conn, slug)
-        revision = await schema_revision(conn, tenant.schema)
+        tenant, revision = await restore(conn, slug)
     behind, error = tenant.status == TenantStatus.PROVISIONING, None
     if behind:
         error = await serve_at_head(engine, tenant, revision)
