@@ -44,5 +44,5 @@ def _dsn() -> str | None:
 
 Slug = Annotated[str, typer.Argument(metavar="SLUG", autocompletion=known_slugs,
                                      show_default=False)]  # fmt: skip
-Slugs = Annotated[list[str], typer.Argument(metavar="SLUG...", autocompletion=known_slugs,
+Slugs = Annotated[list[str], typer.Argument(metavar="SLUG", autocompletion=known_slugs,
                                             show_default=False)]  # fmt: skip

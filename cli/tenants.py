@@ -20,7 +20,7 @@ app = typer.Typer()
 
 @app.command()
 def create(
-    slugs: Annotated[list[str], typer.Argument(metavar="SLUG...", show_default=False)],
+    slugs: Annotated[list[str], typer.Argument(metavar="SLUG", show_default=False)],
     name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
