@@ -152,6 +152,19 @@ async def check_migrations(conn: AsyncConnection) -> list[Check]:
     return checks
 
 
+async def check_held_back(conn: AsyncConnection) -> Check:
+    """Tenants kept from service until they reach head (restored from an archive, imported
+    from an older export) whose migration failed: their customers get 503s until someone
+    acts, and nothing else says so."""
+    held = select(TenantRow.slug).where(TenantRow.status == TenantStatus.PROVISIONING)
+    slugs = list((await conn.execute(held.order_by(TenantRow.slug))).scalars())
+    if not slugs:
+        return Check("held back", "ok", "every tenant not archived is served")
+    return Check("held back", "warn", f"{len(slugs)} not served until migrated to head: "
+                 f"{_first_few(slugs)}: `tenantctl migrate <slug>`, then "
+                 "`tenantctl resume <slug>`")  # fmt: skip
+
+
 _INVALID_INDEXES = text(
     "SELECT n.nspname || '.' || c.relname FROM pg_index i "
     "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -291,6 +304,7 @@ async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
     checks.append(await check_search_path(conn))
     try:
         checks += await check_migrations(conn)
+        checks.append(await check_held_back(conn))
         checks.append(await check_indexes(conn))
         checks.append(await check_keys(conn))
         checks.append(await check_audit(conn))

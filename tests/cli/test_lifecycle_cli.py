@@ -139,6 +139,10 @@ def test_a_tenant_archived_before_the_fleet_moved_on_is_restored_at_head(fresh_c
     assert served["clash"].status_code == 503, served["clash"].text
     assert served["clash"].headers["retry-after"] == "30"
     assert "being migrated" in served["clash"].json()["detail"]
+    held = {c["check"]: c for c in tenantctl("doctor", "--json")}["held back"]
+    assert (held["status"], held["detail"]) == (
+        "warn", "1 not served until migrated to head: clash: `tenantctl migrate <slug>`, "
+        "then `tenantctl resume <slug>`")  # fmt: skip
     # Resumed before it is migrated, it would be served at t0004 all the same: refused.
     early = tenantctl("resume", "clash", code=1).stderr
     assert early == f"error: tenant 'clash' is at t0004, not at head {head('tenant')}: " \
