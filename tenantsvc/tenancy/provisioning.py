@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateSchema
@@ -19,7 +19,7 @@ from sqlalchemy.schema import CreateSchema
 from tenantsvc.settings import get_settings
 from tenantsvc.tenancy import keys
 from tenantsvc.tenancy.ddl import run_script
-from tenantsvc.tenancy.errors import TenantExistsError
+from tenantsvc.tenancy.errors import TenancyError, TenantExistsError
 from tenantsvc.tenancy.migrator import build_script, head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.roles import give_role
@@ -98,7 +98,23 @@ async def create_tenant(
         async with engine.begin() as conn:
             return await _build(conn, slug, display, schema, revision or head("tenant"), fill, role)
     except (IntegrityError, ProgrammingError) as exc:
-        # A concurrent create of the same slug, or a leftover schema of that name.
+        # A concurrent create of the same slug, or a leftover schema or role of that name.
         if "already exists" in str(exc) or "duplicate key" in str(exc):
-            raise TenantExistsError(slug) from exc
+            raise await _taken(engine, slug, schema) from exc
         raise
+
+
+async def _taken(engine: AsyncEngine, slug: str, schema: str) -> TenancyError:
+    """Why the slug's names were taken: a tenant registered meanwhile (a concurrent create),
+    or a schema no tenant owns, which "tenant already exists" sent the operator looking for
+    in `tenantctl list` in vain."""
+    async with engine.connect() as conn:
+        registered = await conn.scalar(select(TenantRow.status).where(TenantRow.slug == slug))
+        leftover = await conn.scalar(select(func.to_regnamespace(schema)))
+    if registered is not None or leftover is None:
+        return TenantExistsError(slug, registered)
+    return TenancyError(
+        f"schema {schema} exists, but no tenant {slug!r} is registered: left by something "
+        f"other than tenantctl. Look at what it holds, then drop it (DROP SCHEMA {schema} "
+        "CASCADE) or choose another slug"
+    )

@@ -1,3 +1,4 @@
+import asyncio
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from tenantsvc.db.models import TenantBase
 from tenantsvc.tenancy import provisioning
 from tenantsvc.tenancy.ddl import run_script
-from tenantsvc.tenancy.errors import TenantExistsError
+from tenantsvc.tenancy.errors import TenancyError, TenantExistsError
 from tenantsvc.tenancy.fleet import migrate_all
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.provisioning import create_tenant
@@ -59,6 +60,36 @@ async def test_failure_mid_create_leaves_nothing(
 async def test_duplicate_slug_is_refused(engine: AsyncEngine, tenant_a: TenantHandle) -> None:
     with pytest.raises(TenantExistsError):
         await create_tenant(engine, tenant_a.slug)
+
+
+async def test_concurrent_creates_of_one_slug_make_one_tenant(engine: AsyncEngine) -> None:
+    """The others lose the race on the schema's name, after the check for the slug passed:
+    they are told the tenant exists, as a create after it is."""
+    slug = f"race_{uuid.uuid4().hex[:8]}"
+    done = await asyncio.gather(*(create_tenant(engine, slug) for _ in range(4)),
+                                return_exceptions=True)  # fmt: skip
+    assert sum(not isinstance(d, BaseException) for d in done) == 1, done
+    assert all(isinstance(d, TenantExistsError) for d in done if isinstance(d, BaseException))
+
+
+async def test_a_schema_no_tenant_owns_is_named_and_left_alone(engine: AsyncEngine) -> None:
+    """A schema of the slug's name that no tenant owns (made by hand, or by another tool): it
+    was "tenant 'x' already exists", which `tenantctl list` then did not show. It is named,
+    said to be no tenant's, and kept: what it holds is someone's to look at."""
+    slug = f"orphan_{uuid.uuid4().hex[:8]}"
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA tenant_{slug}"))
+        await conn.execute(text(f"CREATE TABLE tenant_{slug}.notes (body text)"))
+    with pytest.raises(TenancyError, match=f"schema tenant_{slug} exists, but no tenant") as err:
+        await create_tenant(engine, slug)
+    assert not isinstance(err.value, TenantExistsError)
+    async with engine.connect() as conn:
+        assert await conn.scalar(text(f"SELECT count(*) FROM tenant_{slug}.notes")) == 0
+        registered = "SELECT count(*) FROM tenantsvc.tenants WHERE slug = :s"
+        assert await conn.scalar(text(registered), {"s": slug}) == 0
+    async with engine.begin() as conn:
+        await conn.execute(text(f"DROP SCHEMA tenant_{slug} CASCADE"))
+    assert (await create_tenant(engine, slug)).schema == f"tenant_{slug}"  # free once dropped
 
 
 async def test_models_match_the_tenant_migrations(
