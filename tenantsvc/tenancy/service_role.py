@@ -61,6 +61,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {writes} TO {n};
 
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# The roles tenantsvc makes itself, in any database of the cluster (``roles.role_prefix``): a
+# tenant's, or a serving group. Made the service's, a tenant's role would log in and reach
+# every tenant through the group; PostgreSQL refuses only the circular grants, with a traceback.
+_OWN_ROLE = re.compile(r"tenantsvc_[0-9a-f]{8}_([0-9]+|serve)")
 SCRAM_ITERATIONS = 4096  # PostgreSQL's own default (scram_iterations)
 
 
@@ -87,6 +91,11 @@ async def create_service_role(engine: AsyncEngine, name: str, password: str | No
     superuser (it would bypass every right) and the role running this."""
     if not _NAME.fullmatch(name):
         raise TenancyError(f"role name {name!r}: use a-z, 0-9 and _, up to 63, not a digit first")
+    if _OWN_ROLE.fullmatch(name):
+        raise TenancyError(
+            f"role {name!r} is one tenantsvc made (a tenant's, or the serving group): the "
+            "service role must be a role of its own"
+        )
     if password == "":
         raise TenancyError("the service role's password is empty")
     verifier = None if password is None else scram_verifier(password)  # before the transaction

@@ -83,6 +83,22 @@ async def test_a_superuser_or_the_owner_is_refused(fresh_engine: AsyncEngine) ->
         await create_service_role(fresh_engine, me)
 
 
+async def test_a_tenants_role_or_the_serving_group_is_refused(fresh_engine: AsyncEngine) -> None:
+    """Made the service's role, a tenant's role would log in and reach every tenant through
+    the serving group: refused in a line, where PostgreSQL refused only the circular grant,
+    with a traceback, and left the role as it was."""
+    new = await create_tenant(fresh_engine, "own_role")
+    assert new.role is not None
+    group = f"{role_prefix(make_url(str(fresh_engine.url)).database or '')}serve"
+    for name in (new.role, group):
+        with pytest.raises(TenancyError, match="is one tenantsvc made"):
+            await create_service_role(fresh_engine, name)
+    async with fresh_engine.connect() as conn:
+        login = await conn.scalar(text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :r"),
+                                  {"r": new.role})  # fmt: skip
+    assert login is False
+
+
 async def _doctor(engine: AsyncEngine) -> Check:
     async with engine.connect() as conn:
         return await check_service_role(conn)
