@@ -100,6 +100,7 @@ def _no_context() -> str:
 def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_context) -> T:
     """Run a command's coroutine; known failures become one line on stderr and exit 1, ending
     with what ``context()`` then says (what a batch left undone)."""
+    from asyncpg import PostgresError  # raised bare where a command uses the driver itself
     from pydantic import ValidationError
     from sqlalchemy.exc import DBAPIError
 
@@ -112,7 +113,7 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
         raise fail(str(exc) + context()) from None
     except ValidationError as exc:  # the settings, read from the environment
         raise fail(bad_settings(exc) + context()) from None
-    except (DBAPIError, OSError) as exc:
+    except (DBAPIError, PostgresError, OSError) as exc:
         message = first_line(exc)
         if 'relation "tenantsvc.' in message:
             message += " (run `tenantctl migrate-all` first)"
