@@ -134,6 +134,11 @@ async def _write(
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """The file, inside the export's transaction: the tables, then the manifest."""
     revision = await driver.fetchval(revision_sql(schema))
+    if revision is None:  # its file would have no revision to import at: refused by import
+        raise DumpError(
+            f"tenant {tenant.slug!r} is at base (no tables): nothing to export; "
+            f"`tenantctl migrate {tenant.slug}` first"
+        )
     path, stream = _path_or_stream(target)
     with tarfile.open(path, "w" if stream is None else "w|", fileobj=stream) as tar:
         tables = await _copy_out(driver, schema, listed, tar)

@@ -120,6 +120,18 @@ async def test_an_archived_tenant_can_be_exported(
     assert await _rows(fresh_engine, back.tenant.schema) == before
 
 
+async def test_a_tenant_at_base_is_not_exported(fresh_engine: AsyncEngine, tmp_path: Path) -> None:
+    """Taken down to base, a tenant has no tables: its export wrote a manifest with no revision,
+    which import then refused as "not the shape of version 1", and `clone` said the same of a
+    file the user never saw. Now nothing is written, and the line says why."""
+    await create_tenant(fresh_engine, "bare")
+    await fleet.migrate_all(fresh_engine, target="base", slugs=["bare"])
+    file = tmp_path / "bare.tar"
+    with pytest.raises(DumpError, match="'bare' is at base \\(no tables\\): nothing to export"):
+        await export_tenant(fresh_engine, "bare", file)
+    assert not file.exists()
+
+
 def _tampered(file: Path, out: Path, change: "dict[str, object]", drop: str = "") -> Path:
     """``file`` with its manifest changed, and a member left out."""
     with tarfile.open(file) as src, tarfile.open(out, "w") as dst:
