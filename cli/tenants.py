@@ -1,14 +1,13 @@
 """Tenant lifecycle commands: create, list, show, usage, suspend, read-only, resume, drop,
 restore, rename."""
 
-import json
 import os
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.batch import PartlyDone, all_known, one_by_one
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
 from cli.completion import Slug, Slugs, known_slugs
 
@@ -48,65 +47,7 @@ def create(
                  "role": new.role},
                 f"{said}API key (shown once): {new.api_key}")  # fmt: skip
 
-    _one_by_one(slugs, step, as_json, "created", check)
-
-
-class PartlyDone(Exception):
-    """A step of a batch that failed after part of it held (its message says which part)."""
-
-
-def _one_by_one(
-    slugs: list[str],
-    step: "Callable[[AsyncEngine, str], Awaitable[tuple[dict[str, object], str]]]",
-    as_json: bool,
-    done: str,
-    check: "Callable[[AsyncEngine], Awaitable[None]] | None" = None,
-) -> None:
-    """``step`` for each slug in order, in one process, each as its own unit: the first failure
-    stops the rest and names them; those before it stay ``done``, and were printed as each
-    finished (a key already made is never lost). ``check`` runs first, before any step. JSON:
-    one object for one slug; for several, a line of JSON each."""
-    twice = sorted({slug for slug in slugs if slugs.count(slug) > 1})
-    if twice:
-        raise fail(f"given twice: {', '.join(twice)}; nothing {done}")
-    pending = list(slugs)
-
-    async def work() -> None:
-        async with engine_for_cli() as engine:
-            if check is not None:
-                await check(engine)
-            for slug in slugs:
-                try:
-                    data, said = await step(engine, slug)
-                except PartlyDone as exc:
-                    pending.remove(slug)  # its message says what was done and what was not
-                    raise fail(f"{exc}{not_done()}") from None
-                pending.remove(slug)
-                if as_json and len(slugs) == 1:
-                    print_json(data)
-                else:
-                    typer.echo(json.dumps(data, default=str) if as_json else said)
-
-    def not_done() -> str:
-        if len(slugs) == 1 or not pending:
-            return ""
-        return f"; nothing {done}" if pending == slugs else f"; not {done}: {', '.join(pending)}"
-
-    run(work, not_done)
-
-
-async def _all_known(engine: "AsyncEngine", slugs: list[str]) -> None:
-    """Every slug of a batch is a tenant, before any is touched: a typo in the tenth name
-    must not leave nine done. One slug is left to its step, which names it the same way."""
-    if len(slugs) == 1:
-        return
-    from tenantsvc.tenancy.admin import list_tenants
-    from tenantsvc.tenancy.errors import TenancyError
-
-    async with engine.connect() as conn:
-        known = {t.slug for t in await list_tenants(conn)}
-    if unknown := [slug for slug in slugs if slug not in known]:
-        raise TenancyError(f"unknown tenant(s): {', '.join(unknown)}")
+    one_by_one(slugs, step, as_json, "created", check)
 
 
 @app.command("list")
@@ -141,7 +82,7 @@ def _set_status(slugs: list[str], status: str, as_json: bool) -> None:
             tenant = await set_status(conn, slug, TenantStatus(status))
         return tenant.as_json(), f"tenant {tenant.slug} is {tenant.status}"
 
-    _one_by_one(slugs, step, as_json, "changed", partial(_all_known, slugs=slugs))
+    one_by_one(slugs, step, as_json, "changed", partial(all_known, slugs=slugs))
 
 
 @app.command()
@@ -244,7 +185,7 @@ def _lifecycle(slugs: list[str], action: str, as_json: bool) -> None:
         return {**tenant.as_json(), "action": action}, said
 
     done = f"{action}d"
-    _one_by_one(slugs, step, as_json, done, partial(_all_known, slugs=slugs))
+    one_by_one(slugs, step, as_json, done, partial(all_known, slugs=slugs))
 
 
 @app.command()
@@ -289,7 +230,7 @@ def restore(slugs: Slugs, as_json: JsonOpt = False) -> None:
                 "migrated": done.behind}  # fmt: skip
         return data, f"tenant {slug}: restored{moved}"
 
-    _one_by_one(slugs, step, as_json, "restored", partial(_all_known, slugs=slugs))
+    one_by_one(slugs, step, as_json, "restored", partial(all_known, slugs=slugs))
 
 
 @app.command("service-role")
