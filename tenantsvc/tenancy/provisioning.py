@@ -64,7 +64,7 @@ async def _build(
     fill: Fill | None,
     with_role: bool,
 ) -> NewTenant:
-    found = await conn.scalar(select(TenantRow.status).where(TenantRow.slug == slug))
+    found = await _status_of(conn, slug)
     if found is not None:
         raise TenantExistsError(slug, found)
     await conn.execute(CreateSchema(schema))
@@ -104,12 +104,17 @@ async def create_tenant(
         raise
 
 
+async def _status_of(conn: AsyncConnection, slug: str) -> str | None:
+    """The slug's tenant's status; None while no tenant has the slug."""
+    return await conn.scalar(select(TenantRow.status).where(TenantRow.slug == slug))
+
+
 async def _taken(engine: AsyncEngine, slug: str, schema: str) -> TenancyError:
     """Why the slug's names were taken: a tenant registered meanwhile (a concurrent create),
     or a schema no tenant owns, which "tenant already exists" sent the operator looking for
     in `tenantctl list` in vain."""
     async with engine.connect() as conn:
-        registered = await conn.scalar(select(TenantRow.status).where(TenantRow.slug == slug))
+        registered = await _status_of(conn, slug)
         leftover = await conn.scalar(select(func.to_regnamespace(schema)))
     if registered is not None or leftover is None:
         return TenantExistsError(slug, registered)
