@@ -198,7 +198,8 @@ async def import_tenant(
         return Imported(new, revision, rows)
     async with engine.connect() as conn:
         tenant = await get_tenant(conn, slug)
-    return Imported(new, revision, rows, await serve_at_head(engine, tenant, revision))
+    _, error = await serve_at_head(engine, tenant, revision)
+    return Imported(new, revision, rows, error)
 
 
 def _path_or_stream(file: Path | IO[bytes]) -> tuple[Path | None, IO[bytes] | None]:

@@ -92,18 +92,16 @@ async def restore_at_head(engine: AsyncEngine, slug: str) -> Restored:
         tenant, revision = await restore(conn, slug)
     behind, error = tenant.status == TenantStatus.PROVISIONING, None
     if behind:
-        error = await serve_at_head(engine, tenant, revision)
-        async with engine.connect() as conn:
-            tenant = await get_tenant(conn, slug)
+        tenant, error = await serve_at_head(engine, tenant, revision)
     return Restored(tenant, revision, behind, error)
 
 
 async def serve_at_head(
     engine: AsyncEngine, tenant: TenantInfo, revision: str | None
-) -> str | None:
+) -> tuple[TenantInfo, str | None]:
     """A tenant held back from service (``provisioning``) at ``revision``: migrated to head,
-    then served. Otherwise why not, and it stays unserved: ``tenantctl migrate``, then
-    ``tenantctl resume``."""
+    then served. Returns it as it is left, and why it could not be migrated, if so: then it
+    stays unserved (``tenantctl migrate``, then ``tenantctl resume``)."""
     from tenantsvc.tenancy.migrator import head
     from tenantsvc.tenancy.tenant_migration import FleetTenant, migrate_tenant
 
@@ -112,8 +110,8 @@ async def serve_at_head(
     )
     if moved.error is None:
         async with engine.begin() as conn:
-            await set_status(conn, tenant.slug, TenantStatus.ACTIVE)
-    return moved.error
+            tenant = await set_status(conn, tenant.slug, TenantStatus.ACTIVE)
+    return tenant, moved.error
 
 
 async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
