@@ -209,9 +209,8 @@ def _stopped_under_a_slow_client(database_url: str, tenant: TenantHandle) -> byt
     ):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=tenant.headers) as client:
             assert [client.get("/products").status_code for _ in range(3)] == [200] * 3
-        fields = "".join(f"{k}: {v}\r\n" for k, v in tenant.headers.items())
-        slow.sendall(f"POST /products HTTP/1.1\r\nHost: x\r\n{fields}Content-Type: "
-                     f"application/json\r\nContent-Length: 100\r\n\r\n{{".encode())  # fmt: skip
+        fields = {**tenant.headers, "Content-Type": "application/json", "Content-Length": "100"}
+        slow.sendall(f"{_post_head('/products', fields)}\r\n{{".encode())  # the body never comes
         time.sleep(0.5)  # the request is in the app, reading its body
         stopped = time.monotonic()
         os.killpg(server.pid, signal.SIGTERM)
@@ -265,8 +264,7 @@ def test_a_request_head_past_the_bound_is_431_and_a_big_body_is_not(
         body = json.dumps({"items": items}).encode()  # about 1.2 MB
         fields = {**tenant_a.headers, "Connection": "close", "Content-Type": "application/json",
                   "Content-Length": str(len(body))}  # fmt: skip
-        lines = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
-        post = f"POST /products/bulk HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode()
+        post = f"{_post_head('/products/bulk', fields)}\r\n".encode()
         status, answer = _raw_exchange(port, post + body)
         assert status == 201, answer[:300]
 
@@ -279,8 +277,7 @@ def test_a_request_the_parser_refuses_is_a_400_problem_that_says_why(
     request received." in plain text. Now a problem body with what the parser found; and
     nothing of the would-be product is written."""
     body = b'{"name": "smuggled", "price_cents": 1, "stock": 1}'
-    fields = "".join(f"{k}: {v}\r\n" for k, v in tenant_a.headers.items())
-    post = f"POST /products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{fields}"
+    post = _post_head("/products", {**tenant_a.headers, "Content-Type": "application/json"})
     cases = {
         b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n33\r\n" + body + b"\r\n0\r\n\r\n":
             "Transfer-Encoding can't be present with Content-Length",
@@ -354,6 +351,13 @@ def test_an_idle_kept_alive_connection_lasts_the_setting(
         time.sleep(2)
         with contextlib.suppress(ConnectionResetError):
             assert kept.recv(65536) == b""  # the server closed it
+
+
+def _post_head(path: str, headers: dict[str, str]) -> str:
+    """A POST's request line and header lines, for a raw socket: the blank line that ends
+    the head (and what follows) is the caller's."""
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"POST {path} HTTP/1.1\r\nHost: x\r\n{lines}"
 
 
 def _raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
