@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantsvc.db.errors import NOT_YET_REPLAYED, sqlstate
 from tenantsvc.db.fairness import TenantBusyError, TenantSlots
 from tenantsvc.db.replicas import (
     BadTokenError,
@@ -27,6 +28,7 @@ from tenantsvc.db.replicas import (
 )
 from tenantsvc.db.session import Database, tenant_connection, tenant_session
 from tenantsvc.problems import Problem
+from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.registry import Tenant
 from tenantsvc.uow import UnitOfWork
@@ -120,6 +122,27 @@ def _token(request: Request) -> int | None:
         raise Problem(400, "Bad consistency token", str(exc)) from None
 
 
+READ_FROM_PRIMARY = "read_from_primary"  # request.state: a replica has not replayed the tenant
+
+
+async def _replica_for(request: Request, database: Database) -> Replica | None:
+    """The replica to read from; None for the primary (no replicas, none caught up, or one
+    found behind this tenant's DDL on an earlier attempt: ``tenant_routes.py``)."""
+    if not database.has_replicas or request.scope["state"].get(READ_FROM_PRIMARY):
+        return None
+    return await database.router.choose(_token(request))
+
+
+def _replica_failed(replica: Replica, exc: BaseException) -> None:
+    """A replica that cannot open the tenant's transaction is skipped until the monitor finds it
+    well, unless it merely has not replayed the tenant's role yet: it serves the others."""
+    if sqlstate(exc) in NOT_YET_REPLAYED:
+        log.info("replica %s has not replayed the tenant yet: %s", replica.name, first_line(exc))
+        return
+    log.warning("replica %s failed, reading from the primary: %s", replica.name, exc)
+    replica.healthy = False
+
+
 @asynccontextmanager
 async def _read_context(
     request: Request, opener: Callable[[Replica | None], AbstractAsyncContextManager[T]]
@@ -127,7 +150,7 @@ async def _read_context(
     """Open ``opener(replica)`` on the replica the router picks, or ``opener(None)`` on the
     primary; a replica that fails while the transaction opens sends the read to the primary."""
     database: Database = request.state.db
-    replica = await database.router.choose(_token(request)) if database.has_replicas else None
+    replica = await _replica_for(request, database)
     async with AsyncExitStack() as stack:
         slots = await _take_slot(request)
         stack.callback(slots.release, request.state.tenant.schema)
@@ -136,8 +159,7 @@ async def _read_context(
             try:
                 opened = await stack.enter_async_context(opener(replica))
             except (OSError, DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("replica %s failed, reading from the primary: %s", replica.name, exc)
-                replica.healthy = False
+                _replica_failed(replica, exc)
         request.state.served_by = replica.name if replica and opened is not None else "primary"
         if opened is None:
             opened = await stack.enter_async_context(opener(None))

@@ -2,6 +2,9 @@
 rolled back (statements a migration made stale, a deadlock, a serialization failure) is served
 again, from the start, in a new transaction (see ``db/stale.py`` for why that is safe).
 
+A read a replica answered "does not exist" (it has not replayed the tenant's latest DDL yet:
+``db/replicas.py``) is served again too, on the primary.
+
 Only those errors are replayed, at most ``ATTEMPTS`` times in all: a request failing for any
 other reason fails once, as before. The request body was read on the first attempt and
 Starlette keeps it, so the replay reads the same bytes.
@@ -21,8 +24,9 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tenantsvc.db.errors import UNDEFINED_TABLE, sqlstate
+from tenantsvc.db.errors import NOT_YET_REPLAYED, ROLE_MISSING, UNDEFINED_TABLE, sqlstate
 from tenantsvc.db.stale import ATTEMPTS, is_replayable, is_stale_statement, mark_stale
+from tenantsvc.deps import READ_FROM_PRIMARY
 from tenantsvc.observability.metrics import REPLAYS
 from tenantsvc.problems import Problem
 from tenantsvc.query_names import only_known
@@ -42,18 +46,33 @@ def replaying(handler: Handler, own_stack: bool = True) -> Handler:
                     return await _attempt(handler, request)
                 return await handler(request)
             except Exception as exc:
-                await _unless_tenant_gone(request, exc)
-                if attempt == ATTEMPTS or not is_replayable(exc):
+                reason = _replay_reason(request, exc)
+                if reason is None or attempt == ATTEMPTS:
+                    await _unless_tenant_gone(request, exc)
                     raise
-                stale = is_stale_statement(exc)
-            if stale:
+            if reason == "stale_statement":
                 mark_stale()
-            reason = "stale_statement" if stale else "deadlock_or_conflict"
+            elif reason == "replica_behind":
+                request.state[READ_FROM_PRIMARY] = True
             REPLAYS.labels(reason).inc()
             log.info("serving %s again: %s", request.url.path, reason)
             attempt += 1
 
     return serve
+
+
+def _replay_reason(request: Request, exc: Exception) -> str | None:
+    """Why the request is worth serving again, if it is. A read from a replica that has not yet
+    replayed its tenant's latest DDL (created, restored or migrated moments ago) is read again
+    from the primary, which has it."""
+    if is_stale_statement(exc):
+        return "stale_statement"
+    if is_replayable(exc):
+        return "deadlock_or_conflict"
+    served_by = request.scope.get("state", {}).get("served_by", "primary")
+    if served_by != "primary" and sqlstate(exc) in NOT_YET_REPLAYED:
+        return "replica_behind"
+    return None
 
 
 FUNCTION_STACK = "fastapi_function_astack"  # FastAPI's own key (fastapi/routing.py)
@@ -77,14 +96,18 @@ async def _attempt(handler: Handler, request: Request) -> Response:
 
 
 async def _unless_tenant_gone(request: Request, exc: Exception) -> None:
-    """A tenant whose tables are missing: archived since the snapshot (a 404, as the next
-    request will get), or still served with a schema that lacks them (migrated down to base,
-    a table renamed under the code): a 503 that says so, and an error in the log, not a 500."""
-    if sqlstate(exc) != UNDEFINED_TABLE:
+    """A tenant whose tables (or role) are missing: archived or purged since the snapshot (a
+    404, as the next request will get), or still served with a schema that lacks them (migrated
+    down to base, a table renamed under the code): a 503 that says so, and an error in the log,
+    not a 500."""
+    state = sqlstate(exc)
+    if state not in (UNDEFINED_TABLE, ROLE_MISSING):
         return
     slug = request.state.tenant.slug
-    if not await still_served(request.state.registry, slug):
+    if not await still_served(request.state.registry, request.state.tenant):
         raise unknown_tenant(slug) from None
+    if state != UNDEFINED_TABLE:
+        return
     log.error("tenant %r is served, but its schema lacks a table: %s", slug, first_line(exc))
     raise Problem(503, "Tenant unavailable",
                   f"tenant {slug!r} cannot be served: its tables are missing") from exc  # fmt: skip

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
 from tenantsvc.tenancy.errors import TenancyError
-from tenantsvc.tenancy.locking import LOCK_CLASS
+from tenantsvc.tenancy.locking import LOCK_CLASS, slug_lock
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import schema_revision
 from tenantsvc.tenancy.roles import drop_role
@@ -115,6 +115,7 @@ async def serve_at_head(
 
 
 async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
+    await conn.execute(slug_lock(slug))  # a create of the slug waits, then counts this purge
     tenant = await get_tenant(conn, slug)
     await _no_migration_running(conn, tenant)
     await conn.execute(text(f"DROP SCHEMA IF EXISTS {_quote(conn, tenant.location)} CASCADE"))

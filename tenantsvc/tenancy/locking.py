@@ -16,12 +16,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy import Select, func, select
+
 from tenantsvc.db.errors import DEADLOCK, sqlstate
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.errors import first_line
 
 # The advisory lock namespace of tenant migrations ("ten"): a tenant's lock is (LOCK_CLASS, id).
 LOCK_CLASS = 0x74656E
+# And of slugs ("slg"): creating a tenant and purging one of the same slug take turns, so that
+# a create always sees the purges before it (``provisioning.unused_schema``).
+SLUG_LOCK_CLASS = 0x736C67
+
+
+def slug_lock(slug: str) -> Select[tuple[None]]:
+    """Held to the end of the transaction that runs it."""
+    return select(func.pg_advisory_xact_lock(SLUG_LOCK_CLASS, func.hashtext(slug)))
+
 
 T = TypeVar("T")
 

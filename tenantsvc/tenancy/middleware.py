@@ -56,12 +56,14 @@ def _served(tenant: Tenant | None) -> Tenant | None:
     return tenant if tenant is not None and tenant.status in SERVED else None
 
 
-async def still_served(registry: TenantRegistry, slug: str) -> bool:
+async def still_served(registry: TenantRegistry, tenant: Tenant) -> bool:
     """Asked when a request found its tenant's tables gone: archived (or purged) after this
     worker's snapshot was taken. One coalesced version check brings the snapshot up to date:
-    the archive renamed the schema and marked the row in one transaction."""
+    the archive renamed the schema and marked the row in one transaction. A purged tenant's
+    slug may already be another tenant's: that one is not this one."""
     await registry.refresh_on_miss()
-    return _served(registry.get(slug)) is not None
+    now = _served(registry.get(tenant.slug))
+    return now is not None and now.id == tenant.id
 
 
 async def resolve_tenant(registry: TenantRegistry, scope: Scope) -> tuple[Tenant, int]:

@@ -20,8 +20,9 @@ from tenantsvc.settings import get_settings
 from tenantsvc.tenancy import keys
 from tenantsvc.tenancy.ddl import run_script
 from tenantsvc.tenancy.errors import TenancyError, TenantExistsError
+from tenantsvc.tenancy.locking import slug_lock
 from tenantsvc.tenancy.migrator import build_script, head
-from tenantsvc.tenancy.models import TenantRow, TenantStatus
+from tenantsvc.tenancy.models import TenantEventRow, TenantRow, TenantStatus
 from tenantsvc.tenancy.roles import give_role
 from tenantsvc.tenancy.slugs import display_name, schema_for
 
@@ -96,12 +97,30 @@ async def create_tenant(
     role = get_settings().tenant_roles if with_role is None else with_role
     try:
         async with engine.begin() as conn:
+            schema = await unused_schema(conn, slug)
             return await _build(conn, slug, display, schema, revision or head("tenant"), fill, role)
     except (IntegrityError, ProgrammingError) as exc:
         # A concurrent create of the same slug, or a leftover schema or role of that name.
         if "already exists" in str(exc) or "duplicate key" in str(exc):
             raise await _taken(engine, slug, schema) from exc
         raise
+
+
+async def unused_schema(conn: AsyncConnection, slug: str) -> str:
+    """The new tenant's schema name: one that no tenant of this slug had before.
+
+    A purged tenant's slug may be taken again. Were its schema name reused, a worker whose
+    registry snapshot predates the purge (for up to one poll) would serve the old tenant's key
+    on the new tenant's tables, and so would a replica that has not replayed the purge: with
+    tenant roles off, nothing else tells the two apart. The slug's lock, which ``purge`` takes
+    too, makes this count see every purge committed before it."""
+    await conn.execute(slug_lock(slug))
+    purged = await conn.scalar(
+        select(func.count())
+        .select_from(TenantEventRow)
+        .where(TenantEventRow.slug == slug, TenantEventRow.action == "purged")
+    )
+    return schema_for(slug, 1 + (purged or 0))
 
 
 async def _status_of(conn: AsyncConnection, slug: str) -> str | None:

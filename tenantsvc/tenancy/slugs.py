@@ -2,6 +2,7 @@
 
 A schema name is only ever derived here, from a slug that passed these rules, and is stored in
 the registry; request handling reads it back from the registry and never builds it from input.
+No schema name is given to two tenants, even one after the other (``provisioning.py``).
 """
 
 import re
@@ -57,5 +58,9 @@ def display_name(name: str) -> str:
     return kept
 
 
-def schema_for(slug: str) -> str:
-    return SCHEMA_PREFIX + validate_slug(slug)
+def schema_for(slug: str, incarnation: int = 1) -> str:
+    """``tenant_<slug>``; for the slug's next tenants once earlier ones were purged,
+    ``tenant_<n>_<slug>``, which no slug's first schema can be (a slug starts with a letter)."""
+    if incarnation == 1:
+        return SCHEMA_PREFIX + validate_slug(slug)
+    return f"{SCHEMA_PREFIX}{incarnation}_{validate_slug(slug)}"

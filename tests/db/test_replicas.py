@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -15,13 +16,15 @@ from fastapi import APIRouter
 from pgserver.postgres_server import PostgresServer, get_server
 from prometheus_client import REGISTRY
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenantsvc.db.engine import create_engine
 from tenantsvc.deps import ReadDbSession
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.fleet import migrate_shared
-from tenantsvc.tenancy.provisioning import create_tenant
+from tenantsvc.tenancy.lifecycle import archive, purge, restore_at_head
+from tenantsvc.tenancy.provisioning import NewTenant, create_tenant
+from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.testing.app import stop_app
 from tests.conftest import Running, TenantHandle, make_settings, start_app
 from tests.polling import until
@@ -80,6 +83,15 @@ async def _replicated(
         return {"in_recovery": bool(value)}
 
     app.include_router(probe)
+    behind = APIRouter(route_class=TenantRoute)
+
+    @behind.get("/_replica/sku")  # a column that only a migration yet to come adds
+    async def skus(session: ReadDbSession) -> dict[str, int]:
+        return {
+            "skus": (await session.execute(text("SELECT count(sku) FROM products"))).scalar_one()
+        }
+
+    app.include_router(behind)
     manager, running = await start_app(app=app)
     tenant = TenantHandle(new.slug, new.schema, new.api_key, new.role)
     deadline = time.monotonic() + 10  # until the replica has replayed the new tenant
@@ -203,6 +215,110 @@ async def _until_replica_has(replica: ReplicaHandle, sql: str) -> None:
 
 def _socket_dir(server: PostgresServer) -> str:
     return str(server.get_postmaster_info().socket_dir)
+
+
+async def test_a_tenant_the_replica_has_not_replayed_yet_is_read_from_the_primary(
+    primary: PostgresServer, replica: ReplicaHandle
+) -> None:
+    """Created or restored moments ago, a tenant's schema (or role) may not be on a replica yet,
+    lagging well within ``REPLICA_MAX_LAG_BYTES``. Its reads are served from the primary, not
+    answered 503 "tables are missing"; the replica goes on serving every other tenant."""
+    async with _replicated(primary, replica, replica_max_lag_bytes=1 << 30) as (running, known):
+        engine = create_engine(make_settings(_url(primary)))
+        try:
+            restored = await create_tenant(engine, f"a{uuid.uuid4().hex[:6]}")
+            await archive_and_replay(engine, replica, restored.slug, restored.schema)
+            await _sql(replica.url, "SELECT pg_wal_replay_pause()")
+            await restore_at_head(engine, restored.slug)
+            created = [await create_tenant(engine, f"n{uuid.uuid4().hex[:6]}", with_role=role)
+                       for role in (False, True)]  # fmt: skip
+        finally:
+            await engine.dispose()
+        for tenant in [_handle(restored), *map(_handle, created)]:
+            await until(partial(_served, running, tenant), f"{tenant.slug} was never served")
+            for path in ("/products", "/products/1", "/users", "/users/1/orders"):
+                response = await running.client.get(path, headers=tenant.headers)
+                assert response.status_code in (200, 404), (path, response.text)
+                assert response.headers["x-served-by"] == "primary"
+        assert running.state["db"].router.replicas[0].healthy  # behind on three tenants, not down
+        response = await running.client.get("/products", headers=known.headers)
+        assert (response.status_code, response.headers["x-served-by"]) == (200, "replica0")
+
+
+async def test_a_column_the_replica_has_not_replayed_yet_is_read_from_the_primary(
+    replicated: tuple[Running, TenantHandle], primary: PostgresServer, replica: ReplicaHandle
+) -> None:
+    """New code reads a column that ``migrate-all`` added a moment ago, while the replica lags
+    behind that ALTER: the read is served again on the primary, instead of a 500."""
+    running, tenant = replicated
+    await _sql(replica.url, "SELECT pg_wal_replay_pause()")
+    await _sql(_url(primary), f"ALTER TABLE {tenant.schema}.products ADD sku varchar(64)")
+    before = _replays("replica_behind")
+    response = await running.client.get("/_replica/sku", headers=tenant.headers)
+    assert (response.status_code, response.headers["x-served-by"]) == (200, "primary")
+    assert _replays("replica_behind") == before + 1
+    assert running.state["db"].router.replicas[0].healthy
+
+
+async def test_a_slug_purged_and_made_again_never_reads_the_old_tenants_rows_on_a_replica(
+    primary: PostgresServer, replica: ReplicaHandle
+) -> None:
+    """A purged tenant's slug may be taken again, and the new tenant's schema has the old one's
+    name. A replica that has not replayed the purge still holds the old tenant's tables under
+    that name: the new tenant must never be served them. Without tenant roles, nothing else
+    would stop it (with them, the new tenant's role is not on the replica either)."""
+    async with _replicated(primary, replica, replica_max_lag_bytes=1 << 30) as (running, _):
+        engine = create_engine(make_settings(_url(primary)))
+        try:
+            slug = f"o{uuid.uuid4().hex[:6]}"
+            old = await create_tenant(engine, slug, with_role=False)
+            old_headers = {"X-Tenant-ID": slug, "Authorization": f"Bearer {old.api_key}"}
+            body = {"name": "the old tenant's", "price_cents": 1, "stock": 1}
+            made = await running.client.post("/products", json=body, headers=old_headers)
+            token = made.headers["x-consistency-token"]
+            await _until_replica_has(replica, f"SELECT pg_last_wal_replay_lsn() >= '{token}'")
+            await _sql(replica.url, "SELECT pg_wal_replay_pause()")
+            async with engine.begin() as conn:
+                await archive(conn, slug)
+                await purge(conn, slug)
+            new = await create_tenant(engine, slug, with_role=False)
+        finally:
+            await engine.dispose()
+        headers = {"X-Tenant-ID": slug, "Authorization": f"Bearer {new.api_key}"}
+        await until(lambda: _answers(running, headers, 200), "the new tenant was never served")
+        for path in ("/products", "/products/1"):
+            response = await running.client.get(path, headers=headers)
+            assert "the old tenant's" not in response.text, (path, response.headers)
+            assert response.status_code in (200, 404), response.text
+
+
+async def _answers(running: Running, headers: dict[str, str], status: int) -> bool:
+    return (await running.client.get("/products", headers=headers)).status_code == status
+
+
+async def archive_and_replay(
+    engine: AsyncEngine, replica: ReplicaHandle, slug: str, schema: str
+) -> None:
+    async with engine.begin() as conn:
+        await archive(conn, slug)
+    await _until_replica_has(replica, f"SELECT to_regnamespace('{schema}') IS NULL")
+
+
+def _handle(tenant: NewTenant) -> TenantHandle:
+    return TenantHandle(tenant.slug, tenant.schema, tenant.api_key, tenant.role)
+
+
+async def _served(running: Running, tenant: TenantHandle) -> bool:
+    response = await running.client.get("/products", headers=tenant.headers)
+    return response.status_code != 404
+
+
+def _replays(reason: str) -> float:
+    return REGISTRY.get_sample_value("tenantsvc_replays_total", {"reason": reason}) or 0.0
+
+
+def _url(server: PostgresServer) -> str:
+    return f"postgresql+asyncpg://postgres@/postgres?host={_socket_dir(server)}"
 
 
 async def test_a_dead_replica_is_skipped(

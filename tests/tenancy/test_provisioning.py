@@ -9,6 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tenantsvc.db.models import TenantBase
@@ -16,6 +17,7 @@ from tenantsvc.tenancy import provisioning
 from tenantsvc.tenancy.ddl import run_script
 from tenantsvc.tenancy.errors import TenancyError, TenantExistsError
 from tenantsvc.tenancy.fleet import migrate_all
+from tenantsvc.tenancy.lifecycle import archive, purge
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tests.conftest import TenantHandle
@@ -90,6 +92,59 @@ async def test_a_schema_no_tenant_owns_is_named_and_left_alone(engine: AsyncEngi
     async with engine.begin() as conn:
         await conn.execute(text(f"DROP SCHEMA tenant_{slug} CASCADE"))
     assert (await create_tenant(engine, slug)).schema == f"tenant_{slug}"  # free once dropped
+
+
+async def test_a_purged_slug_taken_again_gets_a_schema_name_no_tenant_had(
+    engine: AsyncEngine,
+) -> None:
+    """A worker or replica that has not seen the purge yet finds the old name gone, never the
+    new tenant's tables under it (tests/tenancy/test_isolation.py, tests/db/test_replicas.py)."""
+    slug = f"again_{uuid.uuid4().hex[:6]}"
+    schemas = []
+    for _ in range(3):
+        schemas.append((await create_tenant(engine, slug)).schema)
+        async with engine.begin() as conn:
+            await archive(conn, slug)
+            await purge(conn, slug)
+    assert schemas == [f"tenant_{slug}", f"tenant_2_{slug}", f"tenant_3_{slug}"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "allowed"),
+    [("tenant_{s}", True), ("tenant_2_{s}", True), ("tenant_17_{s}", True),
+     ("tenant_0_{s}", False), ("tenant_2_x{s}", False), ("tenant_x_{s}", False),
+     ("tenant_2_{s}_2", False), ("tenant_2__{s}", False), ("public", False)],
+)  # fmt: skip
+async def test_the_registry_admits_only_schema_names_of_the_slug(
+    engine: AsyncEngine, schema: str, allowed: bool
+) -> None:
+    """Defence in depth: the database itself refuses a schema name the slug rules would not
+    produce, numbered or not."""
+    slug = f"chk_{uuid.uuid4().hex[:6]}"
+    insert = text("INSERT INTO tenantsvc.tenants (slug, name, schema_name, status) "
+                  "VALUES (:slug, 'x', :schema, 'provisioning')")  # fmt: skip
+    async with engine.connect() as conn:
+        if allowed:
+            await conn.execute(insert, {"slug": slug, "schema": schema.format(s=slug)})
+        else:
+            with pytest.raises(IntegrityError, match="schema_name_safe"):
+                await conn.execute(insert, {"slug": slug, "schema": schema.format(s=slug)})
+        await conn.rollback()
+
+
+async def test_a_create_waits_for_a_purge_of_its_slug_in_flight(engine: AsyncEngine) -> None:
+    """The purge's transaction has dropped the schema but not committed: the create takes the
+    next name, not the one the purge is about to free."""
+    slug = f"inflight_{uuid.uuid4().hex[:6]}"
+    await create_tenant(engine, slug)
+    async with engine.connect() as conn:
+        await archive(conn, slug)
+        await purge(conn, slug)
+        creating = asyncio.create_task(create_tenant(engine, slug))
+        await asyncio.sleep(0.5)
+        assert not creating.done()  # waiting for the slug
+        await conn.commit()
+    assert (await creating).schema == f"tenant_2_{slug}"
 
 
 async def test_models_match_the_tenant_migrations(
