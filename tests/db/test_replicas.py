@@ -144,6 +144,36 @@ async def test_read_your_writes_under_replication_lag(
         await asyncio.sleep(0.05)
 
 
+async def test_reads_waiting_for_a_replica_share_its_position_reads(
+    replicated: tuple[Running, TenantHandle], replica: ReplicaHandle
+) -> None:
+    """32 reads carrying a token the replica has not replayed wait for it together: its
+    position is read once per 5 ms at most (31 times in their 200 ms), not by each read in
+    turn (424 times, 860 transactions on the replica)."""
+    running, tenant = replicated
+    await _sql(replica.url, "SELECT pg_wal_replay_pause()")
+    transactions = (
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'postgres'"
+    )
+    before = await _replica_transactions(running, replica, transactions)
+    ahead = {**tenant.headers, "X-Consistency-Token": "FF/0"}
+    reads = [running.client.get("/products", headers=ahead) for _ in range(32)]
+    answers = await asyncio.gather(*reads)
+    assert {(r.status_code, r.headers["x-served-by"]) for r in answers} == {(200, "primary")}
+    # About 200 ms of waiting (each read's own, as they arrive), the monitor's checks, new
+    # connections' set-up, and the count's own connection: some 75 transactions.
+    made = await _replica_transactions(running, replica, transactions) - before
+    assert made < 250, made
+
+
+async def _replica_transactions(running: Running, replica: ReplicaHandle, sql: str) -> int:
+    """Counted once every connection of the app's replica pool has ended (a backend reports
+    its counts when it goes idle, at most once a second, and when it exits)."""
+    await running.state["db"].router.replicas[0].engine.dispose()
+    await asyncio.sleep(0.1)
+    return int(str(await _sql(replica.url, sql)))
+
+
 async def test_a_replica_gives_a_row_the_etag_the_primary_gave_it(
     replicated: tuple[Running, TenantHandle],
 ) -> None:
