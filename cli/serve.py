@@ -1,5 +1,9 @@
 """``tenantctl serve``: uvicorn (uvloop + httptools), on the embedded default when no URL."""
 
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -60,6 +64,19 @@ def _check_database(workers: int) -> None:
         typer.echo(f"warning: {pool.name}: {pool.detail}", err=True)
 
 
+@contextmanager
+def _metrics_shared() -> Iterator[None]:
+    """Each worker has its own counters; /metrics must add them all up, whichever worker the
+    scrape lands on: a directory for their files, unless one is given, removed at exit (one
+    was left behind per start)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="tenantsvc-metrics-") as shared:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+        yield
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -73,10 +90,8 @@ def serve(
 
     The embedded server is started and migrated, with a demo tenant, and a curl to try is
     printed."""
-    import os
     import signal
     import sys
-    import tempfile
 
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
@@ -102,10 +117,6 @@ def serve(
     from tenantsvc.observability.logs import uvicorn_log_config
     from tenantsvc.request_head import BoundedHeadProtocol
 
-    if count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Each worker has its own counters; /metrics must add them all up, whichever
-        # worker the scrape lands on.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tenantsvc-metrics-")
     config = uvicorn.Config(
         app,
         host=host,
@@ -122,7 +133,8 @@ def serve(
         server_header=False,  # "server: uvicorn" tells a scanner what to try; no client needs it
     )
     if count > 1:
-        run_workers(config)
+        with _metrics_shared():
+            run_workers(config)
     else:
         server = uvicorn.Server(config)
         server.run()

@@ -142,6 +142,42 @@ def test_metrics_add_up_every_workers_pool(database_url: str, tenant_a: TenantHa
                 time.sleep(0.2)
 
 
+_PRODUCTS = re.compile(r'tenantsvc_requests_total\{[^}]*route="/products"[^}]*\} (\S+)')
+
+
+def test_a_dead_workers_gauges_leave_the_scrape_and_its_counts_stay(
+    database_url: str, tenant_a: TenantHandle, tmp_path: Path
+) -> None:
+    """A worker killed (and replaced by uvicorn) no longer adds its live gauges to every
+    scrape for as long as the server runs; the requests it served stay counted. And the
+    metrics directory ``serve`` made goes at exit."""
+    requests = 40
+    env = {"TENANTSVC_METRICS_SAMPLE_SECONDS": "0.2", "TENANTSVC_METRICS_TOKEN": SCRAPER_TOKEN,
+           "TMPDIR": str(tmp_path)}  # fmt: skip
+    with _two_workers(database_url, env) as (_, port, listeners):
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(requests):  # a new connection each: the kernel spreads them over both
+            assert httpx.get(f"{base}/products", headers=tenant_a.headers).status_code == 200
+
+        def scraped() -> tuple[float, float]:
+            text = httpx.get(f"{base}/metrics", headers=SCRAPE).text
+            served = sum(map(float, _PRODUCTS.findall(text)))
+            return sum(pool_checkouts(text).values(), 0.0), served
+
+        deadline = time.monotonic() + 10
+        while scraped() != (requests, requests):
+            assert time.monotonic() < deadline, scraped()
+            time.sleep(0.2)
+        os.kill(listeners[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (now := scraped())[0] == requests:  # its checkouts, gone from the live sum
+            assert time.monotonic() < deadline, now
+            time.sleep(0.2)
+        assert now[1] == requests  # its requests, still counted
+        assert list(tmp_path.glob("tenantsvc-metrics-*"))
+    assert not list(tmp_path.glob("tenantsvc-metrics-*"))
+
+
 async def test_a_stop_under_load_answers_every_order_it_took(
     database_url: str, tenant_a: TenantHandle, engine: AsyncEngine
 ) -> None:
