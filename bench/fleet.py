@@ -6,8 +6,10 @@ migrate-all on a throwaway PostgreSQL 15, timed as whole commands where the issu
 """
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def write_sku_revision() -> str:
     """A directory holding the benchmark's revision (products.sku and its index), chained onto
-    the repository's head; the repository's migrations stay untouched."""
+    the repository's head; the repository's migrations stay untouched. Removed at exit."""
     directory = tempfile.mkdtemp(prefix="tenantsvc-bench-rev-")
+    atexit.register(shutil.rmtree, directory, True)
     sku.write_sku_revision(Path(directory), "bench_sku")
     return directory
 
