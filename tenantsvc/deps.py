@@ -126,9 +126,9 @@ READ_FROM_PRIMARY = "read_from_primary"  # request.state: a replica has not repl
 
 
 async def _replica_for(request: Request, database: Database) -> Replica | None:
-    """The replica to read from; None for the primary (no replicas, none caught up, or one
-    found behind this tenant's DDL on an earlier attempt: ``tenant_routes.py``)."""
-    if not database.has_replicas or request.scope["state"].get(READ_FROM_PRIMARY):
+    """The replica to read from; None for the primary (none caught up, or one found behind
+    this tenant's DDL on an earlier attempt: ``tenant_routes.py``)."""
+    if request.scope["state"].get(READ_FROM_PRIMARY):
         return None
     return await database.router.choose(_token(request))
 
@@ -150,7 +150,7 @@ async def _read_context(
     """Open ``opener(replica)`` on the replica the router picks, or ``opener(None)`` on the
     primary; a replica that fails while the transaction opens sends the read to the primary."""
     database: Database = request.state.db
-    replica = await _replica_for(request, database)
+    replica = await _replica_for(request, database) if database.has_replicas else None
     async with AsyncExitStack() as stack:
         slots = await _take_slot(request)
         stack.callback(slots.release, request.state.tenant.schema)
