@@ -66,8 +66,7 @@ async def replicated(
 async def _replicated(
     primary: PostgresServer, replica: ReplicaHandle, **overrides: Any
 ) -> AsyncIterator[tuple[Running, TenantHandle]]:
-    primary_url = f"postgresql+asyncpg://postgres@/postgres?host={_socket_dir(primary)}"
-    settings = make_settings(primary_url, read_database_url=replica.url,
+    settings = make_settings(_url(primary), read_database_url=replica.url,
                              replica_check_seconds=0.1, replica_wait_ms=200,
                              **overrides)  # fmt: skip
     engine = create_engine(settings)
@@ -225,8 +224,7 @@ async def _serve_through_alter(
         response = await client.get(path, headers=tenant.headers)
         assert (response.status_code, response.headers["x-served-by"]) == (200, "replica0")
     replays = REGISTRY.get_sample_value("tenantsvc_replays_total", {"reason": "stale_statement"})
-    primary_url = f"postgresql+asyncpg://postgres@/postgres?host={_socket_dir(primary)}"
-    await _sql(primary_url, f"ALTER TABLE {tenant.schema}.products ALTER stock TYPE bigint")
+    await _sql(_url(primary), f"ALTER TABLE {tenant.schema}.products ALTER stock TYPE bigint")
     bigint = (f"SELECT data_type = 'bigint' FROM information_schema.columns WHERE "
               f"table_schema = '{tenant.schema}' AND table_name = 'products' "
               "AND column_name = 'stock'")  # fmt: skip
@@ -241,10 +239,6 @@ async def _serve_through_alter(
 
 async def _until_replica_has(replica: ReplicaHandle, sql: str) -> None:
     await until(lambda: _sql(replica.url, sql), f"the replica never replayed: {sql}")
-
-
-def _socket_dir(server: PostgresServer) -> str:
-    return str(server.get_postmaster_info().socket_dir)
 
 
 async def test_a_tenant_the_replica_has_not_replayed_yet_is_read_from_the_primary(
@@ -348,7 +342,8 @@ def _replays(reason: str) -> float:
 
 
 def _url(server: PostgresServer) -> str:
-    return f"postgresql+asyncpg://postgres@/postgres?host={_socket_dir(server)}"
+    socket_dir = server.get_postmaster_info().socket_dir
+    return f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
 
 
 async def test_a_dead_replica_is_skipped(
