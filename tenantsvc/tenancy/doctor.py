@@ -17,7 +17,7 @@ from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import read_revisions
-from tenantsvc.tenancy.roles import SERVE_GROUP
+from tenantsvc.tenancy.roles import SERVE_GROUP, TENANT_ROLE_PATTERN
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 
 MIN_SERVER_VERSION = 130000
@@ -165,6 +165,35 @@ async def check_held_back(conn: AsyncConnection) -> Check:
                  "`tenantctl resume <slug>`")  # fmt: skip
 
 
+# Schemas and roles named as tenantctl names a tenant's that no tenant has: left by a hand, a
+# script, a restore of another database's dump. (A create or a purge that fails leaves none.)
+_STRAYS = text(f"""
+SELECT array(SELECT n.nspname FROM pg_namespace n
+             WHERE (n.nspname LIKE 'tenant\\_%' OR n.nspname LIKE 'archived\\_%')
+               AND NOT EXISTS (SELECT FROM tenantsvc.tenants t
+                               WHERE n.nspname IN (t.schema_name, t.archived_schema))
+             ORDER BY 1) AS schemas,
+       array(SELECT r.rolname FROM pg_roles r WHERE r.rolname ~ ({TENANT_ROLE_PATTERN})
+               AND NOT EXISTS (SELECT FROM tenantsvc.tenants t WHERE t.role_name = r.rolname)
+             ORDER BY 1) AS roles
+""")  # noqa: S608 (a constant)
+
+
+async def check_strays(conn: AsyncConnection) -> Check:
+    """A stray schema holds rows no tenant owns, possibly a customer's who was meant to be
+    gone, and takes the name ``create`` would give; a stray role may still log in or own
+    objects. Nothing in tenantctl shows them otherwise."""
+    schemas, roles = (await conn.execute(_STRAYS)).one()
+    if not schemas and not roles:
+        return Check("strays", "ok", "every tenant_* and archived_* schema and tenant role "
+                     "belongs to a tenant")  # fmt: skip
+    found = [f"schemas {_first_few(schemas)}"] if schemas else []
+    found += [f"roles {_first_few(roles)}"] if roles else []
+    return Check("strays", "warn", f"no tenant owns {'; '.join(found)}: look at what they "
+                 "hold, then DROP SCHEMA ... CASCADE or DROP ROLE (`tenantctl psql` cannot "
+                 "reach them)")  # fmt: skip
+
+
 _INVALID_INDEXES = text(
     "SELECT n.nspname || '.' || c.relname FROM pg_index i "
     "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -309,6 +338,7 @@ async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
         checks.append(await check_keys(conn))
         checks.append(await check_audit(conn))
         checks.append(await check_roles(conn))
+        checks.append(await check_strays(conn))
         checks.append(await check_service_role(conn))
     except Exception as exc:  # no shared schema yet: say so rather than crash
         detail = f"{first_line(exc)}: run `tenantctl migrate-all`"

@@ -35,6 +35,7 @@ from tenantsvc.tenancy.slugs import validate_slug
 # tenant's role ends with its id, the serving group (``service_role.py``) with ``serve``.
 _PREFIX = "'tenantsvc_' || left(md5(current_database()), 8) || '_'"
 SERVE_GROUP = f"{_PREFIX} || 'serve'"  # SQL
+TENANT_ROLE_PATTERN = f"'^' || {_PREFIX} || '[0-9]+$'"  # SQL: a regular expression
 # The tenant's role name, where its tables are (an archived tenant's schema was moved), and
 # the serving group its role joins.
 _NAME_SCHEMA_GROUP = text(

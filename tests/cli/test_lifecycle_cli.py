@@ -26,6 +26,7 @@ from cli.psql import libpq_env
 from tenantsvc.settings import Settings, get_settings
 from tenantsvc.tenancy.doctor import metrics_check, pool_check, tenant_cap_check
 from tenantsvc.tenancy.migrator import EXTRA_VERSIONS_ENV, head
+from tenantsvc.tenancy.roles import role_prefix
 from tenantsvc.testing.app import stop_app
 from tests.cli.test_cli import tenantctl, use_database
 from tests.command import TENANTCTL as TENANTCTL_COMMAND
@@ -427,6 +428,28 @@ def test_doctor_warns_about_an_index_a_failed_concurrent_build_left(fresh_cli: s
     assert check["status"] == "warn"
     assert check["detail"].startswith("1 invalid (a concurrent build failed")
     assert "tenant_built.users_name_idx;" in check["detail"]
+
+
+def test_doctor_names_schemas_and_roles_no_tenant_owns(fresh_cli: str) -> None:
+    """Named as tenantctl names a tenant's, owned by none: a purged customer's rows restored
+    from an old dump, say. A purge leaves none; a schema not named like ours is not ours."""
+    tenantctl("create", "kept", "gone", "moved")
+    tenantctl("drop", "gone", "--purge", "--yes")
+    tenantctl("drop", "moved", "--yes")
+    assert {c["check"]: c for c in tenantctl("doctor", "--json")}["strays"]["status"] == "ok"
+    role = role_prefix(make_url(fresh_cli).database or "") + "99999"
+    made = ["CREATE SCHEMA tenant_gone", "CREATE SCHEMA archived_7_old", "CREATE SCHEMA tenantx",
+            f"CREATE ROLE {role}"]  # fmt: skip
+    try:
+        for sql in made:
+            _scalar(fresh_cli, sql)
+        check = {c["check"]: c for c in tenantctl("doctor", "--json")}["strays"]
+    finally:
+        _scalar(fresh_cli, f"DROP ROLE {role}")  # roles outlive the test's database
+    assert check["status"] == "warn"
+    assert check["detail"].startswith(
+        f"no tenant owns schemas archived_7_old, tenant_gone; roles {role}: look at what"
+    )
 
 
 def test_doctor_warns_about_keys_about_to_expire(fresh_cli: str) -> None:
