@@ -164,27 +164,43 @@ def _on_integrity(_: Request, exc: Exception) -> Response:
 _TRANSIENT_PREFIXES = ("08", "57P0", "53300", "57014")
 
 
-def _unavailable() -> Response:
+# The database could not be reached, or a connection to it was lost: raised by the driver,
+# the pool or the socket itself.
+DATABASE_AWAY = (
+    sa_exc.TimeoutError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    ConnectionError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+DATABASE_ERRORS = (sa_exc.DBAPIError, asyncpg.PostgresError, sa_exc.EmulatedDBAPIException)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Away, busy or restarting: a 503 to retry, not a 500."""
+    if isinstance(exc, DATABASE_AWAY):
+        return True
+    if not isinstance(exc, DATABASE_ERRORS):
+        return False
+    # asyncpg's InternalClientError: a connection left mid-operation by a lost server; the
+    # pool's pre-ping discards it on the next checkout.
+    lost_connection = type(getattr(exc, "orig", exc)).__name__ == "InternalClientError"
+    # Still refused after every replay (tenant_routes.py): transient too.
+    return lost_connection or sqlstate(exc).startswith(_TRANSIENT_PREFIXES) or is_replayable(exc)
+
+
+def unavailable(exc: BaseException) -> Response:
+    log.warning("database unavailable: %s", type(exc).__name__)
     return problem_response(
         503, "Service unavailable", "the database is unavailable, retry shortly",
         headers={"Retry-After": "1"},
     )  # fmt: skip
 
 
-def _on_unavailable(_: Request, exc: Exception) -> Response:
-    log.warning("database unavailable: %s", type(exc).__name__)
-    return _unavailable()
-
-
 def _on_database_error(request: Request, exc: Exception) -> Response:
-    # asyncpg's InternalClientError: a connection left mid-operation by a lost server; the
-    # pool's pre-ping discards it on the next checkout.
-    lost_connection = type(getattr(exc, "orig", exc)).__name__ == "InternalClientError"
-    # Still refused after every replay (tenant_routes.py): transient too.
-    transient = sqlstate(exc).startswith(_TRANSIENT_PREFIXES) or is_replayable(exc)
-    if lost_connection or transient:
-        return _on_unavailable(request, exc)
-    return _on_unexpected(request, exc)
+    return unavailable(exc) if database_unavailable(exc) else _on_unexpected(request, exc)
 
 
 def _on_unexpected(_: Request, exc: Exception) -> Response:
@@ -198,12 +214,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(sa_exc.IntegrityError, _on_integrity)
-    for unavailable in (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError,
-                        ConnectionError, OSError, asyncpg.InterfaceError,
-                        asyncpg.InternalClientError):  # fmt: skip
-        app.add_exception_handler(unavailable, _on_unavailable)
-    app.add_exception_handler(sa_exc.DBAPIError, _on_database_error)
-    app.add_exception_handler(asyncpg.PostgresError, _on_database_error)
-    # The driver adapter's own errors, unwrapped: a raw pool checkout (db/session.py) that
-    # cannot connect raises these rather than SQLAlchemy's DBAPIError.
-    app.add_exception_handler(sa_exc.EmulatedDBAPIException, _on_database_error)
+    # The driver adapter's own errors are among them, unwrapped: a raw pool checkout
+    # (db/session.py) that cannot connect raises these rather than SQLAlchemy's DBAPIError.
+    for error in (*DATABASE_AWAY, *DATABASE_ERRORS):
+        app.add_exception_handler(error, _on_database_error)

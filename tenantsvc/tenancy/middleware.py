@@ -11,7 +11,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantsvc.observability.context import tenant_slug
-from tenantsvc.problems import Problem, allowed_methods, problem_response
+from tenantsvc.problems import (
+    Problem,
+    allowed_methods,
+    database_unavailable,
+    problem_response,
+    unavailable,
+)
 from tenantsvc.tenancy.keys import bearer, hash_key
 from tenantsvc.tenancy.models import SERVED, TenantStatus
 from tenantsvc.tenancy.registry import Tenant, TenantRegistry
@@ -134,6 +140,13 @@ class TenantMiddleware:
             headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else rejected.headers
             response = problem_response(rejected.status, rejected.title, rejected.detail, headers)
             await response(scope, receive, send)
+            return
+        except Exception as exc:
+            # A slug or key not in the snapshot asks the registry (refresh_on_miss): with the
+            # database away that was a 500, out here where the app's handlers do not reach.
+            if not database_unavailable(exc):
+                raise
+            await unavailable(exc)(scope, receive, send)
             return
         # A new state dict for this request: the lifespan state may be one dict shared by every
         # request (servers are not required to copy it), and writing the tenant into a shared

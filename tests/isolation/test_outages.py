@@ -114,6 +114,22 @@ async def test_restart_under_load_gives_503_then_recovers(
     assert set(tail) == {200}
 
 
+async def test_a_key_the_snapshot_lacks_is_a_503_while_the_database_is_down(
+    outage_app: tuple[Running, list[fuzz.Tenant]], own_server: PostgresServer
+) -> None:
+    """A slug and key the worker's snapshot does not hold (a tenant created a moment ago, or a
+    stranger's) make it ask the registry; with the database away that was a 500, raised in
+    the tenant middleware, outside the app's handlers. Now the 503 every other request gets."""
+    running, _ = outage_app
+    stranger = {"X-Tenant-ID": "nosuch", "Authorization": "Bearer tsk_" + "A" * 43}
+    assert (await running.client.get("/products", headers=stranger)).status_code == 401
+    await asyncio.to_thread(_stop, own_server)
+    response = await running.client.get("/products", headers=stranger)
+    assert (response.status_code, response.headers.get("retry-after")) == (503, "1")
+    assert response.json()["detail"] == "the database is unavailable, retry shortly"
+    await asyncio.to_thread(own_server.ensure_postgres_running)  # for the app's last flush
+
+
 async def test_pool_exhaustion_is_a_prompt_503_and_heals(database_url: str, tenant_a: Any) -> None:
     # One tenant exhausts the pool here: its cap off (tests/db/test_fairness.py has the cap).
     settings = make_settings(database_url, pool_size=2, max_overflow=0, pool_timeout_seconds=0.5,
