@@ -113,11 +113,22 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
         raise fail(str(exc) + context()) from None
     except ValidationError as exc:  # the settings, read from the environment
         raise fail(bad_settings(exc) + context()) from None
-    except (DBAPIError, PostgresError, OSError) as exc:
+    except OSError as exc:  # no socket there, connection refused, an unknown host name
+        raise fail(f"cannot reach the database{_where()}: {first_line(exc)}{context()}") from None
+    except (DBAPIError, PostgresError) as exc:
         message = first_line(exc)
         if 'relation "tenantsvc.' in message:
             message += " (run `tenantctl migrate-all` first)"
         raise fail(f"database: {message}{context()}") from None
+
+
+def _where() -> str:
+    """Which database a command tried, its password masked: "[Errno 111] Connect call
+    failed" alone did not say which setting to look at."""
+    from tenantsvc.settings import get_settings
+
+    url = get_settings().database_url
+    return f" at {_masked(url)} (TENANTSVC_DATABASE_URL)" if url else " (the embedded one)"
 
 
 # The password of a URL's user: never echoed back, even in an error about that URL.

@@ -238,14 +238,20 @@ def test_a_bad_target_or_status_changes_nothing(
         get_settings.cache_clear()
 
 
-def test_database_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TENANTSVC_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:9/none")
+def test_database_down_is_one_line_that_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which database, since "[Errno 111] Connect call failed" alone does not say which
+    setting to look at; its password masked."""
+    url = "postgresql+asyncpg://ops:s3cret@127.0.0.1:9/none"
+    monkeypatch.setenv("TENANTSVC_DATABASE_URL", url)
     get_settings.cache_clear()
     try:
         result = tenantctl("list", code=1)
     finally:
         get_settings.cache_clear()
-    assert result.stderr.startswith("error: database")
+    assert result.stderr.startswith(
+        "error: cannot reach the database at postgresql+asyncpg://ops:***@127.0.0.1:9/none "
+        "(TENANTSVC_DATABASE_URL): [Errno 111]"
+    ), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -455,7 +455,7 @@ def test_an_unreachable_database_is_one_line_and_a_failure(workers: str) -> None
     nowhere = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/postgres"
     done = _serve_exits({"TENANTSVC_DATABASE_URL": nowhere}, "--workers", workers)
     assert done.returncode == 1, done.stderr
-    assert done.stderr.startswith("error: database: "), done.stderr
+    assert done.stderr.startswith(f"error: cannot reach the database at {nowhere} "), done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
 
 
