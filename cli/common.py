@@ -28,6 +28,7 @@ async def engine_for_cli(pool_size: int = 2) -> AsyncIterator[Any]:
     settings = settings.model_copy(update={"pool_size": pool_size, "max_overflow": 0})
     engine = create_engine(settings, application_name=f"tenantctl {settings.actor or _whoami()}")
     try:
+        await _reachable(engine, get_settings().database_url)
         if fresh:
             await _set_up_embedded(engine, settings.embedded_data_dir)
         yield engine
@@ -113,8 +114,12 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
         raise fail(str(exc) + context()) from None
     except ValidationError as exc:  # the settings, read from the environment
         raise fail(bad_settings(exc) + context()) from None
-    except OSError as exc:  # no socket there, connection refused, an unknown host name
-        raise fail(f"cannot reach the database{_where()}: {first_line(exc)}{context()}") from None
+    except BrokenPipeError:  # ``export -`` into a pipe whose reader is gone
+        raise fail("the output was closed before all of it was written" + context()) from None
+    except OSError as exc:
+        if exc.filename is not None:  # a file the command reads or writes
+            raise fail(f"{exc.filename}: {exc.strerror}{context()}") from None
+        raise fail(f"database: {first_line(exc)}{context()}") from None  # a connection lost
     except (DBAPIError, PostgresError) as exc:
         message = first_line(exc)
         if 'relation "tenantsvc.' in message:
@@ -122,13 +127,18 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
         raise fail(f"database: {message}{context()}") from None
 
 
-def _where() -> str:
-    """Which database a command tried, its password masked: "[Errno 111] Connect call
-    failed" alone did not say which setting to look at."""
-    from tenantsvc.settings import get_settings
+async def _reachable(engine: Any, url: str | None) -> None:
+    """The first connection, made at once: a database that cannot be reached is named in the
+    one line, its password masked, where "[Errno 111] Connect call failed" alone did not say
+    which setting to look at (and an error writing a file must not read as this one)."""
+    from tenantsvc.tenancy.errors import TenancyError, first_line
 
-    url = get_settings().database_url
-    return f" at {_masked(url)} (TENANTSVC_DATABASE_URL)" if url else " (the embedded one)"
+    try:
+        async with engine.connect():
+            pass
+    except OSError as exc:  # no socket there, connection refused, an unknown host name
+        where = f" at {_masked(url)} (TENANTSVC_DATABASE_URL)" if url else " (the embedded one)"
+        raise TenancyError(f"cannot reach the database{where}: {first_line(exc)}") from exc
 
 
 # The password of a URL's user: never echoed back, even in an error about that URL.

@@ -3,6 +3,7 @@
 import inspect
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from tenantsvc.settings import Settings, get_settings
 from tenantsvc.tenancy.migrator import head
-from tests.command import leaf_commands, tenantctl_process
+from tests.command import TENANTCTL, leaf_commands, tenantctl_process
 
 runner = CliRunner()
 
@@ -309,6 +310,30 @@ def test_a_bad_setting_is_one_line_naming_the_variable(command: tuple[str, ...])
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: bad setting TENANTSVC_POOL_SIZE: "), lines
     assert "; TENANTSVC_ACTOR: " in lines[0]
+
+
+def test_an_error_writing_an_export_is_not_called_the_database(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """A file that cannot be written, and a pipe whose reader is gone, each said "cannot
+    reach the database", then "database: [Errno 32] Broken pipe"."""
+    env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
+    name = slug()
+    assert tenantctl_process("create", name, env=env).returncode == 0
+    unwritable = tenantctl_process("export", name, "/proc/an.tar", env=env)
+    assert (unwritable.returncode, unwritable.stderr) == (
+        1,
+        "error: /proc/an.tar: No such file or directory\n",
+    )
+    closed = subprocess.Popen([*TENANTCTL, "export", name, "-"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert closed.stdout is not None
+    closed.stdout.close()  # the reader is gone before the first byte
+    _, stderr = closed.communicate(timeout=60)
+    assert (closed.returncode, stderr) == (
+        1,
+        "error: the output was closed before all of it was written\n",
+    )
 
 
 def test_a_bad_database_url_is_one_line_that_hides_its_password() -> None:
