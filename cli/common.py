@@ -89,6 +89,9 @@ def spoken(span: timedelta) -> str:
     return f"{seconds} seconds"
 
 
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
 def fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(1)
@@ -110,6 +113,9 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
 
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
+    except KeyboardInterrupt:  # Ctrl-C: what a batch had not done yet, where it was silent
+        typer.echo(f"error: interrupted{context()}", err=True)
+        raise typer.Exit(INTERRUPTED) from None
     except (TenancyError, InvalidSlugError) as exc:
         raise fail(str(exc) + context()) from None
     except ValidationError as exc:  # the settings, read from the environment

@@ -3,6 +3,7 @@
 import inspect
 import json
 import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -334,6 +335,30 @@ def test_an_error_writing_an_export_is_not_called_the_database(
         1,
         "error: the output was closed before all of it was written\n",
     )
+
+
+def test_ctrl_c_in_a_batch_says_what_it_did_not_do(database_url: str, engine: AsyncEngine) -> None:
+    """It was silent, with exit 130: the operator had to work out from the last line printed
+    which tenants were left. Each one not named exists; none named does, but for the one in
+    flight, rolled back unless it had just committed."""
+    env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
+    prefix = slug()
+    slugs = [f"{prefix}_{i}" for i in range(300)]
+    batch = subprocess.Popen([*TENANTCTL, "create", *slugs, "--json"], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert batch.stdout is not None
+    made = [json.loads(batch.stdout.readline())["slug"] for _ in range(3)]
+    batch.send_signal(signal.SIGINT)
+    rest, stderr = batch.communicate(timeout=60)
+    made += [json.loads(line)["slug"] for line in rest.splitlines()]
+    assert batch.returncode == 130, stderr
+    assert stderr.startswith("error: interrupted; not created: "), stderr
+    left = stderr.removeprefix("error: interrupted; not created: ").strip().split(", ")
+    assert made + left == slugs
+    listed = tenantctl_process("list", "--json", env=env)
+    exist = {t["slug"] for t in json.loads(listed.stdout)} & set(slugs)
+    # The one in flight may have committed just as the interrupt came, before it was printed.
+    assert exist - {left[0]} == set(made)
 
 
 def test_a_bad_database_url_is_one_line_that_hides_its_password() -> None:
