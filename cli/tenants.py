@@ -14,6 +14,8 @@ from cli.completion import Slug, Slugs, known_slugs
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from tenantsvc.tenancy.locking import LockPolicy
+
 app = typer.Typer()
 
 
@@ -172,12 +174,23 @@ def resume(slugs: Slugs, as_json: JsonOpt = False) -> None:
     _set_status(slugs, "active", as_json)
 
 
+def _lock_policy() -> "LockPolicy":
+    """How long a purge waits for its tenant's tables: as a migration does (the settings)."""
+    from tenantsvc.settings import get_settings
+    from tenantsvc.tenancy.locking import LockPolicy
+
+    return LockPolicy.from_settings(get_settings())
+
+
 def _lifecycle(slugs: list[str], action: str, as_json: bool) -> None:
     from tenantsvc.tenancy import lifecycle
 
     async def step(engine: "AsyncEngine", slug: str) -> tuple[dict[str, object], str]:
-        async with engine.begin() as conn:
-            tenant = await getattr(lifecycle, action)(conn, slug)
+        if action == "purge":
+            tenant = await lifecycle.purge_when_free(engine, slug, _lock_policy())
+        else:
+            async with engine.begin() as conn:
+                tenant = await getattr(lifecycle, action)(conn, slug)
         if tenant.archived_schema and action == "archive":
             said = f"tenant {tenant.slug}: archived (schema now {tenant.archived_schema})"
         else:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
 from tenantsvc.tenancy.errors import TenancyError
-from tenantsvc.tenancy.locking import LOCK_CLASS, slug_lock
+from tenantsvc.tenancy.locking import LOCK_CLASS, LockPolicy, LocksNotGranted, slug_lock
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import schema_revision
 from tenantsvc.tenancy.roles import drop_role
@@ -122,6 +122,27 @@ async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
     await conn.execute(delete(TenantRow).where(TenantRow.id == tenant.id))
     await drop_role(conn, tenant.role)
     return tenant
+
+
+async def purge_when_free(engine: AsyncEngine, slug: str, policy: LockPolicy) -> TenantInfo:
+    """``purge``, waiting for the tenant's tables as a migration does: at most
+    ``lock_timeout_ms`` a try, ``retries`` more tries, then an error that says why. DROP SCHEMA
+    waits for every transaction that holds one of them (a report, a psql session left open).
+    It waited up to the statement timeout (30 s), with every request of the tenant queued
+    behind it, and then said only "canceling statement due to statement timeout"."""
+
+    async def attempt() -> TenantInfo:
+        async with engine.begin() as conn:
+            await conn.execute(_LOCK_TIMEOUT, {"ms": str(policy.lock_timeout_ms)})
+            return await purge(conn, slug)
+
+    try:
+        return await policy.retrying(attempt)
+    except LocksNotGranted as exc:
+        raise TenancyError(f"tenant {slug!r} not purged: {policy.gave_up(exc, 'it')}") from None
+
+
+_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :ms, true)")
 
 
 async def rename(conn: AsyncConnection, slug: str, name: str) -> TenantInfo:

@@ -559,6 +559,45 @@ def _loaded(importing: str, heavy: tuple[str, ...]) -> list[str]:
     return loaded
 
 
+def test_a_purge_waits_for_its_tenants_tables_only_so_long(
+    fresh_cli: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction that holds one of the tenant's tables (a report, a psql session left
+    open) held the purge for the statement timeout (30 s), the tenant's requests queued behind
+    it, and then "canceling statement due to statement timeout". Now it waits as a migration
+    does, then says why and changes nothing; once that transaction ends, it goes through."""
+    tenantctl("create", "held")
+    monkeypatch.setenv("TENANTSVC_MIGRATION_LOCK_TIMEOUT_MS", "100")
+    monkeypatch.setenv("TENANTSVC_MIGRATION_LOCK_RETRIES", "1")
+    get_settings.cache_clear()
+    holding = "BEGIN; SELECT count(*) FROM tenant_held.products; SELECT pg_sleep(60);"
+    holder = subprocess.Popen([str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-c", holding],
+                              env={**os.environ, **libpq_env(fresh_cli)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        locks = ("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                 "WHERE c.oid = 'tenant_held.products'::regclass")  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not _scalar(fresh_cli, locks):
+            assert time.monotonic() < deadline, "the holding transaction never began"
+            time.sleep(0.05)
+        started = time.monotonic()
+        refused = tenantctl("drop", "held", "--purge", "--yes", code=1)
+        assert time.monotonic() - started < 10
+    finally:  # its backend sleeps on when psql goes: end the transaction on the server
+        ended = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 "WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()")  # fmt: skip
+        _scalar(fresh_cli, ended)
+        holder.wait(timeout=30)
+    assert refused.stderr.startswith(
+        "error: tenant 'held' not purged: could not lock its tables in 2 attempts "
+        "(lock timeout 100 ms; last: canceling statement due to lock timeout); nothing "
+        "changed in it"
+    ), refused.stderr
+    assert tenantctl("show", "held", "--json")["status"] == "active"
+    assert "tenant held: purged" in tenantctl("drop", "held", "--purge", "--yes").stdout
+
+
 def test_registry_commands_do_not_load_the_migration_machinery() -> None:
     """`list`, `show`, `keys` and the rest of admin.py need no Alembic: loading it (through
     provisioning) cost each of them 0.08-0.17 s of a 0.6-0.7 s command."""
