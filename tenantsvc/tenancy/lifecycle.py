@@ -124,6 +124,9 @@ async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
     return tenant
 
 
+_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :ms, true)")  # transaction-local
+
+
 async def purge_when_free(engine: AsyncEngine, slug: str, policy: LockPolicy) -> TenantInfo:
     """``purge``, waiting for the tenant's tables as a migration does: at most
     ``lock_timeout_ms`` a try, ``retries`` more tries, then an error that says why. DROP SCHEMA
@@ -140,9 +143,6 @@ async def purge_when_free(engine: AsyncEngine, slug: str, policy: LockPolicy) ->
         return await policy.retrying(attempt)
     except LocksNotGranted as exc:
         raise TenancyError(f"tenant {slug!r} not purged: {policy.gave_up(exc, 'it')}") from None
-
-
-_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :ms, true)")
 
 
 async def rename(conn: AsyncConnection, slug: str, name: str) -> TenantInfo:
