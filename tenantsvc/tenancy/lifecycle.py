@@ -124,9 +124,6 @@ async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
     return tenant
 
 
-_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :ms, true)")  # transaction-local
-
-
 async def purge_when_free(engine: AsyncEngine, slug: str, policy: LockPolicy) -> TenantInfo:
     """``purge``, waiting for the tenant's tables as a migration does: at most
     ``lock_timeout_ms`` a try, ``retries`` more tries, then an error that says why. DROP SCHEMA
@@ -136,7 +133,7 @@ async def purge_when_free(engine: AsyncEngine, slug: str, policy: LockPolicy) ->
 
     async def attempt() -> TenantInfo:
         async with engine.begin() as conn:
-            await conn.execute(_LOCK_TIMEOUT, {"ms": str(policy.lock_timeout_ms)})
+            await conn.execute(text(policy.lock_timeout_sql()))
             return await purge(conn, slug)
 
     try:

@@ -59,10 +59,13 @@ class LockPolicy:
 
     def settings_sql(self) -> str:
         """Transaction-local, like the search_path: they end with the migration."""
-        return (
-            f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)};\n"
+        return self.lock_timeout_sql() + (
             f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)};\n"
         )
+
+    def lock_timeout_sql(self) -> str:
+        """The lock wait alone, for work that keeps its own statement timeout (a purge)."""
+        return f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)};\n"
 
     def pause(self, attempt: int) -> float:
         """Seconds before retry ``attempt`` (0-based), with jitter so that tenants given up
