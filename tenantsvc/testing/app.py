@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from asgi_lifespan import LifespanManager
@@ -20,6 +20,9 @@ from tenantsvc.main import create_app
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.roles import role_prefix
 from tenantsvc.testing.postgres import with_database
+
+if TYPE_CHECKING:
+    from tenantsvc.tenancy.provisioning import NewTenant
 
 SCRAPER_TOKEN = "scraper-token-for-tests"  # noqa: S105 (the app's /metrics, for a test's scrape)
 SCRAPE = {"Authorization": f"Bearer {SCRAPER_TOKEN}"}
@@ -49,6 +52,11 @@ class TenantHandle:
     schema: str
     api_key: str
     role: str | None = None  # the tenant's own database role, when it has one
+
+    @classmethod
+    def of(cls, new: "NewTenant") -> "TenantHandle":
+        """The handle of a tenant ``create_tenant`` just made."""
+        return cls(new.slug, new.schema, new.api_key, new.role)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -83,7 +83,7 @@ async def tenantsvc_app(
 def tenant_factory(tenantsvc_engine: AsyncEngine) -> TenantFactory:
     async def make(prefix: str = "t") -> TenantHandle:
         new = await create_tenant(tenantsvc_engine, f"{prefix}_{uuid.uuid4().hex[:10]}")
-        return TenantHandle(new.slug, new.schema, new.api_key, new.role)
+        return TenantHandle.of(new)
 
     return make
 

@@ -23,7 +23,7 @@ from tenantsvc.deps import ReadDbSession
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.lifecycle import archive, purge, restore_at_head
-from tenantsvc.tenancy.provisioning import NewTenant, create_tenant
+from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.testing.app import stop_app
 from tests.conftest import Running, TenantHandle, make_settings, start_app
@@ -92,7 +92,7 @@ async def _replicated(
 
     app.include_router(behind)
     manager, running = await start_app(app=app)
-    tenant = TenantHandle(new.slug, new.schema, new.api_key, new.role)
+    tenant = TenantHandle.of(new)
     deadline = time.monotonic() + 10  # until the replica has replayed the new tenant
     while (await running.client.get("/products", headers=tenant.headers)).status_code != 200:
         assert time.monotonic() < deadline
@@ -258,7 +258,7 @@ async def test_a_tenant_the_replica_has_not_replayed_yet_is_read_from_the_primar
                        for role in (False, True)]  # fmt: skip
         finally:
             await engine.dispose()
-        for tenant in [_handle(restored), *map(_handle, created)]:
+        for tenant in [TenantHandle.of(restored), *map(TenantHandle.of, created)]:
             await until(partial(_served, running, tenant), f"{tenant.slug} was never served")
             for path in ("/products", "/products/1", "/users", "/users/1/orders"):
                 response = await running.client.get(path, headers=tenant.headers)
@@ -296,7 +296,7 @@ async def test_a_slug_purged_and_made_again_never_reads_the_old_tenants_rows_on_
         try:
             slug = f"o{uuid.uuid4().hex[:6]}"
             old = await create_tenant(engine, slug, with_role=False)
-            old_headers = {"X-Tenant-ID": slug, "Authorization": f"Bearer {old.api_key}"}
+            old_headers = TenantHandle.of(old).headers
             body = {"name": "the old tenant's", "price_cents": 1, "stock": 1}
             made = await running.client.post("/products", json=body, headers=old_headers)
             token = made.headers["x-consistency-token"]
@@ -308,7 +308,7 @@ async def test_a_slug_purged_and_made_again_never_reads_the_old_tenants_rows_on_
             new = await create_tenant(engine, slug, with_role=False)
         finally:
             await engine.dispose()
-        headers = {"X-Tenant-ID": slug, "Authorization": f"Bearer {new.api_key}"}
+        headers = TenantHandle.of(new).headers
         await until(lambda: _answers(running, headers, 200), "the new tenant was never served")
         for path in ("/products", "/products/1"):
             response = await running.client.get(path, headers=headers)
@@ -326,10 +326,6 @@ async def archive_and_replay(
     async with engine.begin() as conn:
         await archive(conn, slug)
     await _until_replica_has(replica, f"SELECT to_regnamespace('{schema}') IS NULL")
-
-
-def _handle(tenant: NewTenant) -> TenantHandle:
-    return TenantHandle(tenant.slug, tenant.schema, tenant.api_key, tenant.role)
 
 
 async def _served(running: Running, tenant: TenantHandle) -> bool:

@@ -138,7 +138,7 @@ async def test_a_key_of_a_purged_tenant_never_reaches_the_next_tenant_of_its_slu
     async with running_app(app=create_app(settings)) as running:
         slug = f"p{uuid.uuid4().hex[:8]}"
         old = await create_tenant(engine, slug, with_role=roles)
-        old_headers = {"X-Tenant-ID": slug, "Authorization": f"Bearer {old.api_key}"}
+        old_headers = TenantHandle.of(old).headers
         assert (await running.client.get("/products", headers=old_headers)).status_code == 200
         async with engine.begin() as conn:
             await archive(conn, slug)

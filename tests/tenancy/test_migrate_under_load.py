@@ -82,7 +82,7 @@ async def test_requests_never_fail_while_migrations_change_what_statements_retur
     tenants = []
     for i in range(3):
         made = await create_tenant(fresh_engine, f"live{i}")
-        tenants.append(TenantHandle(made.slug, made.schema, made.api_key, made.role))
+        tenants.append(TenantHandle.of(made))
     revisions = _revisions(tmp_path, [300, 400, 500])
     monkeypatch.setenv(EXTRA_VERSIONS_ENV, str(tmp_path))
     async with running_app(make_settings(empty_database_url)) as running:
