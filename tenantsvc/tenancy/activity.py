@@ -4,12 +4,13 @@ UTC day, reads and writes (to bill, to find the busy tenants of a fleet too big 
 label each).
 
 A write per request would put a registry write on every request's path. Each worker instead
-collects in memory (a set insertion and a counter, 0.24 us per request) and writes once
-per ``usage_flush_seconds`` in one transaction, stamped with the flush's time: a key's last use
-is exact to within that interval, and requests served just before midnight UTC may count on the
-next day. The rows live in tables of their own (shared migration s0007), so a flush neither
-bumps the registry version nor reaches the audit trail. Keys and tenants deleted since (a purge)
-are skipped; the last flush runs at shutdown, tried again if it fails.
+collects in memory (a set insertion and a counter) and writes once per ``usage_flush_seconds``
+in one transaction. A key's last use is stamped with the flush's time, exact to within that
+interval. A request counts on the UTC day the worker's clock read when it was served (stamped
+with the flush's time instead, a batch that straddled midnight billed its last seconds of a
+day to the next one). The rows live in tables of their own (shared migration s0007), so a
+flush neither bumps the registry version nor reaches the audit trail. Keys and tenants deleted
+since (a purge) are skipped; the last flush runs at shutdown, tried again if it fails.
 
 Counted once, whatever fails (requests per day are billing data). A flush that fails before
 committing surely wrote nothing: what it held goes back into the next one. A flush that fails
@@ -20,14 +21,17 @@ held stays in doubt, under the flush's id, which every flush writes in its own t
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.types import BigInteger
+from sqlalchemy.types import BigInteger, Date
 
 from tenantsvc.observability.metrics import ACTIVITY_FLUSHES
 from tenantsvc.periodic import Every
@@ -38,6 +42,10 @@ SHUTDOWN_SECONDS = 10.0  # at most, whatever the database does
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _IDS = ARRAY(BigInteger)
+_DAY_SECONDS = 86400
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# What a worker counts a request under: (tenant id, UTC day as days since 1970, a write?).
+_Served = tuple[int, int, bool]
 
 # Rows are taken in id order, so two workers flushing the same keys or tenants lock them in the
 # same order.
@@ -49,12 +57,15 @@ _KEYS = text("""
 """).bindparams(bindparam("ids", type_=_IDS))
 _REQUESTS = text("""
     INSERT INTO tenantsvc.tenant_requests AS r (tenant_id, day, reads, writes)
-    SELECT t.id, (now() AT TIME ZONE 'UTC')::date, n.reads, n.writes
-    FROM unnest(:ids, :reads, :writes) AS n(id, reads, writes)
-    JOIN tenantsvc.tenants AS t ON t.id = n.id ORDER BY t.id
+    SELECT t.id, n.day, n.reads, n.writes
+    FROM unnest(:ids, :days, :reads, :writes) AS n(id, day, reads, writes)
+    JOIN tenantsvc.tenants AS t ON t.id = n.id ORDER BY t.id, n.day
     ON CONFLICT (tenant_id, day) DO UPDATE
     SET reads = r.reads + excluded.reads, writes = r.writes + excluded.writes
-""").bindparams(*(bindparam(name, type_=_IDS) for name in ("ids", "reads", "writes")))
+""").bindparams(
+    *(bindparam(name, type_=_IDS) for name in ("ids", "reads", "writes")),
+    bindparam("days", type_=ARRAY(Date)),
+)
 
 
 _NEW_FLUSHES = text("""
@@ -69,7 +80,7 @@ class _Batch:
     """What a worker served between two flushes, and the id its flush commits under."""
 
     keys: set[int] = field(default_factory=set)
-    requests: Counter[tuple[int, bool]] = field(default_factory=Counter)  # (tenant id, a write?)
+    requests: Counter[_Served] = field(default_factory=Counter)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def add(self, other: "_Batch") -> None:
@@ -78,16 +89,20 @@ class _Batch:
 
 
 class Activity:
-    def __init__(self, engine: AsyncEngine, flush_seconds: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, flush_seconds: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self._engine = engine
+        self._clock = clock  # epoch seconds: what a request's UTC day is read from
         self._keys: set[int] = set()  # what is served goes here, then into a batch at the flush
-        self._requests: Counter[tuple[int, bool]] = Counter()
+        self._requests: Counter[_Served] = Counter()
         self._in_doubt: list[_Batch] = []  # flushes that failed while committing
         self._flushes = Every(flush_seconds, self.flush, "activity flush")
 
     def served(self, tenant_id: int, key_id: int, method: str) -> None:
         self._keys.add(key_id)
-        self._requests[tenant_id, method not in READS] += 1
+        day = int(self._clock() // _DAY_SECONDS)
+        self._requests[tenant_id, day, method not in READS] += 1
 
     async def flush(self) -> int:
         """Write what was served since the last flush, and the batches in doubt that did not
@@ -155,10 +170,11 @@ async def _write(conn: AsyncConnection, batches: list[_Batch]) -> int:
     return merged.requests.total()
 
 
-async def _record_requests(conn: AsyncConnection, requests: Counter[tuple[int, bool]]) -> None:
-    tenants = sorted({tenant_id for tenant_id, _ in requests})
+async def _record_requests(conn: AsyncConnection, requests: Counter[_Served]) -> None:
+    rows = sorted({(tenant_id, day) for tenant_id, day, _ in requests})
     await conn.execute(_REQUESTS, {
-        "ids": tenants,
-        "reads": [requests[t, False] for t in tenants],
-        "writes": [requests[t, True] for t in tenants],
+        "ids": [tenant_id for tenant_id, _ in rows],
+        "days": [date.fromordinal(_EPOCH_ORDINAL + day) for _, day in rows],
+        "reads": [requests[tenant_id, day, False] for tenant_id, day in rows],
+        "writes": [requests[tenant_id, day, True] for tenant_id, day in rows],
     })  # fmt: skip

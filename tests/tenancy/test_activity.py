@@ -176,6 +176,28 @@ async def _requests_today(engine: AsyncEngine, slug: str) -> list[DayRequests]:
         return await daily_requests(conn, slug)
 
 
+async def test_requests_count_on_the_day_they_were_served_not_the_flushs(
+    fresh_engine: AsyncEngine,
+) -> None:
+    """A batch that straddles midnight UTC bills each request to its own day: the flush's
+    time put the last seconds of a day on the next one."""
+    await create_tenant(fresh_engine, "midnight")
+    [key] = await _keys(fresh_engine, "midnight")
+    tenant_id = (await _tenant(fresh_engine, "midnight")).id
+    midnight = datetime.combine(_today(), datetime.min.time(), UTC).timestamp()
+    served_at = iter([midnight - 0.1, midnight - 0.1, midnight + 0.1])
+    usage = Activity(fresh_engine, flush_seconds=3600, clock=lambda: next(served_at))
+    usage.served(tenant_id, key.id, "GET")
+    usage.served(tenant_id, key.id, "GET")
+    usage.served(tenant_id, key.id, "POST")
+    assert await usage.flush() == 3  # one flush, after midnight
+    yesterday = _today() - timedelta(days=1)
+    assert await _requests_today(fresh_engine, "midnight") == [
+        DayRequests(_today(), 0, 1),
+        DayRequests(yesterday, 2, 0),
+    ]
+
+
 async def test_a_commit_that_went_through_unacknowledged_is_not_counted_twice(
     fresh_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
