@@ -1,11 +1,13 @@
 """Optimistic concurrency on single rows: an ETag on what a client reads, If-Match on what it
-writes, If-None-Match on what it reads again (RFC 9110).
+writes, If-None-Match on what it reads again, or writes only if it changed (RFC 9110).
 
 A PATCH sets absolute values. A client that read a product's stock, then sets it, overwrites
 whatever orders took in between: units sold come back, and are sold again. With the ETag it
 read sent as If-Match, that write is a 412 instead, and the client reads again and decides
 again. Without If-Match a write is unconditional, as before. A client that holds a copy sends
-its ETag as If-None-Match and gets a 304 without a body while the row is unchanged.
+its ETag as If-None-Match and gets a 304 without a body while the row is unchanged. On a
+write, If-None-Match is the converse of If-Match: a 412 when it names the current version (or is
+``*``, which any row that exists matches), as RFC 9110 asks; ignored, that write went through.
 
 The ETag is the row's version (``db/base.RowVersionMixin``). The row is locked before the
 comparison, so nothing can change it between the check and the write.
@@ -28,6 +30,15 @@ IfMatch = Annotated[
 IfNoneMatch = Annotated[
     str | None,
     Header(description="ETags of copies the client holds (or *): 304, no body, if one is current."),
+]
+
+IfNoneMatchWrite = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="ETags (or *): written only if none of them is current (* : never, the row "
+        "exists).",
+    ),
 ]
 
 # For the OpenAPI description: the reads and writes of one row, and what they may answer.
@@ -59,14 +70,17 @@ def created_tagged(out: BaseModel, collection: str, row: Any) -> Response:
     return answer
 
 
-def check(if_match: str | None, version: int) -> None:
-    """Nothing without If-Match; else a 412 unless it names the current version, or is ``*``.
-    Strong comparison, as RFC 9110 asks for If-Match: a weak tag never matches."""
-    if if_match is None:
-        return
-    tags = _tags(if_match)
-    if "*" not in tags and etag(version) not in tags:
-        detail = "the row changed since that ETag was read: read it again, then retry"
+def check(if_match: str | None, if_none_match: str | None, version: int) -> None:
+    """A write's preconditions, in RFC 9110's order. If-Match: a 412 unless it names the
+    current version, or is ``*`` (strong comparison: a weak tag never matches). Then
+    If-None-Match: a 412 if it names the current version, or is ``*`` (weak comparison)."""
+    if if_match is not None:
+        tags = _tags(if_match)
+        if "*" not in tags and etag(version) not in tags:
+            detail = "the row changed since that ETag was read: read it again, then retry"
+            raise Problem(412, "Precondition failed", detail, {"ETag": etag(version)})
+    if if_none_match is not None and _names(if_none_match, version):
+        detail = "If-None-Match names the row's current version (or is *): not written"
         raise Problem(412, "Precondition failed", detail, {"ETag": etag(version)})
 
 
@@ -77,9 +91,12 @@ def _tags(field: str) -> set[str]:
 def unchanged(if_none_match: str | None, version: int) -> Response | None:
     """A 304 (with the ETag, no body) when If-None-Match names the current version or is
     ``*``; None otherwise. Weak comparison, as RFC 9110 asks for If-None-Match."""
-    if if_none_match is None:
+    if if_none_match is None or not _names(if_none_match, version):
         return None
+    return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(version)})
+
+
+def _names(if_none_match: str, version: int) -> bool:
+    """Whether If-None-Match matches the row: ``*``, or its version by weak comparison."""
     held = {tag.removeprefix("W/") for tag in _tags(if_none_match)}
-    if "*" in held or etag(version) in held:
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(version)})
-    return None
+    return "*" in held or etag(version) in held

@@ -115,6 +115,29 @@ async def test_a_copy_still_current_is_304_without_a_body_until_the_row_changes(
         assert changed.headers["etag"] != etag
 
 
+@pytest.mark.parametrize(
+    ("if_none_match", "status"),
+    [("*", 412), ("{etag}", 412), ("W/{etag}", 412), ('"1", {etag}', 412), ('"1"', 200)],
+)
+async def test_if_none_match_on_a_write_is_412_when_it_names_the_row_and_writes_nothing(
+    client: httpx.AsyncClient, tenant_a: TenantHandle, if_none_match: str, status: int
+) -> None:
+    """RFC 9110: "only if it changed" (or with *, "only if there is none"). Ignored, the PATCH
+    and the DELETE went through."""
+    for url, etag in (await _product(client, tenant_a), await _user(client, tenant_a)):
+        headers = {**tenant_a.headers, "If-None-Match": if_none_match.format(etag=etag)}
+        patched = await client.patch(url, json={"name": "changed"}, headers=headers)
+        assert patched.status_code == status, url
+        deleted = await client.delete(url, headers=headers)
+        if status == 412:
+            assert patched.headers["etag"] == deleted.headers["etag"] == etag
+            assert deleted.status_code == 412
+            now = await client.get(url, headers=tenant_a.headers)
+            assert (now.status_code, now.headers["etag"]) == (200, etag), url  # untouched
+        else:
+            assert deleted.status_code == 204, url
+
+
 async def test_a_write_that_waited_for_another_is_checked_against_what_that_one_wrote(
     client: httpx.AsyncClient, tenant_a: TenantHandle, engine: AsyncEngine
 ) -> None:
