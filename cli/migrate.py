@@ -8,6 +8,7 @@ import typer
 
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
 from cli.completion import Slug
+from tenantsvc.wording import counted
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -183,7 +184,8 @@ def _migrate(
         write_migration_outcomes(metrics_file, summary, time.perf_counter() - started)
     if not as_json:
         typer.echo(
-            f"{summary.total} tenants: {summary.migrated} migrated to {summary.target or 'base'}, "
+            f"{counted(summary.total, 'tenant')}: {summary.migrated} migrated to "
+            f"{summary.target or 'base'}, "
             f"{summary.skipped} already there, {len(summary.failures)} failed"
             + (f" ({summary.lock_retries} retried after waiting for locks)"
                if summary.lock_retries else "")
@@ -247,7 +249,8 @@ def _dry_run(
             return
         for row in rows:
             typer.echo(f"{row['slug']}: {row['before']} -> {row['after']}")
-        typer.echo(f"{len(rows)} of {the_plan.total} tenants would migrate to {the_plan.target}"
+        typer.echo(f"{len(rows)} of {counted(the_plan.total, 'tenant')} would migrate to "
+                   f"{the_plan.target}"
                    + (f"; {the_plan.later} more behind, left by --limit" if the_plan.later
                       else ""))  # fmt: skip
         if the_plan.concurrent:

@@ -10,6 +10,7 @@ import typer
 from cli.batch import PartlyDone, all_known, one_by_one
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
 from cli.completion import Slug, Slugs, known_slugs
+from tenantsvc.wording import counted
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -280,7 +281,8 @@ def service_role(
         if as_json:
             print_json({"role": name, "tenant_roles": reachable})
         else:
-            typer.echo(f"service role {name}: may become each of {reachable} tenants' roles, "
+            typer.echo(f"service role {name}: may become each tenant's role "
+                       f"({counted(reachable, 'tenant')}), "
                        "and holds no tenant's data; connect the service as it "
                        "(TENANTSVC_DATABASE_URL with this user)")  # fmt: skip
 

@@ -15,6 +15,7 @@ from tenantsvc.problems import Problem
 from tenantsvc.products.schemas import MAX_STOCK
 from tenantsvc.schemas import created, json_response
 from tenantsvc.tenant_routes import TenantRoute
+from tenantsvc.wording import plural
 
 router = APIRouter(
     prefix="/orders", tags=["orders"], responses=TENANT_PROBLEMS, route_class=TenantRoute
@@ -92,8 +93,8 @@ async def cancel_order(order_id: IdPath, key: idempotency.RequestKey, uow: Uow) 
 def _stock_full(order_id: int, product_ids: list[int]) -> Problem:
     named = ", ".join(map(str, product_ids))
     detail = (
-        f"cancelling order {order_id} would lift the stock of product"
-        f"{'s' if len(product_ids) > 1 else ''} {named} above {MAX_STOCK}: lower it, then"
+        f"cancelling order {order_id} would lift the stock of "
+        f"{plural(len(product_ids), 'product')} {named} above {MAX_STOCK}: lower it, then"
         " cancel again; nothing changed"
     )
     return Problem(409, "Stock full", detail, extra={"product_ids": product_ids})

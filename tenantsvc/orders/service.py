@@ -7,6 +7,7 @@ from tenantsvc.orders import queries
 from tenantsvc.orders.schemas import OrderIn, OrderItemOut, OrderOut
 from tenantsvc.problems import Problem
 from tenantsvc.products.queries import live_product_exists
+from tenantsvc.wording import plural
 
 
 async def place_order(conn: Any, order_in: OrderIn) -> OrderOut:
@@ -47,4 +48,4 @@ def _short_of(short: list[dict[str, int]]) -> str:
     if not short:  # a product came back between PLACE and now (restored): nothing to name
         return "not enough stock for this order"
     named = ", ".join(str(line["product_id"]) for line in short)
-    return f"not enough stock for product{'s' if len(short) > 1 else ''} {named}"
+    return f"not enough stock for {plural(len(short), 'product')} {named}"

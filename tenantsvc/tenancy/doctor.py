@@ -19,6 +19,7 @@ from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import read_revisions
 from tenantsvc.tenancy.roles import SERVE_GROUP, TENANT_ROLE_PATTERN
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
+from tenantsvc.wording import counted, plural
 
 MIN_SERVER_VERSION = 130000
 CLI_HEADROOM = 5
@@ -146,7 +147,7 @@ async def check_migrations(conn: AsyncConnection) -> list[Check]:
     behind = sum(1 for r in revisions.values() if r != tenant_head)
     checks.append(
         Check("tenant track", "warn" if behind else "ok",
-              f"{len(schemas) - behind} of {len(schemas)} tenants at head {tenant_head}"
+              f"{len(schemas) - behind} of {counted(len(schemas), 'tenant')} at head {tenant_head}"
               + (": run `tenantctl migrate-all`" if behind else ""))
     )  # fmt: skip
     return checks
@@ -279,16 +280,18 @@ async def check_roles(conn: AsyncConnection) -> Check:
     rows = (await conn.execute(_ROLES)).all()
     broken = [r.slug for r in rows if r.missing or r.foreign_role or r.short]
     if broken:
-        return Check("tenant roles", "fail", f"{len(broken)} tenants' roles are missing, not "
-                     f"granted to {rows[0].me} or short of rights: "
+        return Check("tenant roles", "fail", f"roles missing, not granted to {rows[0].me} or "
+                     f"short of rights, of {counted(len(broken), 'tenant')}: "
                      f"{_first_few(broken)}; `tenantctl isolate <slug>` repairs one")  # fmt: skip
     unset = [r.slug for r in rows if r.unset]
     if not rows:
         return Check("tenant roles", "ok", "no tenants yet")
     if not unset:
-        return Check("tenant roles", "ok", f"each of {len(rows)} tenants runs as its own role")
-    return Check("tenant roles", "warn", f"{len(unset)} tenants run as the service's role, "
-                 f"which may use every tenant's tables: {_first_few(unset)}; "
+        detail = f"every tenant runs as its own role ({counted(len(rows), 'tenant')})"
+        return Check("tenant roles", "ok", detail)
+    run = plural(len(unset), "runs", "run")
+    return Check("tenant roles", "warn", f"{counted(len(unset), 'tenant')} {run} as the service's "
+                 f"role, which may use every tenant's tables: {_first_few(unset)}; "
                  "`tenantctl isolate --all`")  # fmt: skip
 
 

@@ -1,5 +1,7 @@
 """Errors of tenant administration; the CLI prints them as one line and exits non-zero."""
 
+from tenantsvc.wording import plural
+
 
 def first_line(exc: BaseException) -> str:
     """The database's own message, first line only (one-line CLI errors, per-tenant outcomes)."""
@@ -14,7 +16,7 @@ class TenancyError(Exception):
 class TenantNotFoundError(TenancyError):
     def __init__(self, *slugs: str) -> None:
         listed = ", ".join(repr(s) for s in slugs)
-        super().__init__(f"unknown tenant{'s' if len(slugs) > 1 else ''} {listed}")
+        super().__init__(f"unknown {plural(len(slugs), 'tenant')} {listed}")
 
 
 class UnknownRevisionError(TenancyError):

@@ -21,6 +21,7 @@ from sqlalchemy import Select, func, select
 from tenantsvc.db.errors import DEADLOCK, sqlstate
 from tenantsvc.settings import Settings
 from tenantsvc.tenancy.errors import first_line
+from tenantsvc.wording import counted
 
 # The advisory lock namespace of tenant migrations ("ten"): a tenant's lock is (LOCK_CLASS, id).
 LOCK_CLASS = 0x74656E
@@ -90,7 +91,7 @@ class LockPolicy:
             await asyncio.sleep(self.pause(conflicts - 1))
 
     def gave_up(self, exc: "LocksNotGranted", where: str = "this tenant") -> str:
-        tries = f"{exc.attempts} attempt{'s' if exc.attempts > 1 else ''}"
+        tries = counted(exc.attempts, "attempt")
         return (
             f"could not lock its tables in {tries} (lock timeout {self.lock_timeout_ms} ms; "
             f"last: {exc.last}); nothing changed in {where}: re-run "

@@ -205,7 +205,7 @@ def test_dry_run_sql_and_downgrade(
     assert [s["at_head"] for s in status["tenants"]] == [False, False]
     assert [s["recorded_revision"] for s in status["tenants"]] == [old, old]
     based = tenantctl("migrate", "one", "--to", "base").stdout  # "to None", it said
-    assert based == "1 tenants: 1 migrated to base, 0 already there, 0 failed\n"
+    assert based == "1 tenant: 1 migrated to base, 0 already there, 0 failed\n"
 
 
 @contextmanager
