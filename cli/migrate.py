@@ -2,6 +2,8 @@
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -153,6 +155,8 @@ def _migrate(
     workers = concurrency or fleet.default_concurrency(settings.pool_size)
     policy = LockPolicy.from_settings(settings, lock_timeout_ms=lock[0], retries=lock[1])
 
+    report = _Reporter(as_json)
+
     async def work() -> "Summary":
         fleet.checked(to, statuses)  # a bad --to or --status fails before the shared track runs
         async with engine_for_cli(pool_size=workers) as engine:
@@ -167,7 +171,7 @@ def _migrate(
                     "clients: run migrations against PostgreSQL directly, without "
                     "TENANTSVC_PGBOUNCER"
                 )
-            with _reporter(as_json, len(the_plan.behind)) as report:
+            with report.over(len(the_plan.behind)):
                 summary = await fleet.run_plan(
                     engine, the_plan, connections, fail_fast=fail_fast, on_done=report,
                     policy=policy,
@@ -177,7 +181,7 @@ def _migrate(
             return summary
 
     started = time.perf_counter()
-    summary = run(work)
+    summary = run(work, report.left_undone)
     if metrics_file:
         from tenantsvc.observability.metrics import write_migration_outcomes
 
@@ -199,37 +203,52 @@ def _migrate(
 
 
 class _Reporter:
-    def __init__(self, as_json: bool, total: int) -> None:
-        self.stream = JsonStream() if as_json else None
+    """Each tenant's outcome as it comes: a progress bar on a terminal, or the JSON stream; and
+    what an interrupt leaves undone."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.stream: JsonStream | None = None
         self.progress: Any = None
-        if not as_json and sys.stdout.isatty() and total:
+        self.total: int | None = None  # the tenants behind, once planned
+        self.migrated = 0
+
+    @contextmanager
+    def over(self, total: int) -> Iterator["_Reporter"]:
+        self.total = total
+        self.stream = JsonStream() if self.as_json else None
+        if not self.as_json and sys.stdout.isatty() and total:
             from rich.progress import Progress
 
             self.progress = Progress()
             self.task = self.progress.add_task("migrating", total=total)
-
-    def __enter__(self) -> "_Reporter":
-        if self.progress is not None:
             self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        try:
+            yield self
+        finally:
+            if self.progress is not None:
+                self.progress.stop()
 
     def __call__(self, outcome: "TenantOutcome") -> None:
+        if outcome.error is None and not outcome.skipped:
+            self.migrated += 1
         if self.stream is not None:
             self.stream.add(outcome)
         if self.progress is not None:
             self.progress.advance(self.task)
 
+    def left_undone(self) -> str:
+        """Said after "interrupted": each tenant commits on its own, so the ones done stay
+        done, and a re-run takes up the others."""
+        if self.total is None:
+            return ": no tenant was migrated"
+        return (f"; {self.migrated} of {counted(self.total, 'tenant')} behind were migrated "
+                "(and any in flight that had just committed), the others are where they "
+                "were: run `tenantctl migrate-all` again to resume")  # fmt: skip
+
     def close(self, summary: "Summary") -> None:
         if self.stream is not None:
             self.stream.close(summary)
-
-
-def _reporter(as_json: bool, total: int) -> _Reporter:
-    return _Reporter(as_json, total)
 
 
 def _dry_run(

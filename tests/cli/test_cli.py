@@ -1,8 +1,10 @@
 """tenantctl through Typer's CliRunner, against the test database."""
 
+import asyncio
 import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import uuid
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 import typer
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
@@ -359,6 +362,52 @@ def test_ctrl_c_in_a_batch_says_what_it_did_not_do(database_url: str, engine: As
     exist = {t["slug"] for t in json.loads(listed.stdout)} & set(slugs)
     # The one in flight may have committed just as the interrupt came, before it was printed.
     assert exist - {left[0]} == set(made)
+
+
+async def test_ctrl_c_in_migrate_all_says_how_far_it_got(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """It said only "interrupted". Each tenant commits on its own: the count it gives are at
+    head (one more, at most, if the one in flight had just committed), and a re-run does
+    the rest."""
+    env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
+    prefix = slug()
+    slugs = [f"{prefix}_{i}" for i in range(50)]
+    only = [arg for s in slugs for arg in ("--tenant", s)]
+    assert tenantctl_process("create", *slugs, env=env).returncode == 0
+    assert tenantctl_process("migrate-all", "--to", "base", *only, env=env).returncode == 0
+    at_head = text(
+        "SELECT count(*) FROM tenantsvc.tenant_revisions r JOIN tenantsvc.tenants t "
+        "ON t.id = r.tenant_id WHERE t.slug LIKE :prefix AND r.revision = :head"
+    ).bindparams(prefix=f"{prefix}\\_%", head=head("tenant"))
+
+    async def migrated() -> int:
+        async with engine.connect() as conn:
+            return int(await conn.scalar(at_head))
+
+    fleet = await asyncio.create_subprocess_exec(
+        *TENANTCTL, "migrate-all", *only, "--concurrency", "1", env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    while await migrated() < 3:
+        assert fleet.returncode is None, await fleet.communicate()
+        await asyncio.sleep(0.01)
+    fleet.send_signal(signal.SIGINT)
+    _, said_bytes = await asyncio.wait_for(fleet.communicate(), timeout=60)
+    stderr = said_bytes.decode()
+    assert fleet.returncode == 130, stderr
+    said = re.fullmatch(
+        r"error: interrupted; (\d+) of 50 tenants behind were migrated \(and any in flight that "
+        r"had just committed\), the others are where they were: run `tenantctl migrate-all` "
+        r"again to resume\n",
+        stderr,
+    )
+    assert said is not None, stderr
+    told, done = int(said[1]), await migrated()
+    assert 3 <= told <= done <= told + 1 < 50
+    rerun = tenantctl_process("migrate-all", *only, env=env)
+    assert rerun.stdout.startswith(f"50 tenants: {50 - done} migrated to {head('tenant')}, "
+                                   f"{done} already there, 0 failed"), rerun  # fmt: skip
 
 
 def test_a_bad_database_url_is_one_line_that_hides_its_password() -> None:
