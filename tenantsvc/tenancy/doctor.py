@@ -54,8 +54,11 @@ def pool_check(settings: Settings, max_connections: int, reserved: int) -> Check
         f"overflow) + {CLI_HEADROOM} for tools = {needed}; server allows {usable} "
         f"(max_connections {max_connections} - {reserved} reserved)"
     )
-    if settings.pgbouncer:
-        return Check("pool", "ok", detail + "; behind PgBouncer, which bounds server connections")
+    if settings.pgbouncer:  # its settings are not readable through it: what they must be
+        bounds = (f"; behind PgBouncer, set its max_client_conn to {needed} or more, and keep "
+                  "its default_pool_size + reserve_pool_size for this database and user (with "
+                  f"other clients' pools) within {usable}")  # fmt: skip
+        return Check("pool", "ok", detail + bounds)
     if needed <= usable:
         return Check("pool", "ok", detail)
     fitting = max(1, (usable - CLI_HEADROOM) // settings.workers - settings.max_overflow)

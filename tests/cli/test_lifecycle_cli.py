@@ -523,6 +523,14 @@ def test_pool_check_says_what_to_change() -> None:
     assert "= 125; server allows 97" in over.detail
     assert "TENANTSVC_POOL_SIZE=13" in over.detail
     assert "PgBouncer" in over.detail
+    bounced = pool_check(
+        make_settings("postgresql+asyncpg://x/y", workers=4, pgbouncer=True), 100, 3
+    )  # the server's limit is PgBouncer's to keep; the clients' is the service's to say
+    assert bounced.status == "ok"
+    assert "set its max_client_conn to 65 or more" in bounced.detail
+    assert "reserve_pool_size for this database and user (with other clients' pools) within 97" in (
+        bounced.detail
+    )
 
 
 def test_create_killed_at_any_point_converges_on_rerun(fresh_cli: str) -> None:
