@@ -115,38 +115,47 @@ async def _apply_in_steps(
     settings may outlive the migration: they are reset before the connection goes back to the
     pool, and a connection whose migration failed is closed instead (its state unknown)."""
     started = time.perf_counter()
-    before = reached = None
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         clean = False
         try:
             await driver.execute(f"SELECT pg_advisory_lock({LOCK_CLASS}, {int(tenant.id)})")
-            if await _archived(driver, tenant):
-                await driver.execute(_SESSION_RESET)
-                clean = True
-                return _passed_by(tenant, started)
-            before = reached = await driver.fetchval(revision_sql(tenant.schema))
-            steps = await tenant_steps(before, target) if before != target else ()
-            for step in steps or (Step("", before),):  # at the target: its record only
-                if step.indexes:
-                    await driver.execute(_index_settings(tenant.schema, policy))
-                    for index in step.indexes:
-                        await run_index(driver, tenant.schema, index)
-                async with driver.transaction():
-                    await driver.execute(policy.settings_sql() + _step_sql(tenant, step))
-                reached = step.target
+            archived = await _archived(driver, tenant)
+            before = None if archived else await _steps(driver, tenant, target, policy)
             await driver.execute(_SESSION_RESET)
             clean = True
-        except Exception as exc:
-            if reached == before:
-                raise
-            raise PartlyMigrated(reached, exc) from exc
         finally:
             if not clean:
                 await conn.invalidate()
+    if archived:
+        return _passed_by(tenant, started)
     elapsed = time.perf_counter() - started
     return TenantOutcome(tenant.slug, tenant.schema, before, target, elapsed,
                          skipped=before == target)  # fmt: skip
+
+
+async def _steps(
+    driver: Any, tenant: FleetTenant, target: str | None, policy: LockPolicy
+) -> str | None:
+    """Each step in its own transaction; returns the revision the tenant was at. A failure
+    past the first step is ``PartlyMigrated``: the steps before it stay committed."""
+    before: str | None = await driver.fetchval(revision_sql(tenant.schema))
+    reached = before
+    try:
+        steps = await tenant_steps(before, target) if before != target else ()
+        for step in steps or (Step("", before),):  # at the target: its record only
+            if step.indexes:
+                await driver.execute(_index_settings(tenant.schema, policy))
+                for index in step.indexes:
+                    await run_index(driver, tenant.schema, index)
+            async with driver.transaction():
+                await driver.execute(policy.settings_sql() + _step_sql(tenant, step))
+            reached = step.target
+    except Exception as exc:
+        if reached == before:
+            raise
+        raise PartlyMigrated(reached, exc) from exc
+    return before
 
 
 class PartlyMigrated(MigrationError):
