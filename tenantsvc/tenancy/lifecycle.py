@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantsvc.tenancy.admin import TenantInfo, get_tenant, set_status
+from tenantsvc.tenancy.admin import TenantInfo, get_tenant, revision_at_head, set_status
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.locking import LOCK_CLASS, LockPolicy, LocksNotGranted, slug_lock
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
-from tenantsvc.tenancy.revisions import schema_revision
 from tenantsvc.tenancy.roles import drop_role
 from tenantsvc.tenancy.slugs import display_name
 
@@ -61,15 +60,13 @@ async def archive(conn: AsyncConnection, slug: str) -> TenantInfo:
 async def restore(conn: AsyncConnection, slug: str) -> tuple[TenantInfo, str | None]:
     """The schema back under its name, and the revision it is at: served at once when that is
     head, else left ``provisioning`` for ``restore_at_head`` to migrate."""
-    from tenantsvc.tenancy.migrator import head  # Alembic: restore's alone, not archive's
-
     tenant = await get_tenant(conn, slug)
     if tenant.status != TenantStatus.ARCHIVED or tenant.archived_schema is None:
         raise TenancyError(f"tenant {slug!r} is not archived (it is {tenant.status})")
     await _no_migration_running(conn, tenant)
     await _rename_schema(conn, tenant.archived_schema, tenant.schema)
-    revision = await schema_revision(conn, tenant.schema)
-    status = TenantStatus.ACTIVE if revision == head("tenant") else TenantStatus.PROVISIONING
+    revision, at_head = await revision_at_head(conn, tenant.schema)
+    status = TenantStatus.ACTIVE if at_head else TenantStatus.PROVISIONING
     await conn.execute(
         update(TenantRow)
         .where(TenantRow.id == tenant.id)
