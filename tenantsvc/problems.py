@@ -16,6 +16,7 @@ from starlette.routing import compile_path
 
 from tenantsvc.db.errors import sqlstate
 from tenantsvc.db.stale import is_replayable
+from tenantsvc.tenancy.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -191,12 +192,26 @@ def database_unavailable(exc: BaseException) -> bool:
     return lost_connection or sqlstate(exc).startswith(_TRANSIENT_PREFIXES) or is_replayable(exc)
 
 
+QUERY_CANCELED = "57014"
+_CANCELLED = (
+    "the database cancelled the request's statement: it ran past the statement timeout (it "
+    "may have waited for rows another transaction holds), or an operator cancelled it; "
+    "nothing was written, retry shortly"
+)
+
+
 def unavailable(exc: BaseException) -> Response:
-    log.warning("database unavailable: %s", type(exc).__name__)
-    return problem_response(
-        503, "Service unavailable", "the database is unavailable, retry shortly",
-        headers={"Retry-After": "1"},
-    )  # fmt: skip
+    """A 503 to retry. A cancelled statement says so: "the database is unavailable" sent
+    whoever read it (a client, an operator reading the log) after a database that was up,
+    where the statement had waited 30 s for a row lock held in a psql session."""
+    if sqlstate(exc) == QUERY_CANCELED:
+        log.warning("statement cancelled (statement timeout, or an operator): %s",
+                    first_line(exc))  # fmt: skip
+        detail = _CANCELLED
+    else:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        detail = "the database is unavailable, retry shortly"
+    return problem_response(503, "Service unavailable", detail, headers={"Retry-After": "1"})
 
 
 def _on_database_error(request: Request, exc: Exception) -> Response:

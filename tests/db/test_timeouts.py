@@ -5,9 +5,12 @@ import time
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.db.engine import create_engine
 from tenantsvc.db.session import hot_begin_sql
+from tenantsvc.testing.app import start_app, stop_app
 from tests.conftest import TenantHandle, make_settings
 from tests.polling import until_sql
 
@@ -50,3 +53,32 @@ async def test_a_stalled_transaction_gives_its_row_locks_up(
         await stalled_engine.dispose()
     assert placed.status_code == 201, placed.text
     assert 0.25 < waited < 10  # it did wait for the lock, until the server ended the session
+
+
+async def test_a_statement_past_its_timeout_is_a_503_that_says_so_and_writes_nothing(
+    database_url: str, engine: AsyncEngine, tenant_a: TenantHandle
+) -> None:
+    """A PATCH waiting for a row that a psql session holds, until the statement timeout: the
+    503 said "the database is unavailable", of a database that was up all along."""
+    manager, running = await start_app(make_settings(database_url, statement_timeout_ms=300))
+    try:
+        product = await _created(
+            running.client, tenant_a, "/products", {"name": "held", "price_cents": 1, "stock": 5}
+        )
+        async with engine.connect() as holder:
+            await holder.execute(
+                text(f"SELECT 1 FROM {tenant_a.schema}.products WHERE id = :id FOR UPDATE"),
+                {"id": product},
+            )
+            patched = await running.client.patch(
+                f"/products/{product}", json={"name": "changed"}, headers=tenant_a.headers
+            )
+            await holder.rollback()
+        now = await running.client.get(f"/products/{product}", headers=tenant_a.headers)
+    finally:
+        await stop_app(manager, running)
+    assert (patched.status_code, patched.headers["retry-after"]) == (503, "1")
+    assert patched.json()["detail"].startswith(
+        "the database cancelled the request's statement: it ran past the statement timeout"
+    )
+    assert now.json()["name"] == "held"
