@@ -13,9 +13,10 @@ The ETag is the row's version (``db/base.RowVersionMixin``). The row is locked b
 comparison, so nothing can change it between the check and the write.
 """
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Header, Response, status
+from fastapi import Depends, Header, Response, status
 from pydantic import BaseModel
 
 from tenantsvc.api_docs import CREATED, problems
@@ -32,13 +33,9 @@ IfNoneMatch = Annotated[
     Header(description="ETags of copies the client holds (or *): 304, no body, if one is current."),
 ]
 
-IfNoneMatchWrite = Annotated[
+_IfNoneMatchWrite = Annotated[
     str | None,
-    Header(
-        alias="If-None-Match",
-        description="ETags (or *): written only if none of them is current (* : never, the row "
-        "exists).",
-    ),
+    Header(description="ETags (or *): written only if none is current (*: never, the row exists)."),
 ]
 
 # For the OpenAPI description: the reads and writes of one row, and what they may answer.
@@ -70,18 +67,35 @@ def created_tagged(out: BaseModel, collection: str, row: Any) -> Response:
     return answer
 
 
-def check(if_match: str | None, if_none_match: str | None, version: int) -> None:
-    """A write's preconditions, in RFC 9110's order. If-Match: a 412 unless it names the
-    current version, or is ``*`` (strong comparison: a weak tag never matches). Then
-    If-None-Match: a 412 if it names the current version, or is ``*`` (weak comparison)."""
-    if if_match is not None:
-        tags = _tags(if_match)
-        if "*" not in tags and etag(version) not in tags:
-            detail = "the row changed since that ETag was read: read it again, then retry"
+@dataclass(frozen=True)
+class WriteConditions:
+    """A write's If-Match and If-None-Match, checked against the row once it is locked."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+
+    def check(self, version: int) -> None:
+        """RFC 9110's order. If-Match: a 412 unless it names the current version, or is ``*``
+        (strong comparison: a weak tag never matches). Then If-None-Match: a 412 if it names
+        the current version, or is ``*`` (weak comparison)."""
+        if self.if_match is not None:
+            tags = _tags(self.if_match)
+            if "*" not in tags and etag(version) not in tags:
+                detail = "the row changed since that ETag was read: read it again, then retry"
+                raise Problem(412, "Precondition failed", detail, {"ETag": etag(version)})
+        if self.if_none_match is not None and _names(self.if_none_match, version):
+            detail = "If-None-Match names the row's current version (or is *): not written"
             raise Problem(412, "Precondition failed", detail, {"ETag": etag(version)})
-    if if_none_match is not None and _names(if_none_match, version):
-        detail = "If-None-Match names the row's current version (or is *): not written"
-        raise Problem(412, "Precondition failed", detail, {"ETag": etag(version)})
+
+
+async def _write_conditions(
+    if_match: IfMatch = None, if_none_match: _IfNoneMatchWrite = None
+) -> WriteConditions:
+    """A coroutine: FastAPI would run a plain function (or the class itself) in a thread."""
+    return WriteConditions(if_match, if_none_match)
+
+
+Conditions = Annotated[WriteConditions, Depends(_write_conditions)]
 
 
 def _tags(field: str) -> set[str]:

@@ -7,7 +7,7 @@ from tenantsvc.deps import ReadConn, ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.pagination import AfterId, IdPath, Limit, Page, PageParams, page_json
 from tenantsvc.plain_routes import query_model, read_connection, served_by
-from tenantsvc.preconditions import IfMatch, IfNoneMatch, IfNoneMatchWrite
+from tenantsvc.preconditions import Conditions, IfNoneMatch, WriteConditions
 from tenantsvc.problems import Problem
 from tenantsvc.products import queries
 from tenantsvc.products.models import Product
@@ -32,14 +32,12 @@ def _not_found(product_id: int) -> Problem:
     return Problem(404, "Not found", f"no product {product_id}")
 
 
-async def _locked(
-    uow: UnitOfWork, product_id: int, if_match: str | None, if_none_match: str | None
-) -> Product:
+async def _locked(uow: UnitOfWork, product_id: int, conditions: WriteConditions) -> Product:
     """The live product, locked until the commit, and as the client's preconditions ask."""
     product = await uow.products.get(product_id, for_update=True)
     if product is None:
         raise _not_found(product_id)
-    preconditions.check(if_match, if_none_match, product.xmin)
+    conditions.check(product.xmin)
     return product
 
 
@@ -104,24 +102,16 @@ async def get_product(
     "/{product_id}", response_model=ProductOut, responses={**preconditions.WRITE, **problems(413)}
 )
 async def patch_product(
-    product_id: IdPath,
-    body: ProductPatch,
-    uow: Uow,
-    response: Response,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatchWrite = None,
+    product_id: IdPath, body: ProductPatch, uow: Uow, response: Response, conditions: Conditions
 ) -> Product:
-    product = await _locked(uow, product_id, if_match, if_none_match)
-    product = await uow.products.update(product, body.changes())
+    product = await uow.products.update(await _locked(uow, product_id, conditions), body.changes())
     preconditions.tagged(response, product.xmin)
     return product
 
 
 @router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(412))
-async def delete_product(
-    product_id: IdPath, uow: Uow, if_match: IfMatch = None, if_none_match: IfNoneMatchWrite = None
-) -> None:
-    await _locked(uow, product_id, if_match, if_none_match)
+async def delete_product(product_id: IdPath, uow: Uow, conditions: Conditions) -> None:
+    await _locked(uow, product_id, conditions)
     await uow.products.set_deleted(product_id, deleted=True)
 
 

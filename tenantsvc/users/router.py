@@ -6,7 +6,7 @@ from tenantsvc.deps import ReadUow, Uow
 from tenantsvc.idempotency import store as idempotency
 from tenantsvc.orders.schemas import OrderOut, order_page
 from tenantsvc.pagination import AfterId, IdPath, Limit, NewestFirst, Page, page_of
-from tenantsvc.preconditions import IfMatch, IfNoneMatch, IfNoneMatchWrite
+from tenantsvc.preconditions import Conditions, IfNoneMatch, WriteConditions
 from tenantsvc.problems import Problem
 from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.uow import UnitOfWork
@@ -25,12 +25,10 @@ async def _user_or_404(uow: UnitOfWork, user_id: int, *, for_update: bool = Fals
     return user
 
 
-async def _locked(
-    uow: UnitOfWork, user_id: int, if_match: str | None, if_none_match: str | None
-) -> User:
+async def _locked(uow: UnitOfWork, user_id: int, conditions: WriteConditions) -> User:
     """The user, locked until the commit, and as the client's preconditions ask."""
     user = await _user_or_404(uow, user_id, for_update=True)
-    preconditions.check(if_match, if_none_match, user.xmin)
+    conditions.check(user.xmin)
     return user
 
 
@@ -85,14 +83,9 @@ async def list_user_orders(
     "/{user_id}", response_model=UserOut, responses={**preconditions.WRITE, **problems(409, 413)}
 )
 async def patch_user(
-    user_id: IdPath,
-    body: UserPatch,
-    uow: Uow,
-    response: Response,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatchWrite = None,
+    user_id: IdPath, body: UserPatch, uow: Uow, response: Response, conditions: Conditions
 ) -> User:
-    user = await _locked(uow, user_id, if_match, if_none_match)
+    user = await _locked(uow, user_id, conditions)
     if body.email is not None:
         holder = await uow.users.get_by_email(body.email)
         if holder is not None and holder.id != user_id:  # races: the unique index, a 409 too
@@ -103,10 +96,8 @@ async def patch_user(
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(412))
-async def erase_user(
-    user_id: IdPath, uow: Uow, if_match: IfMatch = None, if_none_match: IfNoneMatchWrite = None
-) -> None:
+async def erase_user(user_id: IdPath, uow: Uow, conditions: Conditions) -> None:
     """Erase the user: its email and name are gone for good (with the answer kept for a
     retried creation), its id and orders stay for the books, and it can no longer order. A
     second erasure is a 404."""
-    await uow.users.erase(await _locked(uow, user_id, if_match, if_none_match))
+    await uow.users.erase(await _locked(uow, user_id, conditions))
