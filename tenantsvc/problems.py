@@ -161,8 +161,10 @@ def _on_integrity(_: Request, exc: Exception) -> Response:
 
 # SQLSTATEs that mean "the database is away or busy right now", not "your request is wrong":
 # connection exceptions (08), operator intervention such as shutdown or restart (57P0x),
-# too many connections (53300), and a cancelled statement (57014, e.g. statement_timeout).
-_TRANSIENT_PREFIXES = ("08", "57P0", "53300", "57014")
+# insufficient resources (53: too many connections, and a disk or memory run out), and a
+# cancelled statement (57014, e.g. statement_timeout).
+_TRANSIENT_PREFIXES = ("08", "57P0", "53", "57014")
+INSUFFICIENT_RESOURCES, TOO_MANY_CONNECTIONS = "53", "53300"
 
 
 # The database could not be reached, or a connection to it was lost: raised by the driver,
@@ -200,14 +202,26 @@ _CANCELLED = (
 )
 
 
+_EXHAUSTED = (
+    "the database ran out of a resource (disk space, memory) and could not take this request; "
+    "nothing was written, retry later"
+)
+
+
 def unavailable(exc: BaseException) -> Response:
-    """A 503 to retry. A cancelled statement says so: "the database is unavailable" sent
-    whoever read it (a client, an operator reading the log) after a database that was up,
-    where the statement had waited 30 s for a row lock held in a psql session."""
-    if sqlstate(exc) == QUERY_CANCELED:
+    """A 503 to retry, that says what happened. A cancelled statement says so: "the database
+    is unavailable" sent whoever read it (a client, an operator reading the log) after a
+    database that was up, where the statement had waited 30 s for a row lock held in a psql
+    session. A disk or memory run out is an ERROR in the log: it needs an operator now, and
+    was an "unhandled error", and a 500 that blamed the service."""
+    state = sqlstate(exc)
+    if state == QUERY_CANCELED:
         log.warning("statement cancelled (statement timeout, or an operator): %s",
                     first_line(exc))  # fmt: skip
         detail = _CANCELLED
+    elif state.startswith(INSUFFICIENT_RESOURCES) and state != TOO_MANY_CONNECTIONS:
+        log.error("the database is out of a resource (SQLSTATE %s): %s", state, first_line(exc))
+        detail = _EXHAUSTED
     else:
         log.warning("database unavailable: %s", type(exc).__name__)
         detail = "the database is unavailable, retry shortly"

@@ -3,6 +3,7 @@ problems promptly (never hangs), recovers by itself, and never answers with anot
 rows on the way."""
 
 import asyncio
+import logging
 import subprocess
 import tempfile
 import time
@@ -11,14 +12,17 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from pgserver.postgres_server import PostgresServer, get_server
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.main import create_app
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.testing.app import stop_app
-from tests.conftest import Running, make_settings, start_app
+from tests.conftest import Running, TenantHandle, make_settings, start_app
 from tests.isolation import faults, fuzz
 
 
@@ -154,3 +158,47 @@ async def test_pool_exhaustion_is_a_prompt_503_and_heals(database_url: str, tena
         assert (await running.client.get("/readyz")).status_code == 200
     finally:
         await stop_app(manager, running)
+
+
+@pytest.mark.parametrize("errcode", ["disk_full", "out_of_memory"])
+async def test_a_database_out_of_disk_or_memory_is_a_503_and_an_error_in_the_log(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    tenant_a: TenantHandle,
+    caplog: pytest.LogCaptureFixture,
+    errcode: str,
+) -> None:
+    """The server raises it where it ran out (here a trigger raises what PostgreSQL raises
+    when it cannot extend a file). It was an "unhandled error" and a 500, which blamed the
+    service; the client should retry, the operator act."""
+    body = {"name": "p", "price_cents": 1, "stock": 5}
+    product = (await client.post("/products", json=body, headers=tenant_a.headers)).json()["id"]
+    user = {"email": f"{errcode}@x.io", "name": "U"}
+    user_id = (await client.post("/users", json=user, headers=tenant_a.headers)).json()["id"]
+    schema = tenant_a.schema
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            f"CREATE FUNCTION {schema}.exhausted() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+            "RAISE EXCEPTION 'could not extend file: No space left on device' "
+            f"USING ERRCODE = '{errcode}'; END$$"
+        ))  # fmt: skip
+        await conn.execute(text(
+            f"CREATE TRIGGER exhausted BEFORE INSERT ON {schema}.order_items "
+            f"FOR EACH ROW EXECUTE FUNCTION {schema}.exhausted()"
+        ))  # fmt: skip
+    order = {"user_id": user_id, "items": [{"product_id": product, "quantity": 2}]}
+    try:
+        with caplog.at_level(logging.WARNING, logger="tenantsvc.problems"):
+            placed = await client.post("/orders", json=order, headers=tenant_a.headers)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP FUNCTION {schema}.exhausted() CASCADE"))
+    assert (placed.status_code, placed.headers.get("retry-after")) == (503, "1"), placed.text
+    assert placed.json()["detail"].startswith("the database ran out of a resource")
+    [logged] = [r for r in caplog.records if r.name == "tenantsvc.problems"]
+    assert (logged.levelno, "No space left on device" in logged.getMessage()) == (
+        logging.ERROR,
+        True,
+    )
+    stock = (await client.get(f"/products/{product}", headers=tenant_a.headers)).json()["stock"]
+    assert stock == 5  # the stock taken before the lines failed went back
