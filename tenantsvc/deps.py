@@ -27,7 +27,7 @@ from tenantsvc.db.replicas import (
     primary_position,
 )
 from tenantsvc.db.session import Database, tenant_connection, tenant_session
-from tenantsvc.problems import Problem
+from tenantsvc.problems import READ_ONLY_RETRY, Problem
 from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.models import TenantStatus
 from tenantsvc.tenancy.registry import Tenant
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONSISTENCY_HEADER = "X-Consistency-Token"
-READ_ONLY_RETRY = "30"  # seconds: a maintenance window is minutes, not milliseconds
 
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``

@@ -4,6 +4,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -161,10 +162,9 @@ def _on_integrity(_: Request, exc: Exception) -> Response:
 
 # SQLSTATEs that mean "the database is away or busy right now", not "your request is wrong":
 # connection exceptions (08), operator intervention such as shutdown or restart (57P0x),
-# insufficient resources (53: too many connections, and a disk or memory run out), and a
-# cancelled statement (57014, e.g. statement_timeout).
-_TRANSIENT_PREFIXES = ("08", "57P0", "53", "57014")
-INSUFFICIENT_RESOURCES, TOO_MANY_CONNECTIONS = "53", "53300"
+# insufficient resources (53: too many connections, and a disk or memory run out), a cancelled
+# statement (57014, e.g. statement_timeout), and a database taking no writes (25006).
+_TRANSIENT_PREFIXES = ("08", "57P0", "53", "57014", "25006")
 
 
 # The database could not be reached, or a connection to it was lost: raised by the driver,
@@ -194,38 +194,57 @@ def database_unavailable(exc: BaseException) -> bool:
     return lost_connection or sqlstate(exc).startswith(_TRANSIENT_PREFIXES) or is_replayable(exc)
 
 
-QUERY_CANCELED = "57014"
-_CANCELLED = (
-    "the database cancelled the request's statement: it ran past the statement timeout (it "
-    "may have waited for rows another transaction holds), or an operator cancelled it; "
-    "nothing was written, retry shortly"
-)
+READ_ONLY_RETRY = "30"  # seconds: a maintenance window is minutes, not milliseconds
 
 
-_EXHAUSTED = (
-    "the database ran out of a resource (disk space, memory) and could not take this request; "
-    "nothing was written, retry later"
+@dataclass(frozen=True)
+class _Outage:
+    """What a 503 says of a kind of database failure, to the client and in the log."""
+
+    level: int
+    logged: str
+    detail: str
+    retry_after: str = "1"
+
+
+# By SQLSTATE, or its class. "The database is unavailable" was said of each of them, of a
+# database that was up; and a disk or memory run out, or a database that takes no writes, was
+# an "unhandled error" and a 500 that blamed the service. A disk or memory run out needs an
+# operator now: an ERROR in the log.
+_OUTAGES = {
+    "57014": _Outage(
+        logging.WARNING, "statement cancelled (statement timeout, or an operator)",
+        "the database cancelled the request's statement: it ran past the statement timeout (it "
+        "may have waited for rows another transaction holds), or an operator cancelled it; "
+        "nothing was written, retry shortly",
+    ),
+    "25006": _Outage(
+        logging.WARNING, "the database takes no writes (read-only)",
+        "the database takes no writes at the moment (read-only: maintenance, or a failover); "
+        "nothing was written, reads are served: retry later",
+        READ_ONLY_RETRY,
+    ),
+    "53300": _Outage(logging.WARNING, "the database has no connection free",
+                     "the database is busy, retry shortly"),
+    "53": _Outage(
+        logging.ERROR, "the database is out of a resource",
+        "the database ran out of a resource (disk space, memory) and could not take this "
+        "request; nothing was written, retry later",
+    ),
+}  # fmt: skip
+_AWAY = _Outage(
+    logging.WARNING, "database unavailable", "the database is unavailable, retry shortly"
 )
 
 
 def unavailable(exc: BaseException) -> Response:
-    """A 503 to retry, that says what happened. A cancelled statement says so: "the database
-    is unavailable" sent whoever read it (a client, an operator reading the log) after a
-    database that was up, where the statement had waited 30 s for a row lock held in a psql
-    session. A disk or memory run out is an ERROR in the log: it needs an operator now, and
-    was an "unhandled error", and a 500 that blamed the service."""
+    """A 503 to retry, that says what happened."""
     state = sqlstate(exc)
-    if state == QUERY_CANCELED:
-        log.warning("statement cancelled (statement timeout, or an operator): %s",
-                    first_line(exc))  # fmt: skip
-        detail = _CANCELLED
-    elif state.startswith(INSUFFICIENT_RESOURCES) and state != TOO_MANY_CONNECTIONS:
-        log.error("the database is out of a resource (SQLSTATE %s): %s", state, first_line(exc))
-        detail = _EXHAUSTED
-    else:
-        log.warning("database unavailable: %s", type(exc).__name__)
-        detail = "the database is unavailable, retry shortly"
-    return problem_response(503, "Service unavailable", detail, headers={"Retry-After": "1"})
+    outage = _OUTAGES.get(state) or _OUTAGES.get(state[:2]) or _AWAY
+    code = f" (SQLSTATE {state})" if state else ""
+    log.log(outage.level, "%s%s: %s", outage.logged, code, first_line(exc))
+    return problem_response(503, "Service unavailable", outage.detail,
+                            headers={"Retry-After": outage.retry_after})  # fmt: skip
 
 
 def _on_database_error(request: Request, exc: Exception) -> Response:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from pgserver.postgres_server import PostgresServer, get_server
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.main import create_app
@@ -202,3 +202,31 @@ async def test_a_database_out_of_disk_or_memory_is_a_503_and_an_error_in_the_log
     )
     stock = (await client.get(f"/products/{product}", headers=tenant_a.headers)).json()["stock"]
     assert stock == 5  # the stock taken before the lines failed went back
+
+
+async def test_a_database_that_takes_no_writes_serves_reads_and_answers_writes_503(
+    empty_database_url: str, fresh_engine: AsyncEngine
+) -> None:
+    """An operator's maintenance switch (default_transaction_read_only), or a primary demoted
+    in a failover: each write was an "unhandled error" and a 500."""
+    tenant = TenantHandle.of(await create_tenant(fresh_engine, "frozen"))
+
+    async def read_only(on: bool) -> None:
+        database = make_url(empty_database_url).database
+        async with fresh_engine.begin() as conn:
+            await conn.execute(text("SET TRANSACTION READ WRITE"))  # whatever the default is
+            setting = f"default_transaction_read_only = {'on' if on else 'off'}"
+            await conn.execute(text(f'ALTER DATABASE "{database}" SET {setting}'))
+
+    await read_only(True)
+    manager, running = await start_app(make_settings(empty_database_url))  # connects after it
+    try:
+        body = {"email": "no@write.io", "name": "N"}
+        refused = await running.client.post("/users", json=body, headers=tenant.headers)
+        read = await running.client.get("/users", headers=tenant.headers)
+    finally:
+        await stop_app(manager, running)
+        await read_only(False)
+    assert (refused.status_code, refused.headers.get("retry-after")) == (503, "30"), refused.text
+    assert refused.json()["detail"].startswith("the database takes no writes at the moment")
+    assert (read.status_code, read.json()["items"]) == (200, [])
