@@ -67,12 +67,7 @@ def export_(
             typer.echo(f"exported {done.slug} at {done.revision} to {file}: "
                        f"{_counts(done.rows)}", err=piped)  # fmt: skip
 
-    try:
-        run(work)
-    except BaseException:
-        if not piped:
-            file.unlink(missing_ok=True)  # no half-written export left to be mistaken for one
-        raise
+    run(work)  # the file appears whole, or not at all (tenantsvc/durable.py)
 
 
 @app.command("import")

@@ -29,6 +29,7 @@ import lzma
 import tarfile
 import tempfile
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from graphlib import TopologicalSorter
@@ -37,6 +38,7 @@ from typing import IO, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantsvc.durable import published
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant
 from tenantsvc.tenancy.ddl import identifier, revision_sql
 from tenantsvc.tenancy.errors import TenancyError, UnknownRevisionError, first_line
@@ -101,7 +103,15 @@ async def export_tenant(
     migration waits for its locks."""
     async with engine.connect() as conn:
         tenant = await get_tenant(conn, slug)
-    schema = tenant.location
+    with published(target) if isinstance(target, Path) else nullcontext(target) as into:
+        revision, tables = await _export(engine, tenant, into, hold)
+    return Exported(tenant.slug, revision, {t["name"]: t["rows"] for t in tables})
+
+
+async def _export(
+    engine: AsyncEngine, tenant: TenantInfo, target: Path | IO[bytes], hold: LockPolicy | None
+) -> tuple[str | None, list[dict[str, Any]]]:
+    schema, slug = tenant.location, tenant.slug
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         async with driver.transaction():
@@ -126,7 +136,7 @@ async def export_tenant(
                     f"{hold.lock_timeout_ms} ms for its tables (last: {exc.last}); "
                     "nothing written: try again once its write transactions end"
                 ) from exc
-    return Exported(tenant.slug, revision, {t["name"]: t["rows"] for t in tables})
+    return revision, tables
 
 
 async def _write(

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -337,6 +338,39 @@ def test_an_error_writing_an_export_is_not_called_the_database(
     assert (closed.returncode, stderr) == (
         1,
         "error: the output was closed before all of it was written\n",
+    )
+
+
+async def test_an_export_killed_midway_leaves_no_file_under_its_name(
+    database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """`export acme acme.tar && drop acme --purge` is how a tenant's rows are kept. Written
+    straight to its name, a kill -9 (or a crash) mid-way left a truncated acme.tar there, that
+    looked like an export; now the name appears only once the file is whole and on disk."""
+    env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
+    name = slug()
+    assert tenantctl_process("create", name, env=env).returncode == 0
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            f"INSERT INTO tenant_{name}.products (name, price_cents, stock) "
+            "SELECT 'p' || i, 1, 1 FROM generate_series(1, 50000) AS i"
+        ))  # fmt: skip
+    target = tmp_path / "kept.tar"
+    victim = await asyncio.create_subprocess_exec(*TENANTCTL, "export", name, str(target), env=env)
+    while not os.listdir(tmp_path):  # being written
+        assert victim.returncode is None, "the export ended before it could be killed"
+        await asyncio.sleep(0.002)
+    victim.kill()
+    await victim.wait()
+    assert not target.exists()
+    whole = tenantctl_process("export", name, str(target), env=env)
+    assert whole.returncode == 0, whole.stderr
+    with tarfile.open(target) as tar:
+        assert "manifest.json" in tar.getnames()
+    taken = tenantctl_process("export", name, str(target), env=env)
+    assert (taken.returncode, taken.stderr) == (
+        1,
+        f"error: {target} exists: choose a new file (an export never overwrites)\n",
     )
 
 

@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import io
 import json
+import os
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -324,3 +325,26 @@ async def test_exports_and_imports_outlast_the_requests_statement_timeout(
     finally:
         await short.dispose()
     assert imported.rows["products"] == ROWS["products"] + 300_000
+
+
+async def test_an_export_is_on_disk_before_it_is_reported_done(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's data, and the directory that names it: written only to the operating
+    system's cache, both were lost with a crash just after the command (and the purge that
+    followed it had been committed to the database's disk)."""
+    await _seeded(engine, "synced")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    target = tmp_path / "synced.tar"
+    await export_tenant(engine, "synced", target)
+    [written, directory] = synced
+    assert (Path(written).parent, directory) == (tmp_path, str(tmp_path))
+    assert Path(written).name.startswith(".synced.tar.")  # then linked to its name
+    assert os.listdir(tmp_path) == ["synced.tar"]

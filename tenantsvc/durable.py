@@ -1,0 +1,44 @@
+"""A file that appears under its name only whole, and only once it is on disk.
+
+An export is what an operator keeps before ``drop --purge``: ``tenantctl export acme acme.tar
+&& tenantctl drop acme --purge``. Written straight to its name, a crash or a ``kill -9``
+mid-way left a truncated file there, which looked like an export; and a crash just after the
+command left one whose pages were still in the operating system's cache, lost with the power,
+while the purge had been committed to the database's disk.
+
+So it is written beside its name, fsynced, then linked to its name (which fails if a file has
+taken that name meanwhile: an export never overwrites), and the directory fsynced, so that the
+name itself is on disk too before the command says it is done.
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def published(path: Path) -> Iterator[Path]:
+    """The path to write to; at the block's end, published as ``path``. If the block raises,
+    nothing is left, under either name."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        yield partial
+        _fsync(partial)
+        os.link(partial, path)  # FileExistsError rather than replace what is there
+    except OSError as exc:
+        if exc.filename != str(partial):
+            raise
+        # An error opening or linking the file, told of the file the operator named.
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
