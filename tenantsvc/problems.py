@@ -163,8 +163,10 @@ def _on_integrity(_: Request, exc: Exception) -> Response:
 # SQLSTATEs that mean "the database is away or busy right now", not "your request is wrong":
 # connection exceptions (08), operator intervention such as shutdown or restart (57P0x),
 # insufficient resources (53: too many connections, and a disk or memory run out), a cancelled
-# statement (57014, e.g. statement_timeout), and a database taking no writes (25006).
-_TRANSIENT_PREFIXES = ("08", "57P0", "53", "57014", "25006")
+# statement (57014, e.g. statement_timeout), a database taking no writes (25006), and one that
+# refuses the service's login (28) or no longer exists (3D000): no request of a client's can
+# mend those, and an operator can.
+_TRANSIENT_PREFIXES = ("08", "57P0", "53", "57014", "25006", "28", "3D000")
 
 
 # The database could not be reached, or a connection to it was lost: raised by the driver,
@@ -195,6 +197,7 @@ def database_unavailable(exc: BaseException) -> bool:
 
 
 READ_ONLY_RETRY = "30"  # seconds: a maintenance window is minutes, not milliseconds
+_AWAY_DETAIL = "the database is unavailable, retry shortly"
 
 
 @dataclass(frozen=True)
@@ -209,8 +212,9 @@ class _Outage:
 
 # By SQLSTATE, or its class. "The database is unavailable" was said of each of them, of a
 # database that was up; and a disk or memory run out, or a database that takes no writes, was
-# an "unhandled error" and a 500 that blamed the service. A disk or memory run out needs an
-# operator now: an ERROR in the log.
+# an "unhandled error" and a 500 that blamed the service. A disk or memory run out, a login
+# refused (its role locked, credentials rotated), a database gone: an operator is needed now,
+# an ERROR in the log that says which.
 _OUTAGES = {
     "57014": _Outage(
         logging.WARNING, "statement cancelled (statement timeout, or an operator)",
@@ -226,15 +230,15 @@ _OUTAGES = {
     ),
     "53300": _Outage(logging.WARNING, "the database has no connection free",
                      "the database is busy, retry shortly"),
+    "28": _Outage(logging.ERROR, "the database refused the service's login", _AWAY_DETAIL),
+    "3D000": _Outage(logging.ERROR, "the service's database does not exist", _AWAY_DETAIL),
     "53": _Outage(
         logging.ERROR, "the database is out of a resource",
         "the database ran out of a resource (disk space, memory) and could not take this "
         "request; nothing was written, retry later",
     ),
 }  # fmt: skip
-_AWAY = _Outage(
-    logging.WARNING, "database unavailable", "the database is unavailable, retry shortly"
-)
+_AWAY = _Outage(logging.WARNING, "database unavailable", _AWAY_DETAIL)
 
 
 def unavailable(exc: BaseException) -> Response:

@@ -230,3 +230,38 @@ async def test_a_database_that_takes_no_writes_serves_reads_and_answers_writes_5
     assert (refused.status_code, refused.headers.get("retry-after")) == (503, "30"), refused.text
     assert refused.json()["detail"].startswith("the database takes no writes at the moment")
     assert (read.status_code, read.json()["items"]) == (200, [])
+
+
+async def test_a_login_the_database_refuses_is_a_503_and_an_error_that_says_why(
+    database_url: str,
+    engine: AsyncEngine,
+    tenant_a: TenantHandle,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The service's login stops working while it runs (its role locked, or credentials
+    rotated: a vault's that expired): each new connection is refused. That was a 500
+    "unhandled error" per request, and nothing said the login was the cause."""
+    login = f"svc_{uuid.uuid4().hex[:8]}"
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE ROLE {login} LOGIN SUPERUSER"))
+    url = make_url(database_url).set(username=login).render_as_string(hide_password=False)
+    manager, running = await start_app(make_settings(url, pool_size=1, max_overflow=0))
+    try:
+        assert (await running.client.get("/products", headers=tenant_a.headers)).status_code == 200
+        async with engine.begin() as conn:
+            await conn.execute(text(f"ALTER ROLE {login} NOLOGIN"))
+            await conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :login"
+            ), {"login": login})  # fmt: skip
+        with caplog.at_level(logging.WARNING, logger="tenantsvc.problems"):
+            answers = [await running.client.get("/products", headers=tenant_a.headers)
+                       for _ in range(3)]  # fmt: skip
+    finally:
+        await stop_app(manager, running)
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP ROLE {login}"))
+    assert [(a.status_code, a.headers.get("retry-after")) for a in answers] == [(503, "1")] * 3
+    refused = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert refused, [r.getMessage() for r in caplog.records]
+    assert all("refused the service's login" in r.getMessage() for r in refused)
+    assert f'role "{login}" is not permitted to log in' in refused[0].getMessage()
