@@ -16,6 +16,12 @@ is for h11 alone; ``timeout_keep_alive`` runs only between requests, and any byt
   closed without one, as nginx does, since a request it sends at that moment would read the
   408 as its answer. One timer per worker sweeps the connections, so a request pays nothing
   for it unless its head spans more than one read.
+- **The body's time.** A body trickled a byte at a time (a slow POST) was waited for as long
+  as the client liked, a request in flight each: the app reads it before it takes a database
+  connection, so only sockets, but as many as a client with a key wants. A body not all
+  arrived ``TENANTSVC_BODY_TIMEOUT_SECONDS`` (60) after its head gets a 408 problem and the
+  connection is closed (only closed, if the app has answered already without reading it). The
+  same sweep watches it: a request pays a clock read for it.
 
 A request the parser refuses (Content-Length with Transfer-Encoding, two lengths, a bad
 header token: the framing a request-smuggling attempt uses) gets a 400 problem saying what the
@@ -56,6 +62,7 @@ _TOO_LARGE = _closing_problem(
     f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
 )  # fmt: skip
 _TOO_SLOW = _closing_problem(408, "Request Timeout", "the request line and headers took too long")
+_BODY_TOO_SLOW = _closing_problem(408, "Request Timeout", "the request body took too long")
 
 
 class ProblemCycle(RequestResponseCycle):
@@ -89,6 +96,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_bytes: int | None = 0  # None while a body is read or a response is due
         self._head_since: float | None = None  # when the head still awaited began
+        self._body_since: float | None = None  # when the head of a request still read ended
         self._ended = False  # a request ended within the bytes just fed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -109,6 +117,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_bytes = self._head_since = None
+        self._body_since = self.loop.time()
         super().on_headers_complete()
         if type(self.cycle) is RequestResponseCycle:  # none for an upgrade (a WebSocket)
             self.cycle.__class__ = ProblemCycle  # made just now: its task has not run yet
@@ -133,11 +142,21 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._head_bytes, self._ended = 0, True  # the next request's head starts
+        self._head_bytes, self._ended, self._body_since = 0, True, None  # the next head starts
 
-    def close_if_late(self, now: float, limit: float) -> None:
+    def close_if_late(self, now: float, limit: float, body_limit: float) -> None:
         """Past the head's time, unless a response is still due on the connection (a
-        pipelined head waits for it; ``timeout_keep_alive`` follows that response)."""
+        pipelined head waits for it; ``timeout_keep_alive`` follows that response); past the
+        body's time whatever the app is doing: it is waiting for that body, or has answered."""
+        if self._body_since is not None and now - self._body_since > body_limit:
+            if self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_started:
+                self.cycle.response_started = True  # the app's own answer goes nowhere
+                self._refuse(_BODY_TOO_SLOW, "a request's body took over %g s: 408", body_limit)
+            else:
+                self.transport.close()
+            return
         late = self._head_since is not None and now - self._head_since > limit
         responding = self.cycle is not None and not self.cycle.response_complete
         if not late or responding or self.transport.is_closing():
@@ -160,15 +179,19 @@ def _sweep_from(protocol: BoundedHeadProtocol) -> None:
     state = protocol.server_state
     if not getattr(state, "tenantsvc_head_sweep", False):
         state.tenantsvc_head_sweep = True  # type: ignore[attr-defined]
-        limit = get_settings().head_timeout_seconds
-        _sweep(state.connections, protocol.loop, limit, min(limit / 4, 5.0))
+        settings = get_settings()
+        limits = settings.head_timeout_seconds, settings.body_timeout_seconds
+        _sweep(state.connections, protocol.loop, limits, min(min(limits) / 4, 5.0))
 
 
 def _sweep(
-    connections: set[Any], loop: asyncio.AbstractEventLoop, limit: float, every: float
+    connections: set[Any],
+    loop: asyncio.AbstractEventLoop,
+    limits: tuple[float, float],
+    every: float,
 ) -> None:
     now = loop.time()
     for connection in list(connections):
         if isinstance(connection, BoundedHeadProtocol):
-            connection.close_if_late(now, limit)
-    loop.call_later(every, _sweep, connections, loop, limit, every)
+            connection.close_if_late(now, *limits)
+    loop.call_later(every, _sweep, connections, loop, limits, every)

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         "closed (slowloris).",
     )
 
+    body_timeout_seconds: PositiveFloat = Field(
+        default=60.0,
+        description="A request whose body has not all arrived this long after its headers "
+        "gets 408 and is closed (a body trickled a byte at a time).",
+    )
+
     keep_alive_seconds: PositiveInt = Field(
         default=5,
         description="How long an idle kept-alive connection stays open (uvicorn's "

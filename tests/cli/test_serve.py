@@ -365,6 +365,40 @@ def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(
         assert time.monotonic() - started < 5  # closed by the sweep, not by the test's timeout
 
 
+def test_a_body_that_does_not_arrive_in_time_is_408_and_closed(
+    database_url: str, tenant_a: TenantHandle
+) -> None:
+    """A body trickled a byte at a time was waited for as long as the client liked. Past
+    TENANTSVC_BODY_TIMEOUT_SECONDS it gets a 408 problem and the connection is closed, and
+    nothing of it is written; a body sent in pieces in time is served."""
+    body = b'{"name": "slow", "price_cents": 1, "stock": 1}'
+    fields = {**tenant_a.headers, "Content-Type": "application/json",
+              "Content-Length": str(len(body))}  # fmt: skip
+    post = f"{_post_head('/products', fields)}\r\n".encode()
+    with _two_workers(database_url, {"TENANTSVC_BODY_TIMEOUT_SECONDS": "1"}) as (_, port, _l):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as paced:
+            paced.sendall(post + body[:10])
+            time.sleep(0.3)
+            paced.sendall(body[10:])  # the rest, well in time
+            served = paced.recv(65536)
+        assert served.startswith(b"HTTP/1.1 201 "), served
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as trickling:
+            trickling.sendall(post + body[:5])
+            for byte in body[5:12]:  # a byte every 0.25 s: never all of it
+                time.sleep(0.25)
+                with contextlib.suppress(OSError):
+                    trickling.sendall(bytes([byte]))
+            answer = _read_all(trickling)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["detail"] == (
+            "the request body took too long"
+        )
+        assert time.monotonic() - started < 5  # closed by the sweep, not by the test's timeout
+        products = httpx.get(f"http://127.0.0.1:{port}/products", headers=tenant_a.headers)
+        assert [p["name"] for p in products.json()["items"]] == ["slow"]  # the paced one only
+
+
 def test_an_idle_kept_alive_connection_lasts_the_setting(
     database_url: str,
     engine: AsyncEngine,  # the engine fixture migrated the database
