@@ -109,17 +109,22 @@ def revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a key; every worker stops accepting it within one registry poll."""
-    from tenantsvc.tenancy.admin import revoke_key
+    from tenantsvc.tenancy.admin import list_keys, revoke_key
 
     async def work() -> None:
         async with engine_for_cli() as engine, engine.begin() as conn:
             before = await revoke_key(conn, slug, key_id)
+            live = sum(key.live for key in await list_keys(conn, slug))
         if as_json:
             print_json({"slug": slug, "key_id": key_id, "revoked": True,
-                        "revoked_before": before and before.isoformat()})  # fmt: skip
+                        "revoked_before": before and before.isoformat(),
+                        "live_keys": live})  # fmt: skip
         elif before:
             typer.echo(f"key {key_id} of {slug} was revoked before, at {before:%Y-%m-%d %H:%M %Z}")
         else:
             typer.echo(f"revoked key {key_id} of {slug}")
+        if not live and not as_json:  # a compromised key's revocation may mean to; say so
+            typer.echo(f"note: {slug} has no live API key now: every request of its clients is "
+                       f"refused until `tenantctl keys create {slug}`", err=True)  # fmt: skip
 
     run(work)

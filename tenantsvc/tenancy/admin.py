@@ -1,7 +1,7 @@
 """Registry administration shared by the CLI and tests: list, show, status and keys."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, text, update
@@ -64,6 +64,13 @@ class KeyInfo:
     revoked_at: datetime | None
     expires_at: datetime | None = None
     last_used_at: datetime | None = None  # to within a worker's flush interval (activity.py)
+
+    @property
+    def live(self) -> bool:
+        """Accepted now: not revoked, not expired (a rotated key, until its grace ends)."""
+        return self.revoked_at is None and (
+            self.expires_at is None or self.expires_at > datetime.now(UTC)
+        )
 
     def as_json(self) -> dict[str, Any]:
         return as_json(self)

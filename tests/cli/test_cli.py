@@ -490,6 +490,23 @@ def test_keys_create_list_revoke() -> None:
 
 
 @pytest.mark.usefixtures("cli_env")
+def test_revoking_the_last_live_key_says_the_tenant_is_locked_out() -> None:
+    """Meant, for a key that leaked, but the operator should know: every request of the
+    tenant's clients is refused from now on. It was a plain "revoked key N"."""
+    name = slug()
+    first = tenantctl("create", name, "--json")["key_id"]
+    second = tenantctl("keys", "create", name, "--json")["key_id"]
+    one_left = tenantctl("keys", "revoke", name, str(first))
+    assert one_left.stderr == ""
+    assert tenantctl("keys", "revoke", name, str(second), "--json")["live_keys"] == 0
+    locked = tenantctl("keys", "revoke", name, str(second))  # again: still none
+    assert locked.stderr == (
+        f"note: {name} has no live API key now: every request of its clients is refused "
+        f"until `tenantctl keys create {name}`\n"
+    )
+
+
+@pytest.mark.usefixtures("cli_env")
 def test_keys_rotate_gives_the_old_keys_a_grace_period() -> None:
     name = slug()
     first = tenantctl("create", name, "--json")["key_id"]
