@@ -95,22 +95,28 @@ async def _attempt(handler: Handler, request: Request) -> Response:
         scope[FUNCTION_STACK] = outer
 
 
+# What a served tenant lacks, by the error that found it: for the client, and for the log.
+_MISSING = {
+    UNDEFINED_TABLE: ("its tables are missing", "its schema lacks a table"),
+    ROLE_MISSING: ("its database role is missing",
+                   "its database role is missing (`tenantctl isolate {slug}` makes it again)"),
+}  # fmt: skip
+
+
 async def _unless_tenant_gone(request: Request, exc: Exception) -> None:
     """A tenant whose tables (or role) are missing: archived or purged since the snapshot (a
     404, as the next request will get), or still served with a schema that lacks them (migrated
-    down to base, a table renamed under the code): a 503 that says so, and an error in the log,
-    not a 500."""
-    state = sqlstate(exc)
-    if state not in (UNDEFINED_TABLE, ROLE_MISSING):
+    down to base, a table renamed under the code) or without its role (dropped by hand): a 503
+    that says so, and an error in the log, not a 500."""
+    missing = _MISSING.get(sqlstate(exc))
+    if missing is None:
         return
     slug = request.state.tenant.slug
     if not await still_served(request.state.registry, request.state.tenant):
         raise unknown_tenant(slug) from None
-    if state != UNDEFINED_TABLE:
-        return
-    log.error("tenant %r is served, but its schema lacks a table: %s", slug, first_line(exc))
-    raise Problem(503, "Tenant unavailable",
-                  f"tenant {slug!r} cannot be served: its tables are missing") from exc  # fmt: skip
+    told, logged = missing
+    log.error("tenant %r is served, but %s: %s", slug, logged.format(slug=slug), first_line(exc))
+    raise Problem(503, "Tenant unavailable", f"tenant {slug!r} cannot be served: {told}") from exc
 
 
 class TenantRoute(APIRoute):

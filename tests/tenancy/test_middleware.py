@@ -8,6 +8,7 @@ from tenantsvc.tenancy import fleet
 from tenantsvc.tenancy.admin import create_key, revoke_key, set_status
 from tenantsvc.tenancy.lifecycle import archive
 from tenantsvc.tenancy.models import TenantStatus
+from tenantsvc.tenancy.roles import drop_role, isolate
 from tenantsvc.testing.app import running_app
 from tests.conftest import Running, TenantFactory, TenantHandle, make_settings
 from tests.polling import until
@@ -214,6 +215,31 @@ async def test_a_served_tenant_without_its_tables_is_503_on_every_route(
         body = assert_problem(answer, 503)
         assert body["detail"] == f"tenant {tenant.slug!r} cannot be served: its tables are missing"
     assert (await fleet.migrate_all(engine, slugs=[tenant.slug])).migrated == 1
+    assert (await client.get("/products", headers=tenant.headers)).status_code == 200
+
+
+async def test_a_served_tenant_without_its_role_is_503_until_isolate_makes_it_again(
+    client: httpx.AsyncClient, tenant_factory: TenantFactory, engine: AsyncEngine
+) -> None:
+    """The tenant's database role dropped by hand (a cleanup of "unused" roles): each request
+    was a 500 "unhandled error". Now the tenant cannot be served, and says why; `tenantctl
+    isolate` makes the role again and it serves."""
+    tenant = await tenant_factory()
+    assert tenant.role is not None
+    async with engine.begin() as conn:
+        await drop_role(conn, tenant.role)
+    order = {"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]}
+    answers = [
+        await client.get("/products", headers=tenant.headers),  # the hot read (raw connection)
+        await client.get("/products/1", headers=tenant.headers),  # the ORM
+        await client.post("/orders", json=order, headers=tenant.headers),  # the hot write
+    ]
+    for answer in answers:
+        body = assert_problem(answer, 503)
+        assert body["detail"] == (
+            f"tenant {tenant.slug!r} cannot be served: its database role is missing"
+        )
+    assert await isolate(engine, tenant.slug) == [tenant.slug]
     assert (await client.get("/products", headers=tenant.headers)).status_code == 200
 
 
