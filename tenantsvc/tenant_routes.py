@@ -24,7 +24,13 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tenantsvc.db.errors import NOT_YET_REPLAYED, ROLE_MISSING, UNDEFINED_TABLE, sqlstate
+from tenantsvc.db.errors import (
+    NOT_YET_REPLAYED,
+    ROLE_MISSING,
+    UNDEFINED_COLUMN,
+    UNDEFINED_TABLE,
+    sqlstate,
+)
 from tenantsvc.db.stale import ATTEMPTS, is_replayable, is_stale_statement, mark_stale
 from tenantsvc.deps import READ_FROM_PRIMARY
 from tenantsvc.observability.metrics import REPLAYS
@@ -100,6 +106,11 @@ _MISSING = {
     UNDEFINED_TABLE: ("its tables are missing", "its schema lacks a table"),
     ROLE_MISSING: ("its database role is missing",
                    "its database role is missing (`tenantctl isolate {slug}` makes it again)"),
+    # A tenant behind the revisions this build is written for (the code deployed before its
+    # migration, or one that could not migrate): each write fails whole, so nothing is torn.
+    UNDEFINED_COLUMN: ("its tables are behind this version of the service",
+                       "its tables lack a column this build uses (`tenantctl status` shows its "
+                       "revision; `tenantctl migrate {slug}`)"),
 }  # fmt: skip
 
 

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 # (PostgreSQL's "Serialization Failure Handling"): a serialization failure, a deadlock.
 SERIALIZATION_FAILURE, DEADLOCK = "40001", "40P01"
 RUN_AGAIN = (SERIALIZATION_FAILURE, DEADLOCK)
-UNDEFINED_TABLE = "42P01"
+UNDEFINED_TABLE, UNDEFINED_COLUMN = "42P01", "42703"
 # What ``SET ROLE`` to a role that does not exist says: invalid_parameter_value.
 ROLE_MISSING = "22023"
 # What a replica that has not replayed a tenant's latest DDL yet answers: a tenant just created
 # or restored (no table, schema or role yet), a column or function a migration just added.
-NOT_YET_REPLAYED = (UNDEFINED_TABLE, "42703", "42883", "42704", "3F000", ROLE_MISSING)
+NOT_YET_REPLAYED = (UNDEFINED_TABLE, UNDEFINED_COLUMN, "42883", "42704", "3F000", ROLE_MISSING)
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
