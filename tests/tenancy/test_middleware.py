@@ -198,6 +198,21 @@ async def test_a_tenant_archived_before_the_next_poll_is_404_on_every_route(
         assert body["detail"] == f"no tenant {tenant.slug!r}"
 
 
+async def _unservable_on_every_route(
+    client: httpx.AsyncClient, tenant: TenantHandle, why: str
+) -> None:
+    """The hot read (a raw connection), the ORM, the hot write: each a 503 that says why."""
+    order = {"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]}
+    answers = [
+        await client.get("/products", headers=tenant.headers),
+        await client.get("/products/1", headers=tenant.headers),
+        await client.post("/orders", json=order, headers=tenant.headers),
+    ]
+    for answer in answers:
+        body = assert_problem(answer, 503)
+        assert body["detail"] == f"tenant {tenant.slug!r} cannot be served: {why}"
+
+
 async def test_a_served_tenant_without_its_tables_is_503_on_every_route(
     client: httpx.AsyncClient, tenant_factory: TenantFactory, engine: AsyncEngine
 ) -> None:
@@ -205,15 +220,7 @@ async def test_a_served_tenant_without_its_tables_is_503_on_every_route(
     the tenant cannot be served, where they were 500s; back at head, it serves again."""
     tenant = await tenant_factory()
     assert (await fleet.migrate_all(engine, "base", slugs=[tenant.slug])).migrated == 1
-    order = {"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]}
-    answers = [
-        await client.get("/products", headers=tenant.headers),  # the hot read (raw connection)
-        await client.get("/products/1", headers=tenant.headers),  # the ORM
-        await client.post("/orders", json=order, headers=tenant.headers),  # the hot write
-    ]
-    for answer in answers:
-        body = assert_problem(answer, 503)
-        assert body["detail"] == f"tenant {tenant.slug!r} cannot be served: its tables are missing"
+    await _unservable_on_every_route(client, tenant, "its tables are missing")
     assert (await fleet.migrate_all(engine, slugs=[tenant.slug])).migrated == 1
     assert (await client.get("/products", headers=tenant.headers)).status_code == 200
 
@@ -228,17 +235,7 @@ async def test_a_served_tenant_without_its_role_is_503_until_isolate_makes_it_ag
     assert tenant.role is not None
     async with engine.begin() as conn:
         await drop_role(conn, tenant.role)
-    order = {"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]}
-    answers = [
-        await client.get("/products", headers=tenant.headers),  # the hot read (raw connection)
-        await client.get("/products/1", headers=tenant.headers),  # the ORM
-        await client.post("/orders", json=order, headers=tenant.headers),  # the hot write
-    ]
-    for answer in answers:
-        body = assert_problem(answer, 503)
-        assert body["detail"] == (
-            f"tenant {tenant.slug!r} cannot be served: its database role is missing"
-        )
+    await _unservable_on_every_route(client, tenant, "its database role is missing")
     assert await isolate(engine, tenant.slug) == [tenant.slug]
     assert (await client.get("/products", headers=tenant.headers)).status_code == 200
 
