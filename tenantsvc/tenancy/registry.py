@@ -14,6 +14,7 @@ clock.
 """
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,8 +24,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.periodic import Every
+from tenantsvc.problems import database_unavailable
+from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.models import ApiKeyRow, RegistryStateRow, TenantRow
 
+log = logging.getLogger(__name__)
 _VERSION_SQL = select(RegistryStateRow.version).where(RegistryStateRow.id == 1)
 _TENANTS_SQL = select(
     TenantRow.id, TenantRow.slug, TenantRow.schema_name, TenantRow.status, TenantRow.role_name
@@ -128,8 +132,21 @@ class TenantRegistry:
         self._snapshot = Snapshot(version, tenants, keys, first_expiry=min(expiries))
 
     async def start(self) -> None:
-        await self.refresh(force=True)
-        self._poll.start()  # while the database is away, the snapshot keeps being served
+        """The snapshot, then the polls (while the database is away, the snapshot keeps being
+        served). A worker that starts while the database is away (one replacing a worker that
+        died during an outage, or a rolling restart's) starts without a snapshot, answers
+        503s, and loads one at the first poll or request that reaches the database. Failing
+        its startup stopped the whole server, the healthy workers with it, and nothing served
+        once the database was back. ``serve`` checks the database before any worker starts:
+        a deploy against one that is not there still fails at once."""
+        try:
+            await self.refresh(force=True)
+        except Exception as exc:
+            if not database_unavailable(exc):  # no registry tables, say: not an outage
+                raise
+            log.warning("the database is away at startup (%s): tenants are answered 503 "
+                        "until it is back", first_line(exc))  # fmt: skip
+        self._poll.start()
 
     async def stop(self) -> None:
         await self._poll.stop()

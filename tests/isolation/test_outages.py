@@ -265,3 +265,30 @@ async def test_a_login_the_database_refuses_is_a_503_and_an_error_that_says_why(
     assert refused, [r.getMessage() for r in caplog.records]
     assert all("refused the service's login" in r.getMessage() for r in refused)
     assert f'role "{login}" is not permitted to log in' in refused[0].getMessage()
+
+
+async def test_a_worker_that_starts_while_the_database_is_away_serves_once_it_is_back(
+    own_server: PostgresServer,
+) -> None:
+    """A worker replacing one that died during an outage (or restarted by a SIGHUP then)
+    failed its startup on the registry, and uvicorn's supervisor then stopped the whole
+    server: the healthy worker too, and nothing served once the database was back. It starts
+    now, answers 503s, and serves when the database returns."""
+    url = f"postgresql+asyncpg://postgres@/postgres?host={own_server.get_postmaster_info().socket_dir}"
+    settings = make_settings(url, registry_poll_seconds=0.2)
+    from tenantsvc.db.engine import create_engine
+
+    engine = create_engine(settings)
+    await migrate_shared(engine)
+    tenant = TenantHandle.of(await create_tenant(engine, "late"))
+    await engine.dispose()
+    await asyncio.to_thread(_stop, own_server)
+    manager, running = await start_app(settings)  # raised, before
+    try:
+        away = await running.client.get("/products", headers=tenant.headers)
+        assert (away.status_code, away.headers.get("retry-after")) == (503, "1"), away.text
+        await asyncio.to_thread(own_server.ensure_postgres_running)
+        back = await running.client.get("/products", headers=tenant.headers)
+    finally:
+        await stop_app(manager, running)
+    assert (back.status_code, back.json()["items"]) == (200, [])
