@@ -42,6 +42,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from tenantsvc.observability.middleware import SERVER_ANSWERED
 from tenantsvc.problems import MEDIA_TYPE, problem_body
 from tenantsvc.settings import get_settings
 
@@ -153,6 +154,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                 return
             if self.cycle is not None and not self.cycle.response_started:
                 self.cycle.response_started = True  # the app's own answer goes nowhere
+                self.cycle.scope[SERVER_ANSWERED] = 408  # type: ignore[literal-required]  # logged
                 self._refuse(_BODY_TOO_SLOW, "a request's body took over %g s: 408", body_limit)
             else:
                 self.transport.close()

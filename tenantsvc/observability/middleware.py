@@ -9,6 +9,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenantsvc.observability import metrics
 from tenantsvc.observability.context import new_request_id, request_id, tenant_slug
 
+# In a request's scope: the status the server itself sent the client instead of the app's
+# answer (a body that did not arrive in time: request_head.py). The app answered what it made
+# of a body cut off, which is not what the client got.
+SERVER_ANSWERED = "tenantsvc.server_answered"
+
 access_log = logging.getLogger("tenantsvc.access")
 
 
@@ -68,6 +73,7 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            status = scope.get(SERVER_ANSWERED, status)
             self._record(scope, status, time.perf_counter() - started)
             request_id.reset(rid_token)
             tenant_slug.reset(tenant_token)

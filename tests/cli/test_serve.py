@@ -375,7 +375,8 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_closed(
     fields = {**tenant_a.headers, "Content-Type": "application/json",
               "Content-Length": str(len(body))}  # fmt: skip
     post = f"{_post_head('/products', fields)}\r\n".encode()
-    with _two_workers(database_url, {"TENANTSVC_BODY_TIMEOUT_SECONDS": "1"}) as (_, port, _l):
+    env = {"TENANTSVC_BODY_TIMEOUT_SECONDS": "1", "TENANTSVC_METRICS_TOKEN": SCRAPER_TOKEN}
+    with _two_workers(database_url, env) as (_, port, _l):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as paced:
             paced.sendall(post + body[:10])
             time.sleep(0.3)
@@ -397,6 +398,14 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_closed(
         assert time.monotonic() - started < 5  # closed by the sweep, not by the test's timeout
         products = httpx.get(f"http://127.0.0.1:{port}/products", headers=tenant_a.headers)
         assert [p["name"] for p in products.json()["items"]] == ["slow"]  # the paced one only
+        # Counted (and logged) as the 408 the client got, not as what the app made of the
+        # cut-off body (a 422).
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=SCRAPE).text
+        posts = {line.split('status="')[1].split('"')[0]: line.rsplit(" ", 1)[1]
+                 for line in scraped.splitlines()
+                 if line.startswith("tenantsvc_requests_total{")
+                 and 'route="/products"' in line and 'method="POST"' in line}  # fmt: skip
+        assert posts == {"201": "1.0", "408": "1.0"}, posts
 
 
 def test_an_idle_kept_alive_connection_lasts_the_setting(
