@@ -73,6 +73,11 @@ class JsonStream:
 
         sys.stdout.write(f'\n], "summary": {json.dumps(_summary_json(summary))}}}\n')
 
+    def abort(self, migrated: int, behind: int) -> None:
+        """The document closed with ``aborted`` in place of ``summary`` (Ctrl-C, the database
+        lost): a run cut short still prints JSON that parses, with what it did."""
+        sys.stdout.write(f'\n], "aborted": {{"migrated": {migrated}, "behind": {behind}}}}}\n')
+
 
 @app.command()
 def migrate(
@@ -225,6 +230,10 @@ class _Reporter:
             self.progress.start()
         try:
             yield self
+        except BaseException:
+            if self.stream is not None:
+                self.stream.abort(self.migrated, total)
+            raise
         finally:
             if self.progress is not None:
                 self.progress.stop()

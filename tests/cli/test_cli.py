@@ -398,12 +398,13 @@ def test_ctrl_c_in_a_batch_says_what_it_did_not_do(database_url: str, engine: As
     assert exist - {left[0]} == set(made)
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
 async def test_ctrl_c_in_migrate_all_says_how_far_it_got(
-    database_url: str, engine: AsyncEngine
+    database_url: str, engine: AsyncEngine, as_json: bool
 ) -> None:
-    """It said only "interrupted". Each tenant commits on its own: the count it gives are at
-    head (one more, at most, if the one in flight had just committed), and a re-run does
-    the rest."""
+    """It said only "interrupted", and --json left half a document that did not parse. Each
+    tenant commits on its own: the count it gives are at head (one more, at most, if the one
+    in flight had just committed), and a re-run does the rest."""
     env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
     prefix = slug()
     slugs = [f"{prefix}_{i}" for i in range(50)]
@@ -420,14 +421,14 @@ async def test_ctrl_c_in_migrate_all_says_how_far_it_got(
             return int(await conn.scalar(at_head))
 
     fleet = await asyncio.create_subprocess_exec(
-        *TENANTCTL, "migrate-all", *only, "--concurrency", "1", env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        *TENANTCTL, "migrate-all", *only, "--concurrency", "1", *(["--json"] if as_json else []),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     while await migrated() < 3:
         assert fleet.returncode is None, await fleet.communicate()
         await asyncio.sleep(0.01)
     fleet.send_signal(signal.SIGINT)
-    _, said_bytes = await asyncio.wait_for(fleet.communicate(), timeout=60)
+    out, said_bytes = await asyncio.wait_for(fleet.communicate(), timeout=60)
     stderr = said_bytes.decode()
     assert fleet.returncode == 130, stderr
     said = re.fullmatch(
@@ -439,6 +440,10 @@ async def test_ctrl_c_in_migrate_all_says_how_far_it_got(
     assert said is not None, stderr
     told, done = int(said[1]), await migrated()
     assert 3 <= told <= done <= told + 1 < 50
+    if as_json:
+        document = json.loads(out)
+        assert document["aborted"] == {"migrated": told, "behind": 50}
+        assert len(document["tenants"]) == told
     rerun = tenantctl_process("migrate-all", *only, env=env)
     assert rerun.stdout.startswith(f"50 tenants: {50 - done} migrated to {head('tenant')}, "
                                    f"{done} already there, 0 failed"), rerun  # fmt: skip
