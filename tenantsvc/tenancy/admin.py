@@ -123,25 +123,21 @@ async def set_status(conn: AsyncConnection, slug: str, status: TenantStatus) -> 
     return await get_tenant(conn, slug)
 
 
-async def revision_at_head(conn: AsyncConnection, schema: str) -> tuple[str | None, bool]:
-    """The schema's revision, and whether it is the tenant track's head: a tenant is served
-    only there."""
+async def revision_and_head(conn: AsyncConnection, schema: str) -> tuple[str | None, str]:
+    """The schema's revision, and the tenant track's head: a tenant is served only there."""
     from tenantsvc.tenancy.migrator import head  # Alembic: not for every registry command
 
-    revision = await schema_revision(conn, schema)
-    return revision, revision == head("tenant")
+    return await schema_revision(conn, schema), head("tenant")
 
 
 async def _at_head(conn: AsyncConnection, tenant: TenantInfo) -> None:
     """A tenant held back while it is brought to head (restored from an archive, imported
     from an older export) is not served before it gets there: `resume` right after a failed
     migration would have served it at a revision the code was not written for."""
-    revision, at_head = await revision_at_head(conn, tenant.schema)
-    if not at_head:
-        from tenantsvc.tenancy.migrator import head
-
+    revision, head = await revision_and_head(conn, tenant.schema)
+    if revision != head:
         raise TenancyError(
-            f"tenant {tenant.slug!r} is at {revision}, not at head {head('tenant')}: "
+            f"tenant {tenant.slug!r} is at {revision}, not at head {head}: "
             f"`tenantctl migrate {tenant.slug}` first"
         )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tenantsvc.tenancy.admin import TenantInfo, get_tenant, revision_at_head, set_status
+from tenantsvc.tenancy.admin import TenantInfo, get_tenant, revision_and_head, set_status
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.locking import LOCK_CLASS, LockPolicy, LocksNotGranted, slug_lock
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
@@ -65,8 +65,8 @@ async def restore(conn: AsyncConnection, slug: str) -> tuple[TenantInfo, str | N
         raise TenancyError(f"tenant {slug!r} is not archived (it is {tenant.status})")
     await _no_migration_running(conn, tenant)
     await _rename_schema(conn, tenant.archived_schema, tenant.schema)
-    revision, at_head = await revision_at_head(conn, tenant.schema)
-    status = TenantStatus.ACTIVE if at_head else TenantStatus.PROVISIONING
+    revision, head = await revision_and_head(conn, tenant.schema)
+    status = TenantStatus.ACTIVE if revision == head else TenantStatus.PROVISIONING
     await conn.execute(
         update(TenantRow)
         .where(TenantRow.id == tenant.id)
