@@ -296,7 +296,8 @@ def isolate(
         typer.Argument(help="One tenant (default: --all).", autocompletion=known_slugs),
     ] = None,
     all_tenants: Annotated[
-        bool, typer.Option("--all", help="Every tenant without its own role.")
+        bool,
+        typer.Option("--all", help="Every tenant without its role, or a role dropped or short."),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -318,7 +319,8 @@ def isolate(
         elif slug is not None:
             typer.echo(f"tenant {slug} runs as its own role, with all its rights")
         else:
-            typer.echo(f"gave {len(done)} tenant(s) their own role; every tenant has one now")
+            typer.echo(f"gave or repaired the roles of {counted(len(done), 'tenant')}; every "
+                       "tenant runs as its own role now")  # fmt: skip
 
     run(work)
 

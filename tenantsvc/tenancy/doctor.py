@@ -17,7 +17,7 @@ from tenantsvc.tenancy.errors import first_line
 from tenantsvc.tenancy.migrator import head
 from tenantsvc.tenancy.models import TenantRow, TenantStatus
 from tenantsvc.tenancy.revisions import read_revisions
-from tenantsvc.tenancy.roles import SERVE_GROUP, TENANT_ROLE_PATTERN
+from tenantsvc.tenancy.roles import ROLE_STATES, SERVE_GROUP, TENANT_ROLE_PATTERN
 from tenantsvc.tenancy.slugs import SHARED_SCHEMA
 from tenantsvc.wording import counted, plural
 
@@ -260,21 +260,7 @@ async def check_audit(conn: AsyncConnection) -> Check:
 
 # Per tenant with a role: is it there, may this role (the service's) act as it, and does it
 # hold its rights on every table of its schema?
-_ROLES = text("""
-SELECT t.slug, current_user AS me, t.role_name IS NULL AS unset,
-       t.role_name IS NOT NULL AND r.oid IS NULL AS missing,
-       r.oid IS NOT NULL AND NOT pg_has_role(current_user, r.oid, 'MEMBER') AS foreign_role,
-       r.oid IS NOT NULL AND EXISTS (
-           SELECT FROM pg_tables p, unnest('{SELECT,INSERT,UPDATE,DELETE}'::text[]) AS right_
-           WHERE p.schemaname = coalesce(t.archived_schema, t.schema_name)
-             AND p.tablename <> 'alembic_version'
-             AND NOT has_table_privilege(r.oid, format('%I.%I', p.schemaname, p.tablename),
-                                         right_)  -- each: a list is true if any one is held
-       ) AS short
-FROM tenantsvc.tenants t LEFT JOIN pg_roles r ON r.rolname = t.role_name
-WHERE t.status <> 'provisioning'
-ORDER BY t.id
-""")
+_ROLES = text(f"{ROLE_STATES} WHERE t.status <> 'provisioning' ORDER BY t.id")
 
 
 async def check_roles(conn: AsyncConnection) -> Check:
@@ -285,7 +271,7 @@ async def check_roles(conn: AsyncConnection) -> Check:
     if broken:
         return Check("tenant roles", "fail", f"roles missing, not granted to {rows[0].me} or "
                      f"short of rights, of {counted(len(broken), 'tenant')}: "
-                     f"{_first_few(broken)}; `tenantctl isolate <slug>` repairs one")  # fmt: skip
+                     f"{_first_few(broken)}; `tenantctl isolate --all` repairs them")  # fmt: skip
     unset = [r.slug for r in rows if r.unset]
     if not rows:
         return Check("tenant roles", "ok", "no tenants yet")

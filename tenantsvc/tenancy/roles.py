@@ -44,6 +44,28 @@ _NAME_SCHEMA_GROUP = text(
 )
 
 
+# Each tenant's role as it stands: none yet (``unset``), recorded but not in the cluster (a
+# dropped role, a database restored into another cluster), not one this role may act as, or
+# short of a right on one of its tables. ``doctor`` reports them; ``isolate --all`` repairs them.
+ROLE_STATES = """
+SELECT t.id, t.slug, current_user AS me, t.role_name IS NULL AS unset,
+       t.role_name IS NOT NULL AND r.oid IS NULL AS missing,
+       r.oid IS NOT NULL AND NOT pg_has_role(current_user, r.oid, 'MEMBER') AS foreign_role,
+       r.oid IS NOT NULL AND EXISTS (
+           SELECT FROM pg_tables p, unnest('{SELECT,INSERT,UPDATE,DELETE}'::text[]) AS right_
+           WHERE p.schemaname = coalesce(t.archived_schema, t.schema_name)
+             AND p.tablename <> 'alembic_version'
+             AND NOT has_table_privilege(r.oid, format('%I.%I', p.schemaname, p.tablename),
+                                         right_)  -- each: a list is true if any one is held
+       ) AS short
+FROM tenantsvc.tenants t LEFT JOIN pg_roles r ON r.rolname = t.role_name
+"""
+_NEEDING_ROLES = text(
+    f"SELECT id, slug FROM ({ROLE_STATES}) s "  # noqa: S608 (constants)
+    "WHERE unset OR missing OR foreign_role OR short ORDER BY id"
+)
+
+
 def role_prefix(database: str) -> str:
     """What the names of ``database``'s roles begin with, as ``_PREFIX`` makes them."""
     return f"tenantsvc_{hashlib.md5(database.encode()).hexdigest()[:8]}_"  # noqa: S324
@@ -135,17 +157,18 @@ async def drop_role(conn: AsyncConnection, role: str | None) -> None:
 
 
 async def isolate(engine: AsyncEngine, slug: str | None = None) -> list[str]:
-    """Give ``slug`` (or every tenant without one) its role, completing the rights of one
-    that has it; each tenant in its own transaction, so a long run keeps what it did. Returns
-    the slugs."""
+    """Give ``slug`` (or every tenant whose role is not as it should be: none yet, dropped,
+    short of a right) its role, completing the rights of one that has it; each tenant in its
+    own transaction, so a long run keeps what it did. Returns the slugs. ``--all`` took only
+    the tenants without a role: a database restored into a new cluster (roles are the
+    cluster's, not in its dump) had to be repaired tenant by tenant."""
     async with engine.connect() as conn:
-        query = select(TenantRow.id, TenantRow.slug).order_by(TenantRow.id)
         if slug is not None:
             validate_slug(slug)
-            query = query.where(TenantRow.slug == slug)
+            query = select(TenantRow.id, TenantRow.slug).where(TenantRow.slug == slug)
+            tenants = [(row.id, row.slug) for row in await conn.execute(query)]
         else:
-            query = query.where(TenantRow.role_name.is_(None))
-        tenants = [(row.id, row.slug) for row in await conn.execute(query)]
+            tenants = [(row.id, row.slug) for row in await conn.execute(_NEEDING_ROLES)]
     if slug is not None and not tenants:
         raise TenantNotFoundError(slug)
     for tenant_id, _ in tenants:

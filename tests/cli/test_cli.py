@@ -466,7 +466,7 @@ def test_isolate_completes_a_tenants_role() -> None:
     assert role.startswith("tenantsvc_")
     assert tenantctl("isolate", name, "--json") == {"isolated": [name]}
     assert tenantctl("show", name, "--json")["role"] == role  # the same role, completed
-    assert "every tenant has one now" in tenantctl("isolate", "--all").stdout
+    assert "every tenant runs as its own role now" in tenantctl("isolate", "--all").stdout
 
 
 @pytest.mark.usefixtures("cli_env")

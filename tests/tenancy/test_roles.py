@@ -18,7 +18,7 @@ from tenantsvc.tenancy.admin import TenantInfo, get_tenant
 from tenantsvc.tenancy.doctor import check_roles
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.provisioning import create_tenant
-from tenantsvc.tenancy.roles import give_role, isolate
+from tenantsvc.tenancy.roles import drop_role, give_role, isolate
 from tests.conftest import TenantHandle, make_settings
 from tests.tenancy.revisions import add_sku_revision
 
@@ -117,6 +117,22 @@ async def test_isolate_gives_existing_tenants_roles_and_doctor_tells(
     assert await isolate(fresh_engine, "old_one") == ["old_one"]
     async with fresh_engine.connect() as conn:
         assert (await check_roles(conn)).status == "ok"
+
+
+async def test_isolate_all_repairs_dropped_and_short_roles_too(fresh_engine: AsyncEngine) -> None:
+    """A database restored into a new cluster comes without its tenants' roles (they are the
+    cluster's, not in the dump), and a role may lose a right by hand. `isolate --all` took
+    only the tenants without a role: each had to be repaired by its slug."""
+    for slug in ("fine", "dropped", "short"):
+        await create_tenant(fresh_engine, slug)
+    dropped, short = await _info(fresh_engine, "dropped"), await _info(fresh_engine, "short")
+    async with fresh_engine.begin() as conn:
+        await drop_role(conn, dropped.role)
+        await conn.execute(text(f'REVOKE UPDATE ON {short.schema}.products FROM "{short.role}"'))
+    assert await isolate(fresh_engine) == ["dropped", "short"]
+    async with fresh_engine.connect() as conn:
+        assert (await check_roles(conn)).status == "ok"
+    assert await isolate(fresh_engine) == []
 
 
 async def test_purge_drops_the_role_and_archive_keeps_it(fresh_engine: AsyncEngine) -> None:
