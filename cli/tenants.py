@@ -196,6 +196,10 @@ def _lifecycle(slugs: list[str], action: str, as_json: bool) -> None:
             said = f"tenant {tenant.slug}: archived (schema now {tenant.archived_schema})"
         else:
             said = f"tenant {tenant.slug}: {action}d"
+        if action == "purge" and tenant.role:
+            said += (f"; its role {tenant.role} is kept, with no rights left here: another "
+                     "database on this cluster uses it (a copy of this one, or the one this was "
+                     "copied from)")  # fmt: skip
         return {**tenant.as_json(), "action": action}, said
 
     done = f"{action}d"

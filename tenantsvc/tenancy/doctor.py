@@ -272,6 +272,12 @@ async def check_roles(conn: AsyncConnection) -> Check:
         return Check("tenant roles", "fail", f"roles missing, not granted to {rows[0].me} or "
                      f"short of rights, of {counted(len(broken), 'tenant')}: "
                      f"{_first_few(broken)}; `tenantctl isolate --all` repairs them")  # fmt: skip
+    copied = [r.slug for r in rows if r.other_database]
+    if copied:  # served, but a purge in either database is held up by the other
+        return Check("tenant roles", "warn", f"{counted(len(copied), 'tenant')} of this database "
+                     f"(a copy of another on the cluster) {plural(len(copied), 'uses', 'use')} "
+                     f"the other's roles: {_first_few(copied)}; `tenantctl isolate --all` "
+                     "gives them their own")  # fmt: skip
     unset = [r.slug for r in rows if r.unset]
     if not rows:
         return Check("tenant roles", "ok", "no tenants yet")

@@ -11,7 +11,7 @@ and only then served (``restore_at_head``), as an import from an older export is
 at its old revision, it met code written for tables it did not have.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -112,13 +112,14 @@ async def serve_at_head(
 
 
 async def purge(conn: AsyncConnection, slug: str) -> TenantInfo:
+    """The tenant as it was, but for ``role``: the role left behind, if one was (another
+    database's, or held in one: ``roles.drop_role``); None once it is dropped."""
     await conn.execute(slug_lock(slug))  # a create of the slug waits, then counts this purge
     tenant = await get_tenant(conn, slug)
     await _no_migration_running(conn, tenant)
     await conn.execute(text(f"DROP SCHEMA IF EXISTS {_quote(conn, tenant.location)} CASCADE"))
     await conn.execute(delete(TenantRow).where(TenantRow.id == tenant.id))
-    await drop_role(conn, tenant.role)
-    return tenant
+    return replace(tenant, role=await drop_role(conn, tenant.role))
 
 
 async def purge_when_free(engine: AsyncEngine, slug: str, policy: LockPolicy) -> TenantInfo:

@@ -16,6 +16,13 @@ any other tenant's table ("permission denied"), and the registry's.
 - Creating one takes ``CREATEROLE`` (or a superuser). ``TENANTSVC_TENANT_ROLES=false`` creates
   tenants without one; they run as the service's role, as every tenant did before.
 - Purging a tenant drops its role; archiving keeps it (the rights follow the renamed schema).
+- A copy of the database on the same cluster (a staging copy: ``CREATE DATABASE ... TEMPLATE``,
+  or a dump restored there) comes with its tenants' rights granted to the original's roles,
+  which it then uses too. Purging a tenant there tried to drop the original's role, and
+  failed ("cannot be dropped because some objects depend on it"), as did a purge in the
+  original while the copy held rights. Now a purge drops only a role named for its own
+  database and held nowhere else (else it revokes the role's rights here and keeps it), and
+  ``isolate --all`` gives the copy's tenants roles of their own, revoking the original's.
 """
 
 import hashlib
@@ -40,29 +47,38 @@ TENANT_ROLE_PATTERN = f"'^' || {_PREFIX} || '[0-9]+$'"  # SQL: a regular express
 # the serving group its role joins.
 _NAME_SCHEMA_GROUP = text(
     f"SELECT {_PREFIX} || id, coalesce(archived_schema, schema_name), "  # noqa: S608 (constants)
-    f"{SERVE_GROUP} FROM tenantsvc.tenants WHERE id = :id"
+    f"{SERVE_GROUP}, role_name FROM tenantsvc.tenants WHERE id = :id"
 )
+# Whether a role exists, is named for this database, and holds anything in another one.
+_ROLE_HOLDS = text(f"""
+SELECT r.oid IS NOT NULL, left(:role, length({_PREFIX})) = {_PREFIX}, EXISTS (
+    SELECT FROM pg_shdepend d
+    WHERE d.refobjid = r.oid AND d.refclassid = 'pg_authid'::regclass AND d.dbid <> 0
+      AND d.dbid <> (SELECT oid FROM pg_database WHERE datname = current_database()))
+FROM (SELECT) AS one LEFT JOIN pg_roles r ON r.rolname = :role
+""")  # noqa: S608 (constants)
 
 
 # Each tenant's role as it stands: none yet (``unset``), recorded but not in the cluster (a
 # dropped role, a database restored into another cluster), not one this role may act as, or
 # short of a right on one of its tables. ``doctor`` reports them; ``isolate --all`` repairs them.
-ROLE_STATES = """
+ROLE_STATES = f"""
 SELECT t.id, t.slug, current_user AS me, t.role_name IS NULL AS unset,
        t.role_name IS NOT NULL AND r.oid IS NULL AS missing,
        r.oid IS NOT NULL AND NOT pg_has_role(current_user, r.oid, 'MEMBER') AS foreign_role,
+       left(t.role_name, length({_PREFIX})) <> {_PREFIX} AS other_database,
        r.oid IS NOT NULL AND EXISTS (
-           SELECT FROM pg_tables p, unnest('{SELECT,INSERT,UPDATE,DELETE}'::text[]) AS right_
+           SELECT FROM pg_tables p, unnest('{{SELECT,INSERT,UPDATE,DELETE}}'::text[]) AS right_
            WHERE p.schemaname = coalesce(t.archived_schema, t.schema_name)
              AND p.tablename <> 'alembic_version'
              AND NOT has_table_privilege(r.oid, format('%I.%I', p.schemaname, p.tablename),
                                          right_)  -- each: a list is true if any one is held
        ) AS short
 FROM tenantsvc.tenants t LEFT JOIN pg_roles r ON r.rolname = t.role_name
-"""
+"""  # noqa: S608 (constants)
 _NEEDING_ROLES = text(
     f"SELECT id, slug FROM ({ROLE_STATES}) s "  # noqa: S608 (constants)
-    "WHERE unset OR missing OR foreign_role OR short ORDER BY id"
+    "WHERE unset OR missing OR foreign_role OR short OR other_database ORDER BY id"
 )
 
 
@@ -124,7 +140,7 @@ async def give_role(conn: AsyncConnection, tenant_id: int) -> str:
     """Create (or complete) the tenant's role and record it; returns its name. Inside the
     caller's transaction: the role, its rights and the registry row commit together."""
     row = (await conn.execute(_NAME_SCHEMA_GROUP, {"id": tenant_id})).one()
-    role, schema, group = str(row[0]), str(row[1]), str(row[2])
+    role, schema, group, recorded = str(row[0]), str(row[1]), str(row[2]), row[3]
     found = await conn.execute(_PRESENT, {"schema": schema, "names": list(TABLES)})
     raw = await conn.get_raw_connection()
     try:
@@ -135,25 +151,26 @@ async def give_role(conn: AsyncConnection, tenant_id: int) -> str:
             f"{exc}: a tenant's own role needs CREATEROLE for the database user (ALTER ROLE "
             "... CREATEROLE), or set TENANTSVC_TENANT_ROLES=false to go without"
         ) from exc
+    if recorded is not None and recorded != role:  # another database's (this is a copy)
+        await drop_role(conn, recorded)  # its rights here go; it stays if it is not ours
     await conn.execute(update(TenantRow).where(TenantRow.id == tenant_id).values(role_name=role))
     return role
 
 
-async def drop_role(conn: AsyncConnection, role: str | None) -> None:
-    """With the tenant's schema (its rights in this database go first: a role that holds
-    any cannot be dropped)."""
+async def drop_role(conn: AsyncConnection, role: str | None) -> str | None:
+    """With the tenant's schema: its rights in this database are revoked, and the role dropped
+    if it is this database's and holds nothing in another (a copy of this one on the cluster
+    may use it too). Returns the role when it is kept."""
     if role is None:
-        return
-    r = identifier(role).replace("'", "''")
-    await conn.execute(
-        text(f"""
-        DO $$ BEGIN
-            IF EXISTS (SELECT FROM pg_roles WHERE rolname = {literal(role)}) THEN
-                EXECUTE 'DROP OWNED BY {r}';
-                EXECUTE 'DROP ROLE {r}';
-            END IF;
-        END $$""")
-    )
+        return None
+    exists, ours, held_elsewhere = (await conn.execute(_ROLE_HOLDS, {"role": role})).one()
+    if not exists:
+        return None
+    await conn.execute(text(f"DROP OWNED BY {identifier(role)}"))
+    if not ours or held_elsewhere:
+        return role
+    await conn.execute(text(f"DROP ROLE {identifier(role)}"))
+    return None
 
 
 async def isolate(engine: AsyncEngine, slug: str | None = None) -> list[str]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from tenantsvc.db.engine import create_engine
 from tenantsvc.db.session import tenant_connection, tenant_session
@@ -18,7 +18,9 @@ from tenantsvc.tenancy.admin import TenantInfo, get_tenant
 from tenantsvc.tenancy.doctor import check_roles
 from tenantsvc.tenancy.errors import TenancyError
 from tenantsvc.tenancy.provisioning import create_tenant
-from tenantsvc.tenancy.roles import drop_role, give_role, isolate
+from tenantsvc.tenancy.roles import drop_role, give_role, isolate, role_prefix
+from tenantsvc.testing.app import drop_roles_of
+from tenantsvc.testing.postgres import with_database
 from tests.conftest import TenantHandle, make_settings
 from tests.tenancy.revisions import add_sku_revision
 
@@ -133,6 +135,47 @@ async def test_isolate_all_repairs_dropped_and_short_roles_too(fresh_engine: Asy
     async with fresh_engine.connect() as conn:
         assert (await check_roles(conn)).status == "ok"
     assert await isolate(fresh_engine) == []
+
+
+async def test_a_copy_of_the_database_on_the_cluster_purges_and_gets_roles_of_its_own(
+    admin_url: str, empty_database_url: str, fresh_engine: AsyncEngine
+) -> None:
+    """A staging copy (CREATE DATABASE ... TEMPLATE, or a dump restored on the same cluster)
+    comes with its tenants' rights granted to the original's roles. A purge there failed ("role
+    ... cannot be dropped because some objects depend on it"), and so did a purge in the
+    original while the copy held rights through its role."""
+    for slug in ("kept", "gone"):
+        await create_tenant(fresh_engine, slug)
+    original_role = (await _info(fresh_engine, "gone")).role
+    await fresh_engine.dispose()  # a template has no connections
+    original = make_url(empty_database_url).database
+    copy = f"{original}_copy"
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{copy}" TEMPLATE "{original}"'))
+    copied = create_engine(make_settings(with_database(admin_url, copy)))
+    try:
+        async with copied.connect() as conn:
+            warned = await check_roles(conn)
+        assert (warned.status, "use the other's roles" in warned.detail) == ("warn", True)
+        async with copied.begin() as conn:
+            assert (await lifecycle.purge(conn, "gone")).role == original_role  # kept: in use
+        async with fresh_engine.begin() as conn:
+            assert (await lifecycle.purge(conn, "gone")).role is None  # dropped: held nowhere
+        assert await isolate(copied) == ["kept"]
+        own = (await _info(copied, "kept")).role
+        assert own is not None
+        assert own.startswith(role_prefix(copy))
+        async with copied.connect() as conn:
+            assert (await check_roles(conn)).status == "ok"
+        async with fresh_engine.begin() as conn:  # the copy no longer holds the original's
+            assert (await lifecycle.purge(conn, "kept")).role is None
+    finally:
+        await copied.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE "{copy}" WITH (FORCE)'))
+            await drop_roles_of(conn, copy)
+        await admin.dispose()
 
 
 async def test_purge_drops_the_role_and_archive_keeps_it(fresh_engine: AsyncEngine) -> None:
