@@ -274,10 +274,11 @@ async def check_roles(conn: AsyncConnection) -> Check:
                      f"{_first_few(broken)}; `tenantctl isolate --all` repairs them")  # fmt: skip
     copied = [r.slug for r in rows if r.other_database]
     if copied:  # served, but a purge in either database is held up by the other
-        return Check("tenant roles", "warn", f"{counted(len(copied), 'tenant')} of this database "
-                     f"(a copy of another on the cluster) {plural(len(copied), 'uses', 'use')} "
-                     f"the other's roles: {_first_few(copied)}; `tenantctl isolate --all` "
-                     "gives them their own")  # fmt: skip
+        use = plural(len(copied), "uses", "use")
+        detail = (f"{counted(len(copied), 'tenant')} of this database (a copy of another on the "
+                  f"cluster, or renamed) {use} the other's roles: {_first_few(copied)}; "
+                  "`tenantctl isolate --all` gives them theirs")  # fmt: skip
+        return Check("tenant roles", "warn", detail)
     unset = [r.slug for r in rows if r.unset]
     if not rows:
         return Check("tenant roles", "ok", "no tenants yet")
