@@ -45,6 +45,19 @@ async def check_server(conn: AsyncConnection) -> Check:
     return Check("server", "ok", f"PostgreSQL {shown}")
 
 
+async def check_writable(conn: AsyncConnection) -> Check:
+    """A standby (``TENANTSVC_DATABASE_URL`` at a replica, or at a primary demoted in a
+    failover) serves reads, and answers every write a 503: the service looks half up. So does
+    a database switched read-only for maintenance."""
+    if await conn.scalar(select(func.pg_is_in_recovery())):
+        return Check("writable", "fail", "the database is a standby (in recovery): it takes no "
+                     "writes; point TENANTSVC_DATABASE_URL at the primary")  # fmt: skip
+    if await _setting(conn, "default_transaction_read_only") == "on":
+        return Check("writable", "warn", "default_transaction_read_only is on (maintenance?): "
+                     "every write is answered 503 until it is off")  # fmt: skip
+    return Check("writable", "ok", "the database takes writes")
+
+
 def pool_check(settings: Settings, max_connections: int, reserved: int) -> Check:
     per_worker = settings.pool_size + settings.max_overflow
     needed = settings.workers * per_worker + CLI_HEADROOM
@@ -327,7 +340,11 @@ def _first_few(items: list[str], shown: int = 5) -> str:
 
 
 async def run_checks(conn: AsyncConnection, settings: Settings) -> list[Check]:
-    checks = [await check_server(conn), await check_pool(conn, settings)]
+    checks = [
+        await check_server(conn),
+        await check_writable(conn),
+        await check_pool(conn, settings),
+    ]
     checks.append(tenant_cap_check(settings))
     checks.append(metrics_check(settings))
     checks.append(await check_timeouts(conn, settings))

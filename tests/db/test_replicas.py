@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenantsvc.db.engine import create_engine
 from tenantsvc.deps import ReadDbSession
 from tenantsvc.main import create_app
+from tenantsvc.tenancy.doctor import Check, run_checks
 from tenantsvc.tenancy.fleet import migrate_shared
 from tenantsvc.tenancy.lifecycle import archive, purge, restore_at_head
 from tenantsvc.tenancy.provisioning import create_tenant
@@ -362,3 +363,39 @@ async def test_bad_token_is_400(replicated: tuple[Running, TenantHandle]) -> Non
         )
         assert response.status_code == 400, bad
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_doctor_fails_on_a_standby_and_warns_of_a_read_only_primary(
+    primary: PostgresServer, replica: ReplicaHandle
+) -> None:
+    """TENANTSVC_DATABASE_URL at a replica (or at a primary demoted in a failover): the
+    service serves reads and answers every write 503, half up, and doctor said all was well.
+    A primary switched read-only for maintenance does the same, until it is switched back."""
+    settings = make_settings(_url(primary))
+    engine = create_engine(settings)
+    await migrate_shared(engine)
+    await engine.dispose()
+
+    async def writable(url: str) -> Check:
+        checked = create_engine(make_settings(url))
+        try:
+            async with checked.connect() as conn:
+                [check] = [c for c in await run_checks(conn, settings) if c.name == "writable"]
+            return check
+        finally:
+            await checked.dispose()
+
+    assert (await writable(_url(primary))).status == "ok"
+    on_standby = await writable(replica.url)
+    assert (on_standby.status, "standby" in on_standby.detail) == ("fail", True)
+    await _sql(_url(primary), "ALTER SYSTEM SET default_transaction_read_only = on")
+    await _sql(_url(primary), "SELECT pg_reload_conf()")
+    try:
+        switched = await writable(_url(primary))
+    finally:
+        await _sql(_url(primary), "ALTER SYSTEM RESET default_transaction_read_only")
+        await _sql(_url(primary), "SELECT pg_reload_conf()")
+    assert (switched.status, "default_transaction_read_only is on" in switched.detail) == (
+        "warn",
+        True,
+    )
