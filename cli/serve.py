@@ -46,20 +46,21 @@ def _bootstrap_embedded(host: str, port: int) -> None:
 def _check_database(workers: int) -> None:
     """A database that cannot be reached is one line and exit 1 here, where every worker would
     otherwise fail its startup with a traceback of its own. A pool the server cannot hold is a
-    warning here, where it would otherwise first show under load: "too many clients", 503s.
-    (``engine_for_cli`` connects at once: a database away is its one line.)"""
+    warning here, where it would otherwise first show under load: "too many clients", 503s;
+    so is a database that takes no writes (a standby), where it would first show as every
+    write's 503. (``engine_for_cli`` connects at once: a database away is its one line.)"""
     from tenantsvc.settings import get_settings
-    from tenantsvc.tenancy.doctor import Check, check_pool
+    from tenantsvc.tenancy.doctor import Check, check_pool, check_writable
 
     planned = get_settings().model_copy(update={"workers": workers})
 
-    async def work() -> Check:
+    async def work() -> list[Check]:
         async with engine_for_cli(pool_size=1) as engine, engine.connect() as conn:
-            return await check_pool(conn, planned)
+            return [await check_writable(conn), await check_pool(conn, planned)]
 
-    pool = run(work)
-    if pool.status == "fail":
-        typer.echo(f"warning: {pool.name}: {pool.detail}", err=True)
+    for check in run(work):
+        if check.status != "ok":
+            typer.echo(f"warning: {check.name}: {check.detail}", err=True)
 
 
 @contextmanager

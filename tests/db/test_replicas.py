@@ -27,6 +27,7 @@ from tenantsvc.tenancy.lifecycle import archive, purge, restore_at_head
 from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.tenant_routes import TenantRoute
 from tenantsvc.testing.app import stop_app
+from tests.cli.test_serve import _serve_exits
 from tests.conftest import Running, TenantHandle, make_settings, start_app
 from tests.polling import until
 from tests.replica import ReplicaHandle, streaming_replica
@@ -388,6 +389,11 @@ async def test_doctor_fails_on_a_standby_and_warns_of_a_read_only_primary(
     assert (await writable(_url(primary))).status == "ok"
     on_standby = await writable(replica.url)
     assert (on_standby.status, "standby" in on_standby.detail) == ("fail", True)
+    # `serve` says so as it starts (then its workers fail here: no such app)
+    served = await asyncio.to_thread(
+        _serve_exits, {"TENANTSVC_DATABASE_URL": replica.url}, "--app", "tenantsvc.nowhere:app"
+    )
+    assert "warning: writable: the database is a standby" in served.stderr, served.stderr[-2000:]
     await _sql(_url(primary), "ALTER SYSTEM SET default_transaction_read_only = on")
     await _sql(_url(primary), "SELECT pg_reload_conf()")
     try:
