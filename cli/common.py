@@ -90,6 +90,7 @@ def spoken(span: timedelta) -> str:
 
 
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+READ_ONLY_TRANSACTION = "25006"
 
 
 def fail(message: str) -> typer.Exit:
@@ -127,10 +128,22 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
             raise fail(f"{exc.filename}: {exc.strerror}{context()}") from None
         raise fail(f"database: {first_line(exc)}{context()}") from None  # a connection lost
     except (DBAPIError, PostgresError) as exc:
-        message = first_line(exc)
-        if 'relation "tenantsvc.' in message:
-            message += " (run `tenantctl migrate-all` first)"
-        raise fail(f"database: {message}{context()}") from None
+        raise fail(f"database: {_with_hint(exc)}{context()}") from None
+
+
+def _with_hint(exc: BaseException) -> str:
+    """The database's message, and what to do about it where that is not in it."""
+    from tenantsvc.db.errors import sqlstate
+    from tenantsvc.tenancy.errors import first_line
+
+    message = first_line(exc)
+    if 'relation "tenantsvc.' in message:
+        return message + " (run `tenantctl migrate-all` first)"
+    if sqlstate(exc) == READ_ONLY_TRANSACTION:  # said as "... in a read-only transaction"
+        return message + (" (the database takes no writes: a standby, or "
+                          "default_transaction_read_only is on; point TENANTSVC_DATABASE_URL "
+                          "at the primary)")  # fmt: skip
+    return message
 
 
 async def _reachable(engine: Any, url: str | None) -> None:

@@ -649,3 +649,28 @@ def test_a_concurrency_past_the_servers_free_connections_is_refused(fresh_cli: s
     # As many as there are tenants behind, if that fits: one tenant needs one connection.
     assert "0 failed" in tenantctl("migrate-all", "--tenant", "crowded0", "--concurrency",
                                    str(most + 1)).stdout  # fmt: skip
+
+
+async def test_a_write_to_a_database_that_takes_none_says_what_to_do(
+    empty_database_url: str, fresh_engine: AsyncEngine
+) -> None:
+    """TENANTSVC_DATABASE_URL at a standby, or a primary read-only for maintenance: "cannot
+    execute INSERT in a read-only transaction" left the operator to work out which setting."""
+    switch = f'ALTER DATABASE "{make_url(empty_database_url).database}" {{}}'
+    async with fresh_engine.begin() as conn:
+        await conn.execute(text(switch.format("SET default_transaction_read_only = on")))
+    try:
+        env = {**os.environ, "TENANTSVC_DATABASE_URL": empty_database_url}
+        done = await asyncio.to_thread(
+            subprocess.run, [*TENANTCTL_COMMAND, "create", "frozen"], env=env,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        async with fresh_engine.begin() as conn:
+            await conn.execute(text("SET TRANSACTION READ WRITE"))  # the default is read-only
+            await conn.execute(text(switch.format("RESET default_transaction_read_only")))
+    assert done.returncode == 1, done.stderr
+    assert "in a read-only transaction (the database takes no writes: a standby, or " in (
+        done.stderr
+    )
+    assert done.stderr.count("\n") == 1  # one line
