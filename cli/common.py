@@ -90,7 +90,6 @@ def spoken(span: timedelta) -> str:
 
 
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-READ_ONLY_TRANSACTION = "25006"
 
 
 def fail(message: str) -> typer.Exit:
@@ -133,13 +132,13 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
 
 def _with_hint(exc: BaseException) -> str:
     """The database's message, and what to do about it where that is not in it."""
-    from tenantsvc.db.errors import sqlstate
+    from tenantsvc.db.errors import READ_ONLY_SQL_TRANSACTION, sqlstate
     from tenantsvc.tenancy.errors import first_line
 
     message = first_line(exc)
     if 'relation "tenantsvc.' in message:
         return message + " (run `tenantctl migrate-all` first)"
-    if sqlstate(exc) == READ_ONLY_TRANSACTION:  # said as "... in a read-only transaction"
+    if sqlstate(exc) == READ_ONLY_SQL_TRANSACTION:
         return message + (" (the database takes no writes: a standby, or "
                           "default_transaction_read_only is on; point TENANTSVC_DATABASE_URL "
                           "at the primary)")  # fmt: skip

@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from tenantsvc.db.errors import sqlstate
+from tenantsvc.db.errors import READ_ONLY_SQL_TRANSACTION, sqlstate
 from tenantsvc.db.stale import is_replayable
 from tenantsvc.tenancy.errors import first_line
 
@@ -160,13 +160,55 @@ def _on_integrity(_: Request, exc: Exception) -> Response:
     return problem_response(409, "Conflict", "the request conflicts with existing data")
 
 
+READ_ONLY_RETRY = "30"  # seconds: a maintenance window is minutes, not milliseconds
+_AWAY_DETAIL = "the database is unavailable, retry shortly"
+
+
+@dataclass(frozen=True)
+class _Outage:
+    """What a 503 says of a kind of database failure, to the client and in the log."""
+
+    level: int
+    logged: str
+    detail: str
+    retry_after: str = "1"
+
+
+# By SQLSTATE, or its class. "The database is unavailable" was said of each of them, of a
+# database that was up; and a disk or memory run out, or a database that takes no writes, was
+# an "unhandled error" and a 500 that blamed the service. A disk or memory run out, a login
+# refused (its role locked, credentials rotated), a database gone: an operator is needed now,
+# an ERROR in the log that says which.
+_OUTAGES = {
+    "57014": _Outage(
+        logging.WARNING, "statement cancelled (statement timeout, or an operator)",
+        "the database cancelled the request's statement: it ran past the statement timeout (it "
+        "may have waited for rows another transaction holds), or an operator cancelled it; "
+        "nothing was written, retry shortly",
+    ),
+    READ_ONLY_SQL_TRANSACTION: _Outage(
+        logging.WARNING, "the database takes no writes (read-only)",
+        "the database takes no writes at the moment (read-only: maintenance, or a failover); "
+        "nothing was written, reads are served: retry later",
+        READ_ONLY_RETRY,
+    ),
+    "53300": _Outage(logging.WARNING, "the database has no connection free",
+                     "the database is busy, retry shortly"),
+    "28": _Outage(logging.ERROR, "the database refused the service's login", _AWAY_DETAIL),
+    "3D000": _Outage(logging.ERROR, "the service's database does not exist", _AWAY_DETAIL),
+    "53": _Outage(
+        logging.ERROR, "the database is out of a resource",
+        "the database ran out of a resource (disk space, memory) and could not take this "
+        "request; nothing was written, retry later",
+    ),
+}  # fmt: skip
+_AWAY = _Outage(logging.WARNING, "database unavailable", _AWAY_DETAIL)
+
+
 # SQLSTATEs that mean "the database is away or busy right now", not "your request is wrong":
-# connection exceptions (08), operator intervention such as shutdown or restart (57P0x),
-# insufficient resources (53: too many connections, and a disk or memory run out), a cancelled
-# statement (57014, e.g. statement_timeout), a database taking no writes (25006), and one that
-# refuses the service's login (28) or no longer exists (3D000): no request of a client's can
-# mend those, and an operator can.
-_TRANSIENT_PREFIXES = ("08", "57P0", "53", "57014", "25006", "28", "3D000")
+# connection exceptions (08), operator intervention such as shutdown or restart (57P0x), and
+# each outage above, which no request of a client's can mend and an operator can.
+_TRANSIENT_PREFIXES = ("08", "57P0", *_OUTAGES)
 
 
 # The database could not be reached, or a connection to it was lost: raised by the driver,
@@ -194,51 +236,6 @@ def database_unavailable(exc: BaseException) -> bool:
     lost_connection = type(getattr(exc, "orig", exc)).__name__ == "InternalClientError"
     # Still refused after every replay (tenant_routes.py): transient too.
     return lost_connection or sqlstate(exc).startswith(_TRANSIENT_PREFIXES) or is_replayable(exc)
-
-
-READ_ONLY_RETRY = "30"  # seconds: a maintenance window is minutes, not milliseconds
-_AWAY_DETAIL = "the database is unavailable, retry shortly"
-
-
-@dataclass(frozen=True)
-class _Outage:
-    """What a 503 says of a kind of database failure, to the client and in the log."""
-
-    level: int
-    logged: str
-    detail: str
-    retry_after: str = "1"
-
-
-# By SQLSTATE, or its class. "The database is unavailable" was said of each of them, of a
-# database that was up; and a disk or memory run out, or a database that takes no writes, was
-# an "unhandled error" and a 500 that blamed the service. A disk or memory run out, a login
-# refused (its role locked, credentials rotated), a database gone: an operator is needed now,
-# an ERROR in the log that says which.
-_OUTAGES = {
-    "57014": _Outage(
-        logging.WARNING, "statement cancelled (statement timeout, or an operator)",
-        "the database cancelled the request's statement: it ran past the statement timeout (it "
-        "may have waited for rows another transaction holds), or an operator cancelled it; "
-        "nothing was written, retry shortly",
-    ),
-    "25006": _Outage(
-        logging.WARNING, "the database takes no writes (read-only)",
-        "the database takes no writes at the moment (read-only: maintenance, or a failover); "
-        "nothing was written, reads are served: retry later",
-        READ_ONLY_RETRY,
-    ),
-    "53300": _Outage(logging.WARNING, "the database has no connection free",
-                     "the database is busy, retry shortly"),
-    "28": _Outage(logging.ERROR, "the database refused the service's login", _AWAY_DETAIL),
-    "3D000": _Outage(logging.ERROR, "the service's database does not exist", _AWAY_DETAIL),
-    "53": _Outage(
-        logging.ERROR, "the database is out of a resource",
-        "the database ran out of a resource (disk space, memory) and could not take this "
-        "request; nothing was written, retry later",
-    ),
-}  # fmt: skip
-_AWAY = _Outage(logging.WARNING, "database unavailable", _AWAY_DETAIL)
 
 
 def unavailable(exc: BaseException) -> Response:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 SERIALIZATION_FAILURE, DEADLOCK = "40001", "40P01"
 RUN_AGAIN = (SERIALIZATION_FAILURE, DEADLOCK)
 UNDEFINED_TABLE, UNDEFINED_COLUMN = "42P01", "42703"
+# What a write to a database that takes none says (a standby, default_transaction_read_only).
+READ_ONLY_SQL_TRANSACTION = "25006"
 # What ``SET ROLE`` to a role that does not exist says: invalid_parameter_value.
 ROLE_MISSING = "22023"
 # What a replica that has not replayed a tenant's latest DDL yet answers: a tenant just created
