@@ -150,14 +150,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         pipelined head waits for it; ``timeout_keep_alive`` follows that response); past the
         body's time whatever the app is doing: it is waiting for that body, or has answered."""
         if self._body_since is not None and now - self._body_since > body_limit:
-            if self.transport.is_closing():
-                return
-            if self.cycle is not None and not self.cycle.response_started:
-                self.cycle.response_started = True  # the app's own answer goes nowhere
-                self.cycle.scope[SERVER_ANSWERED] = 408  # type: ignore[literal-required]  # logged
-                self._refuse(_BODY_TOO_SLOW, "a request's body took over %g s: 408", body_limit)
-            else:
-                self.transport.close()
+            self._cut_body_off(body_limit)
             return
         late = self._head_since is not None and now - self._head_since > limit
         responding = self.cycle is not None and not self.cycle.response_complete
@@ -167,6 +160,18 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._refuse(_TOO_SLOW, "a request's head took over %g s: 408", limit)
         else:  # one that sent nothing may be about to: a 408 could pass for its answer
             self.transport.close()
+
+    def _cut_body_off(self, limit: float) -> None:
+        """A 408 in place of the app's answer, unless the app has answered already: then the
+        connection is only closed."""
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_started:
+            self.transport.close()
+            return
+        self.cycle.response_started = True  # the app's own answer goes nowhere
+        self.cycle.scope[SERVER_ANSWERED] = 408  # type: ignore[literal-required]  # logged so
+        self._refuse(_BODY_TOO_SLOW, "a request's body took over %g s: 408", limit)
 
     def _refuse(self, response: bytes, message: str, bound: float) -> None:
         self.logger.warning(message, bound)
