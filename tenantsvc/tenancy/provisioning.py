@@ -93,6 +93,8 @@ async def create_tenant(
 ) -> NewTenant:
     """At head unless ``revision`` says otherwise; ``fill`` loads rows before the commit; with
     its own database role unless ``with_role`` (default: ``TENANTSVC_TENANT_ROLES``) says no."""
+    # The slug and name checked before any connection; the schema name is the slug's first
+    # until ``unused_schema`` counts the purges before it.
     schema, display = schema_for(slug), display_name(slug if name is None else name)
     role = get_settings().tenant_roles if with_role is None else with_role
     try:
