@@ -31,6 +31,7 @@ from tenantsvc.testing.app import stop_app
 from tests.cli.test_cli import tenantctl, use_database
 from tests.command import TENANTCTL as TENANTCTL_COMMAND
 from tests.conftest import make_settings, start_app
+from tests.read_only import read_only_database
 from tests.tenancy.revisions import add_sku_revision, concurrently, write_revision
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -656,19 +657,12 @@ async def test_a_write_to_a_database_that_takes_none_says_what_to_do(
 ) -> None:
     """TENANTSVC_DATABASE_URL at a standby, or a primary read-only for maintenance: "cannot
     execute INSERT in a read-only transaction" left the operator to work out which setting."""
-    switch = f'ALTER DATABASE "{make_url(empty_database_url).database}" {{}}'
-    async with fresh_engine.begin() as conn:
-        await conn.execute(text(switch.format("SET default_transaction_read_only = on")))
-    try:
+    async with read_only_database(fresh_engine, empty_database_url):
         env = {**os.environ, "TENANTSVC_DATABASE_URL": empty_database_url}
         done = await asyncio.to_thread(
             subprocess.run, [*TENANTCTL_COMMAND, "create", "frozen"], env=env,
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
-    finally:
-        async with fresh_engine.begin() as conn:
-            await conn.execute(text("SET TRANSACTION READ WRITE"))  # the default is read-only
-            await conn.execute(text(switch.format("RESET default_transaction_read_only")))
     assert done.returncode == 1, done.stderr
     assert "in a read-only transaction (the database takes no writes: a standby, or " in (
         done.stderr

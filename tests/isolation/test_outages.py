@@ -24,6 +24,7 @@ from tenantsvc.tenancy.provisioning import create_tenant
 from tenantsvc.testing.app import stop_app
 from tests.conftest import Running, TenantHandle, make_settings, start_app
 from tests.isolation import faults, fuzz
+from tests.read_only import read_only_database
 
 
 @pytest.fixture
@@ -210,23 +211,14 @@ async def test_a_database_that_takes_no_writes_serves_reads_and_answers_writes_5
     """An operator's maintenance switch (default_transaction_read_only), or a primary demoted
     in a failover: each write was an "unhandled error" and a 500."""
     tenant = TenantHandle.of(await create_tenant(fresh_engine, "frozen"))
-
-    async def read_only(on: bool) -> None:
-        database = make_url(empty_database_url).database
-        async with fresh_engine.begin() as conn:
-            await conn.execute(text("SET TRANSACTION READ WRITE"))  # whatever the default is
-            setting = f"default_transaction_read_only = {'on' if on else 'off'}"
-            await conn.execute(text(f'ALTER DATABASE "{database}" SET {setting}'))
-
-    await read_only(True)
-    manager, running = await start_app(make_settings(empty_database_url))  # connects after it
-    try:
-        body = {"email": "no@write.io", "name": "N"}
-        refused = await running.client.post("/users", json=body, headers=tenant.headers)
-        read = await running.client.get("/users", headers=tenant.headers)
-    finally:
-        await stop_app(manager, running)
-        await read_only(False)
+    async with read_only_database(fresh_engine, empty_database_url):
+        manager, running = await start_app(make_settings(empty_database_url))  # connects after
+        try:
+            body = {"email": "no@write.io", "name": "N"}
+            refused = await running.client.post("/users", json=body, headers=tenant.headers)
+            read = await running.client.get("/users", headers=tenant.headers)
+        finally:
+            await stop_app(manager, running)
     assert (refused.status_code, refused.headers.get("retry-after")) == (503, "30"), refused.text
     assert refused.json()["detail"].startswith("the database takes no writes at the moment")
     assert (read.status_code, read.json()["items"]) == (200, [])
