@@ -29,7 +29,7 @@ import hashlib
 from collections.abc import Iterable
 
 import asyncpg
-from sqlalchemy import select, text, update
+from sqlalchemy import Executable, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantsvc.db.models import TenantBase
@@ -43,15 +43,22 @@ from tenantsvc.tenancy.slugs import validate_slug
 _PREFIX = "'tenantsvc_' || left(md5(current_database()), 8) || '_'"
 SERVE_GROUP = f"{_PREFIX} || 'serve'"  # SQL
 TENANT_ROLE_PATTERN = f"'^' || {_PREFIX} || '[0-9]+$'"  # SQL: a regular expression
-# The tenant's role name, where its tables are (an archived tenant's schema was moved), and
-# the serving group its role joins.
+# The tenant's role name, where its tables are (an archived tenant's schema was moved), the
+# serving group its role joins, and the role it has now (another database's, in a copy).
 _NAME_SCHEMA_GROUP = text(
     f"SELECT {_PREFIX} || id, coalesce(archived_schema, schema_name), "  # noqa: S608 (constants)
     f"{SERVE_GROUP}, role_name FROM tenantsvc.tenants WHERE id = :id"
 )
+
+
+def _named_here(name: str) -> str:
+    """SQL: whether the role name ``name`` (an SQL expression) is one of this database's."""
+    return f"left({name}, length({_PREFIX})) = {_PREFIX}"
+
+
 # Whether a role exists, is named for this database, and holds anything in another one.
 _ROLE_HOLDS = text(f"""
-SELECT r.oid IS NOT NULL, left(:role, length({_PREFIX})) = {_PREFIX}, EXISTS (
+SELECT r.oid IS NOT NULL, {_named_here(":role")}, EXISTS (
     SELECT FROM pg_shdepend d
     WHERE d.refobjid = r.oid AND d.refclassid = 'pg_authid'::regclass AND d.dbid <> 0
       AND d.dbid <> (SELECT oid FROM pg_database WHERE datname = current_database()))
@@ -66,7 +73,7 @@ ROLE_STATES = f"""
 SELECT t.id, t.slug, current_user AS me, t.role_name IS NULL AS unset,
        t.role_name IS NOT NULL AND r.oid IS NULL AS missing,
        r.oid IS NOT NULL AND NOT pg_has_role(current_user, r.oid, 'MEMBER') AS foreign_role,
-       left(t.role_name, length({_PREFIX})) <> {_PREFIX} AS other_database,
+       NOT {_named_here("t.role_name")} AS other_database,
        r.oid IS NOT NULL AND EXISTS (
            SELECT FROM pg_tables p, unnest('{{SELECT,INSERT,UPDATE,DELETE}}'::text[]) AS right_
            WHERE p.schemaname = coalesce(t.archived_schema, t.schema_name)
@@ -180,12 +187,11 @@ async def isolate(engine: AsyncEngine, slug: str | None = None) -> list[str]:
     the tenants without a role: a database restored into a new cluster (roles are the
     cluster's, not in its dump) had to be repaired tenant by tenant."""
     async with engine.connect() as conn:
+        query: Executable = _NEEDING_ROLES
         if slug is not None:
             validate_slug(slug)
             query = select(TenantRow.id, TenantRow.slug).where(TenantRow.slug == slug)
-            tenants = [(row.id, row.slug) for row in await conn.execute(query)]
-        else:
-            tenants = [(row.id, row.slug) for row in await conn.execute(_NEEDING_ROLES)]
+        tenants = [(row.id, row.slug) for row in await conn.execute(query)]
     if slug is not None and not tenants:
         raise TenantNotFoundError(slug)
     for tenant_id, _ in tenants:
