@@ -206,19 +206,23 @@ def print_table(
     """A table for people on stdout, the ``right`` columns (numbers) right-aligned. On a
     terminal it fits the terminal's width; piped (to grep, to a file), a row stays one line
     however wide. rich is imported only when a table is printed, so ``tenantctl --help``
-    stays fast. Without rows, the line ``empty`` says so: a frame with no rows said less."""
+    stays fast. Without rows, the line ``empty`` says so: a frame with no rows said less.
+    Cells are shown as written (``wording.shown``): they hold names others chose."""
     rows = list(rows)
     if not rows:
         typer.echo(empty)
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from tenantsvc.wording import shown
 
     table = Table()
     for heading in headings:
         table.add_column(heading, justify="right" if heading in right else "left")
-    for row in rows:
-        table.add_row(*row)
+    for row in rows:  # as Text, not markup: a name's "[red]" is its own, not rich's
+        table.add_row(*(Text(shown(cell)) for cell in row))
     Console(width=None if sys.stdout.isatty() else 10_000).print(table)
 
 

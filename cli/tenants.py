@@ -10,7 +10,7 @@ import typer
 from cli.batch import PartlyDone, all_known, one_by_one
 from cli.common import JsonOpt, engine_for_cli, fail, print_json, print_table, run
 from cli.completion import Slug, Slugs, known_slugs
-from tenantsvc.wording import counted
+from tenantsvc.wording import counted, shown
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -100,7 +100,7 @@ def show(slug: Slug, as_json: JsonOpt = False) -> None:
             print_json(tenant.as_json())
         else:
             for key, value in tenant.as_json().items():
-                typer.echo(f"{key}: {value}")
+                typer.echo(f"{key}: {shown(str(value))}")
 
     run(work)
 

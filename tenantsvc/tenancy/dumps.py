@@ -46,6 +46,7 @@ from tenantsvc.tenancy.lifecycle import serve_at_head
 from tenantsvc.tenancy.locking import LockPolicy, LocksNotGranted
 from tenantsvc.tenancy.migrator import head, resolve
 from tenantsvc.tenancy.provisioning import NewTenant, create_tenant
+from tenantsvc.tenancy.slugs import display_name
 
 FORMAT, VERSION = "tenantsvc-tenant-export", 1
 # Exports and imports are an operator's jobs, like migrations: a big tenant's COPY may take
@@ -201,8 +202,8 @@ async def import_tenant(
         async def fill(driver: Any, schema: str) -> None:
             await _load(driver, schema, tar, manifest)
 
-        new = await create_tenant(engine, slug, name or manifest["name"], revision=revision,
-                                  fill=fill)  # fmt: skip
+        new = await create_tenant(engine, slug, name or _files_name(manifest),
+                                  revision=revision, fill=fill)  # fmt: skip
     rows = {t["name"]: t["rows"] for t in manifest["tables"]}
     if revision == head("tenant"):
         return Imported(new, revision, rows)
@@ -210,6 +211,18 @@ async def import_tenant(
         tenant = await get_tenant(conn, slug)
     _, error = await serve_at_head(engine, tenant, revision)
     return Imported(new, revision, rows, error)
+
+
+def _files_name(manifest: dict[str, Any]) -> str:
+    """The name the file gives the tenant, where the registry takes it: the file may be
+    another's, or older than the rules for names."""
+    try:
+        return display_name(manifest["name"])
+    except TenancyError as exc:
+        raise DumpError(
+            f"the file's name for the tenant, {manifest['name']!r}, will not do: {exc}; give "
+            "it one with --name"
+        ) from None
 
 
 def _path_or_stream(file: Path | IO[bytes]) -> tuple[Path | None, IO[bytes] | None]:

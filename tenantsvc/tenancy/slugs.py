@@ -8,6 +8,7 @@ No schema name is given to two tenants, even one after the other (``provisioning
 import re
 
 from tenantsvc.tenancy.errors import TenancyError
+from tenantsvc.wording import not_text
 
 SHARED_SCHEMA = "tenantsvc"
 SCHEMA_PREFIX = "tenant_"
@@ -51,10 +52,17 @@ def validate_slug(slug: str) -> str:
 
 def display_name(name: str) -> str:
     """The name as the registry keeps it: without the whitespace around it (a blank name names
-    nothing), 1 to 200 characters, and no NUL (PostgreSQL text)."""
+    nothing), 1 to 200 characters, on one line and nothing a terminal would take as a command
+    (``wording.not_text``: it is printed in every ``tenantctl list``, and an import takes it
+    from the file it is given)."""
     kept = name.strip()
-    if not 1 <= len(kept) <= 200 or "\x00" in kept:
-        raise TenancyError("a display name has 1 to 200 characters besides spaces, and no NUL")
+    if not 1 <= len(kept) <= 200:
+        raise TenancyError("a display name has 1 to 200 characters besides spaces")
+    if unprintable := next(filter(not_text, kept), None):
+        raise TenancyError(
+            f"a display name is text on one line: {unprintable!r} (a control character, a line "
+            "break or a bidirectional override) is refused"
+        )
     return kept
 
 

@@ -161,12 +161,42 @@ def test_rename_changes_only_the_display_name(fresh_cli: str) -> None:
     assert (renamed["name"], renamed["schema"]) == ("Named Inc.", "tenant_named")
     # The whitespace around a name is not part of it, and a blank name names nothing.
     assert tenantctl("rename", "named", "--name", " Named  ", "--json")["name"] == "Named"
-    refused = "error: a display name has 1 to 200 characters besides spaces, and no NUL\n"
+    refused = "error: a display name has 1 to 200 characters besides spaces\n"
     assert tenantctl("rename", "named", "--name", " \t ", code=1).stderr == refused
     assert tenantctl("create", "blank", "--name", "   ", code=1).stderr == refused
     assert tenantctl("create", "empty", "--name", "", code=1).stderr == refused  # not the slug
     assert tenantctl("rename", "named", "--name", "x" * 201, code=1).stderr == refused
     assert tenantctl("show", "named", "--json")["name"] == "Named"
+
+
+def test_a_name_is_text_on_one_line_and_is_shown_as_written(fresh_cli: str) -> None:
+    """A display name reaches every operator's terminal in ``list``: one that held a terminal's
+    escape sequence, a line break or a bidirectional override could retitle the window, forge
+    a row, or show another name than its own. New ones are refused; one already in the
+    registry (written by hand, or before the rule) is shown with such characters escaped, and
+    its brackets as brackets, where rich took them for markup and hid them or failed."""
+    tenantctl("create", "marked")
+    for bad, char in (("Evil\x1b]0;owned\x07", "\\x1b"), ("Two\nLines", "\\n"),
+                      ("Acme\u202eexe.txt", "\\u202e"), ("Nul\x00", "\\x00")):  # fmt: skip
+        said = (f"error: a display name is text on one line: '{char}' (a control character, "
+                "a line break or a bidirectional override) is refused\n")  # fmt: skip
+        assert tenantctl("rename", "marked", "--name", bad, code=1).stderr == said
+        assert tenantctl("create", "other", "--name", bad, code=1).stderr == said
+    assert tenantctl("create", "fine", "--name", "Société\u00a0Générale 👩‍💻", "--json")["name"]
+    _scalar(fresh_cli, "UPDATE tenantsvc.tenants SET name = E'Acme [red]Corp[/red] "
+                       "[/bold] \\x1b[2J\\nforged' WHERE slug = 'marked'")  # fmt: skip
+    written = "Acme [red]Corp[/red] [/bold] \\x1b[2J\\nforged"
+    listed = tenantctl("list").stdout
+    assert written in listed
+    assert "\x1b" not in listed
+    assert "tenant_marked" in next(line for line in listed.splitlines() if "forged" in line)
+    assert f"name: {written}\n" in tenantctl("show", "marked").stdout
+    history = tenantctl("history", "marked").stdout
+    assert f"marked -> {written}" in history
+    assert "\x1b" not in history
+    assert tenantctl("show", "marked", "--json")["name"] == "Acme [red]Corp[/red] [/bold] " \
+                                                           "\x1b[2J\nforged"  # fmt: skip
+    assert [t["slug"] for t in tenantctl("list", "--json")] == ["fine", "marked"]
 
 
 def test_dry_run_sql_and_downgrade(

@@ -186,6 +186,9 @@ async def test_a_bad_file_creates_nothing(fresh_engine: AsyncEngine, tmp_path: P
         "are not those of its revision":
             _tampered(file, tmp_path / "f.tar", {"tables": evil_column}),
         "does not have the shape": _tampered(file, tmp_path / "g.tar", {"tables": [{"name": 1}]}),
+        "the file's name for the tenant, 'Evil\\\\x1b]0;owned\\\\x07', will not do: .* "
+        "give it one with --name$":
+            _tampered(file, tmp_path / "h.tar", {"name": "Evil\x1b]0;owned\x07"}),
     }  # fmt: skip
     for i, (message, bad) in enumerate(cases.items()):
         with pytest.raises(Exception, match=message) as refused:
@@ -200,6 +203,8 @@ async def test_a_bad_file_creates_nothing(fresh_engine: AsyncEngine, tmp_path: P
     assert schemas == 0
     summary = await fleet.migrate_all(fresh_engine)  # the fleet is as it was
     assert summary.failures == []
+    named = await import_tenant(fresh_engine, tmp_path / "h.tar", "renamed", "Good Name")
+    assert named.tenant.name == "Good Name"
 
 
 async def test_an_export_is_one_point_in_time_while_orders_are_placed(
