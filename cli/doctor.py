@@ -4,6 +4,7 @@ migration heads, invalid indexes, keys about to expire."""
 import typer
 
 from cli.common import JsonOpt, engine_for_cli, print_json, run
+from tenantsvc.wording import shown
 
 app = typer.Typer()
 
@@ -25,6 +26,6 @@ def doctor(as_json: JsonOpt = False) -> None:
     else:
         marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
         for c in checks:
-            typer.echo(f"{marks[c['status']]}  {c['check']}: {c['detail']}")
+            typer.echo(f"{marks[c['status']]}  {c['check']}: {shown(c['detail'])}")
     if any(c["status"] == "fail" for c in checks):
         raise typer.Exit(1)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.common import engine_for_cli, fail, run
+from tenantsvc.wording import shown
 
 app = typer.Typer()
 
@@ -60,7 +61,7 @@ def _check_database(workers: int) -> None:
 
     for check in run(work):
         if check.status != "ok":
-            typer.echo(f"warning: {check.name}: {check.detail}", err=True)
+            typer.echo(f"warning: {check.name}: {shown(check.detail)}", err=True)
 
 
 @contextmanager

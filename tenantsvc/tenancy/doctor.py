@@ -63,9 +63,9 @@ def pool_check(settings: Settings, max_connections: int, reserved: int) -> Check
     needed = settings.workers * per_worker + CLI_HEADROOM
     usable = max_connections - reserved
     detail = (
-        f"{settings.workers} workers x ({settings.pool_size} pool + {settings.max_overflow} "
-        f"overflow) + {CLI_HEADROOM} for tools = {needed}; server allows {usable} "
-        f"(max_connections {max_connections} - {reserved} reserved)"
+        f"{counted(settings.workers, 'worker')} x ({settings.pool_size} pool + "
+        f"{settings.max_overflow} overflow) + {CLI_HEADROOM} for tools = {needed}; server "
+        f"allows {usable} (max_connections {max_connections} - {reserved} reserved)"
     )
     if settings.pgbouncer:  # its settings are not readable through it: what they must be
         bounds = (f"; behind PgBouncer, set its max_client_conn to {needed} or more, and keep "

@@ -429,7 +429,7 @@ def test_doctor_passes_then_catches_a_leaky_search_path(
     tenantctl("create", "healthy")
     checks = {c["check"]: c for c in tenantctl("doctor", "--json")}
     assert {c["status"] for c in checks.values()} == {"ok"}
-    assert "1 workers x (20 pool + 10 overflow)" in checks["pool"]["detail"]
+    assert "1 worker x (20 pool + 10 overflow)" in checks["pool"]["detail"]
     assert checks["tenant cap"]["detail"] == (
         "a tenant may hold 22 of a worker's 30 connections; 8 stay for the others"
     )
@@ -475,12 +475,17 @@ def test_doctor_names_schemas_and_roles_no_tenant_owns(fresh_cli: str) -> None:
         for sql in made:
             _scalar(fresh_cli, sql)
         check = {c["check"]: c for c in tenantctl("doctor", "--json")}["strays"]
+        # Anyone who may create a schema names it: doctor's lines show the name as written.
+        _scalar(fresh_cli, 'CREATE SCHEMA "tenant_z\x1b[2J"')
+        said = tenantctl("doctor").stdout
     finally:
         _scalar(fresh_cli, f"DROP ROLE {role}")  # roles outlive the test's database
     assert check["status"] == "warn"
     assert check["detail"].startswith(
         f"no tenant owns schemas archived_7_old, tenant_gone; roles {role}: look at what"
     )
+    assert "schemas archived_7_old, tenant_gone, tenant_z\\x1b[2J; roles" in said
+    assert "\x1b" not in said
 
 
 def test_doctor_warns_about_keys_about_to_expire(fresh_cli: str) -> None:
