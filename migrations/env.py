@@ -8,6 +8,8 @@ schema. ``tenantctl`` drives this same file with a connection and schema handed 
 """
 
 import asyncio
+from collections.abc import MutableMapping
+from typing import Any
 
 from alembic import context
 from sqlalchemy import Connection, MetaData, pool, select, text
@@ -52,6 +54,17 @@ def _version_schema(connection: Connection | None) -> str:
     return _lookup_schema(connection, _tenant_slug())
 
 
+def _compared(name: str | None, type_: str, parent_names: MutableMapping[Any, str | None]) -> bool:
+    """What autogenerate (``alembic revision --autogenerate``, ``alembic check``) holds the
+    models against: the shared track's schema, which it reflects only when told to (else it
+    planned to create every registry table again); the tenant's schema as the search_path
+    shows it, without the version table kept there (else it planned to drop it, taking every
+    tenant's record of its revision)."""
+    if type_ == "schema":
+        return name == (SHARED_SCHEMA if IS_SHARED else None)
+    return not (type_ == "table" and name == "alembic_version")
+
+
 def run_with_connection(connection: Connection) -> None:
     schema = _version_schema(connection)
     context.configure(
@@ -59,6 +72,8 @@ def run_with_connection(connection: Connection) -> None:
         target_metadata=_metadata(),
         version_table_schema=schema,
         transaction_per_migration=False,
+        include_schemas=IS_SHARED,
+        include_name=_compared,
     )
     with context.begin_transaction():
         if IS_SHARED:

@@ -1,11 +1,12 @@
 """The registry tables, in the shared schema (never in a tenant's)."""
 
+import uuid
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Identity, Index, String, Text, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantsvc.db.base import CreatedAtMixin, SharedBase
@@ -85,6 +86,17 @@ class TenantRequestsRow(SharedBase):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     reads: Mapped[int] = mapped_column(BigInteger)
     writes: Mapped[int] = mapped_column(BigInteger)
+
+
+class ActivityFlushRow(SharedBase):
+    """A flush that committed, so that its retry counts nothing twice (``activity.py``)."""
+
+    __tablename__ = "activity_flushes"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    flushed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
 
 
 class TenantEventRow(SharedBase):
