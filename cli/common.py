@@ -5,8 +5,16 @@ import json
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -90,6 +98,7 @@ def spoken(span: timedelta) -> str:
 
 
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+TERMINATED = 143  # 128 + SIGTERM
 
 
 def fail(message: str) -> typer.Exit:
@@ -112,10 +121,12 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
     from tenantsvc.tenancy.slugs import InvalidSlugError
 
     try:
-        return asyncio.run(work())  # type: ignore[arg-type]
+        with _sigterm_as_ctrl_c() as terminated:
+            return asyncio.run(work())  # type: ignore[arg-type]
     except KeyboardInterrupt:  # Ctrl-C: what a batch had not done yet, where it was silent
-        typer.echo(f"error: interrupted{context()}", err=True)
-        raise typer.Exit(INTERRUPTED) from None
+        said, code = ("terminated", TERMINATED) if terminated else ("interrupted", INTERRUPTED)
+        typer.echo(f"error: {said}{context()}", err=True)
+        raise typer.Exit(code) from None
     except (TenancyError, InvalidSlugError) as exc:
         raise fail(str(exc) + context()) from None
     except ValidationError as exc:  # the settings, read from the environment
@@ -128,6 +139,33 @@ def run(work: Callable[[], Awaitable[T]], context: Callable[[], str] = _no_conte
         raise fail(f"database: {first_line(exc)}{context()}") from None  # a connection lost
     except (DBAPIError, PostgresError) as exc:
         raise fail(f"database: {_with_hint(exc)}{context()}") from None
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[list[int]]:
+    """SIGTERM (a Job past its deadline, a container stopped, ``kill``) ends a command as Ctrl-C
+    does: the transaction in flight rolled back, what a batch did and left said, a partial
+    export removed. Python's default ended the process on the spot and said nothing. Yields
+    the signals taken (empty: none)."""
+    import signal
+    import threading
+
+    taken: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals reach only it
+        yield taken
+        return
+
+    def as_ctrl_c(signum: int, frame: object) -> None:
+        taken.append(signum)
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+            raise KeyboardInterrupt  # started with Ctrl-C ignored (``nohup``, ``&``)
+        signal.raise_signal(signal.SIGINT)  # asyncio.run cancels the command, as for Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, as_ctrl_c)
+    try:
+        yield taken
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _with_hint(exc: BaseException) -> str:
