@@ -8,9 +8,12 @@ while the purge had been committed to the database's disk.
 
 So it is written beside its name, fsynced, then linked to its name (which fails if a file has
 taken that name meanwhile: an export never overwrites), and the directory fsynced, so that the
-name itself is on disk too before the command says it is done.
+name itself is on disk too before the command says it is done. Where the filesystem has no
+hard links (FAT and exFAT drives, some network and FUSE mounts), the name is claimed with an
+empty file instead (which fails too if a file has it), and the whole file renamed over it.
 """
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +28,7 @@ def published(path: Path) -> Iterator[Path]:
     try:
         yield partial
         _fsync(partial)
-        os.link(partial, path)  # FileExistsError rather than replace what is there
+        _publish(partial, path)
     except OSError as exc:
         if exc.filename != str(partial):
             raise
@@ -34,6 +37,21 @@ def published(path: Path) -> Iterator[Path]:
     finally:
         partial.unlink(missing_ok=True)
     _fsync(path.parent)
+
+
+# What link() says on a filesystem that has no hard links.
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+
+
+def _publish(partial: Path, path: Path) -> None:
+    """FileExistsError rather than replace what is at ``path``."""
+    try:
+        os.link(partial, path)
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.replace(partial, path)  # over the empty file just made: the name is never torn
 
 
 def _fsync(path: Path) -> None:

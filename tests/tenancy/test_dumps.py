@@ -3,6 +3,7 @@ comes back, nothing of another tenant goes out, a bad file creates nothing."""
 
 import asyncio
 import contextlib
+import errno
 import gzip
 import io
 import json
@@ -353,3 +354,29 @@ async def test_an_export_is_on_disk_before_it_is_reported_done(
     assert (Path(written).parent, directory) == (tmp_path, str(tmp_path))
     assert Path(written).name.startswith(".synced.tar.")  # then linked to its name
     assert os.listdir(tmp_path) == ["synced.tar"]
+
+
+async def test_an_export_lands_where_the_filesystem_has_no_hard_links(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FAT or exFAT drive, some network and FUSE mounts: link() is refused there, and every
+    export to them failed once it was written ("Operation not permitted"). It still never
+    takes the name of a file that is there."""
+    await _seeded(engine, "unlinked")
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted", str(args[0]), None, str(args[1]))
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "unlinked.tar"
+    done = await export_tenant(engine, "unlinked", target)
+    assert os.listdir(tmp_path) == ["unlinked.tar"]
+    with tarfile.open(target) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert {t["name"]: t["rows"] for t in manifest["tables"]} == done.rows
+    kept = tmp_path / "kept.tar"
+    kept.write_bytes(b"an earlier export")
+    with pytest.raises(FileExistsError):
+        await export_tenant(engine, "unlinked", kept)
+    assert kept.read_bytes() == b"an earlier export"
+    assert sorted(os.listdir(tmp_path)) == ["kept.tar", "unlinked.tar"]
