@@ -120,12 +120,14 @@ class TenantRegistry:
             unchanged = version == self._snapshot.version and not self._snapshot.outlived
             if unchanged and not force:
                 return
+            # all(): one fetch for every row, where iterating fetched each through the
+            # driver's adapter (a 10,000-tenant reload holds the worker's loop for its length).
             tenants = {
-                r.slug: Tenant(r.id, r.slug, r.schema_name, r.status, r.role_name)
-                for r in await conn.execute(_TENANTS_SQL)
+                slug: Tenant(id_, slug, schema, status, role)
+                for id_, slug, schema, status, role in (await conn.execute(_TENANTS_SQL)).all()
             }
             keys, expiries = {}, [math.inf]
-            for digest, slug, key_id, expires in await conn.execute(_KEYS_SQL):
+            for digest, slug, key_id, expires in (await conn.execute(_KEYS_SQL)).all():
                 keys[digest] = KeyOwner(slug, key_id)
                 if expires is not None:
                     expiries.append(float(expires))
