@@ -101,10 +101,10 @@ pidfile = {workdir}/pgbouncer.pid
 class _Supervised(threading.Thread):
     """PgBouncer, started again whenever it exits, as its service manager does where it runs
     for real. Debian 12's 1.18 (what ``.ci/run`` installs) aborts now and then under a load of
-    cancel requests and killed server connections (pgbouncer#801 and #822, fixed in 1.19),
-    which the leak fuzz sends by the hundred. Left down, it failed the clean round after the
-    faults, which checks that the service heals, not PgBouncer. Each restart is a warning in
-    the test run, with the end of PgBouncer's log."""
+    cancel requests and killed server connections (pgbouncer#801, #822, #904; fixed by #927 in
+    August 2023), which the leak fuzz sends by the hundred. Left down, it failed the clean
+    round after the faults, which checks that the service heals, not PgBouncer. Each restart
+    is a warning in the test run, with the end of PgBouncer's log."""
 
     def __init__(self, command: list[str], workdir: Path) -> None:
         super().__init__(daemon=True)
