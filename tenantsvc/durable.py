@@ -51,7 +51,11 @@ def _publish(partial: Path, path: Path) -> None:
         if exc.errno not in _NO_LINKS:
             raise
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        os.replace(partial, path)  # over the empty file just made: the name is never torn
+        try:
+            os.replace(partial, path)  # over the empty file just made: the name is never torn
+        except OSError:
+            path.unlink(missing_ok=True)  # ours: no empty file left under the name
+            raise
 
 
 def _fsync(path: Path) -> None:

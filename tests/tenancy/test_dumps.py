@@ -380,3 +380,11 @@ async def test_an_export_lands_where_the_filesystem_has_no_hard_links(
         await export_tenant(engine, "unlinked", kept)
     assert kept.read_bytes() == b"an earlier export"
     assert sorted(os.listdir(tmp_path)) == ["kept.tar", "unlinked.tar"]
+
+    def no_rename(*args: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", no_rename)  # once the name is claimed: nothing left
+    with pytest.raises(OSError, match="Input/output error"):
+        await export_tenant(engine, "unlinked", tmp_path / "failed.tar")
+    assert sorted(os.listdir(tmp_path)) == ["kept.tar", "unlinked.tar"]
