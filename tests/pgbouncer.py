@@ -94,8 +94,8 @@ pidfile = {workdir}/pgbouncer.pid
     finally:
         bouncer.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    for exit in bouncer.exits:
-        warnings.warn(f"PgBouncer exited and was started again: {exit}", stacklevel=1)
+        for exit in bouncer.exits:  # told when a test failed too
+            warnings.warn(f"PgBouncer exited and was started again: {exit}", stacklevel=1)
 
 
 class _Supervised(threading.Thread):
