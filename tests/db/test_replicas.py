@@ -95,9 +95,14 @@ async def _replicated(
     app.include_router(behind)
     manager, running = await start_app(app=app)
     tenant = TenantHandle.of(new)
-    deadline = time.monotonic() + 10  # until the replica has replayed the new tenant
-    while (await running.client.get("/products", headers=tenant.headers)).status_code != 200:
-        assert time.monotonic() < deadline
+    # Until the replica serves the new tenant: replayed, and found healthy by the monitor (a
+    # 200 alone could be the primary's, while a first check on a loaded machine failed).
+    deadline = time.monotonic() + 10
+    while True:
+        ready = await running.client.get("/products", headers=tenant.headers)
+        if (ready.status_code, ready.headers.get("x-served-by")) == (200, "replica0"):
+            break
+        assert time.monotonic() < deadline, (ready.status_code, ready.headers)
         await asyncio.sleep(0.05)
     try:
         yield running, tenant
