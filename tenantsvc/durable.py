@@ -26,17 +26,35 @@ def published(path: Path) -> Iterator[Path]:
     nothing is left, under either name."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        yield partial
+        with writing_to(str(partial)):
+            yield partial
         _fsync(partial)
         _publish(partial, path)
     except OSError as exc:
         if exc.filename != str(partial):
             raise
-        # An error opening or linking the file, told of the file the operator named.
+        # An error opening, writing or linking the file, told of the file the operator named.
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         partial.unlink(missing_ok=True)
     _fsync(path.parent)
+
+
+# What writing a file fails with: the disk full, a quota or the size limit reached, a
+# read-only or failing filesystem. A write() names no file, and tenantctl took such an error
+# for the database's ("database: [Errno 28] No space left on device").
+_WRITING = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+
+
+@contextmanager
+def writing_to(name: str) -> Iterator[None]:
+    """An error writing in the block, told of ``name``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in _WRITING:
+            raise
+        raise OSError(exc.errno, exc.strerror, name) from exc
 
 
 # What link() says on a filesystem that has no hard links.

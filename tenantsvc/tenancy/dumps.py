@@ -23,13 +23,13 @@ restoring the whole database.
   and the rows only ever reach that schema.
 """
 
+import asyncio
 import io
 import json
 import lzma
 import tarfile
 import tempfile
 import zlib
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from graphlib import TopologicalSorter
@@ -38,7 +38,7 @@ from typing import IO, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantsvc.durable import published
+from tenantsvc.durable import published, writing_to
 from tenantsvc.tenancy.admin import TenantInfo, get_tenant
 from tenantsvc.tenancy.ddl import identifier, revision_sql
 from tenantsvc.tenancy.errors import TenancyError, UnknownRevisionError, first_line
@@ -104,8 +104,12 @@ async def export_tenant(
     migration waits for its locks."""
     async with engine.connect() as conn:
         tenant = await get_tenant(conn, slug)
-    with published(target) if isinstance(target, Path) else nullcontext(target) as into:
-        revision, tables = await _export(engine, tenant, into, hold)
+    if isinstance(target, Path):
+        with published(target) as into:
+            revision, tables = await _export(engine, tenant, into, hold)
+    else:
+        with writing_to(getattr(target, "name", "the output")):  # <stdout>
+            revision, tables = await _export(engine, tenant, target, hold)
     return Exported(tenant.slug, revision, {t["name"]: t["rows"] for t in tables})
 
 
@@ -175,14 +179,44 @@ async def _copy_out(
     with tempfile.TemporaryDirectory() as work:
         for table, columns in listed:
             data = Path(work) / table
-            status = await driver.copy_from_table(
-                table, schema_name=schema, columns=columns, output=data, format="binary"
-            )
+            with writing_to(str(data)), _Sink(data) as sink:  # not the export's: a temporary
+                status = await driver.copy_from_table(
+                    table, schema_name=schema, columns=columns, output=sink, format="binary"
+                )
             tar.add(data, arcname=f"{table}.copy")
             tables.append(
                 {"name": table, "columns": list(columns), "rows": int(status.split()[-1])}
             )
     return tables
+
+
+class _Sink:
+    """A COPY's rows into ``path``. A write that fails (the disk full) is kept, the rest of
+    the rows are read and dropped, and the error is raised once the COPY is over: a sink that
+    raised mid-COPY had asyncpg cancel the statement, and where the server had already sent
+    every row, wait for a cancellation that never came, the export hung with its transaction
+    open."""
+
+    def __init__(self, path: Path) -> None:
+        self.error: OSError | None = None
+        self.file = path.open("wb")
+
+    async def __call__(self, data: bytes) -> None:
+        if self.error is None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.file.write, data)
+            except OSError as exc:
+                self.error = exc
+
+    def __enter__(self) -> "_Sink":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.file.close()  # may fail too: the last of the buffer is written here
+        finally:
+            if self.error is not None and exc_info[0] is None:
+                raise self.error
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

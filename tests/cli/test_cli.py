@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -317,11 +318,23 @@ def test_a_bad_setting_is_one_line_naming_the_variable(command: tuple[str, ...])
     assert "; TENANTSVC_ACTOR: " in lines[0]
 
 
+def _limited_to_8_kib(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """tenantctl with its files limited to 8 KiB (RLIMIT_FSIZE): a write past it fails with
+    EFBIG, as one on a full disk does with ENOSPC. Set in a launcher that then becomes
+    tenantctl: ``preexec_fn`` may deadlock a child of a process with threads."""
+    launcher = ("import os, resource, sys; "
+                "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192)); "
+                "os.execv(sys.argv[1], sys.argv[1:])")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", launcher, *TENANTCTL, *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
 def test_an_error_writing_an_export_is_not_called_the_database(
-    database_url: str, engine: AsyncEngine
+    database_url: str, engine: AsyncEngine, tmp_path: Path
 ) -> None:
     """A file that cannot be written, and a pipe whose reader is gone, each said "cannot
-    reach the database", then "database: [Errno 32] Broken pipe"."""
+    reach the database", then "database: [Errno 32] Broken pipe"; a disk full, or a file
+    past its size limit, "database: [Errno 28] No space left on device"."""
     env = {**os.environ, "TENANTSVC_DATABASE_URL": database_url}
     name = slug()
     assert tenantctl_process("create", name, env=env).returncode == 0
@@ -330,6 +343,26 @@ def test_an_error_writing_an_export_is_not_called_the_database(
         1,
         "error: /proc/an.tar: No such file or directory\n",
     )
+    with open("/dev/full", "wb") as full:  # every write: ENOSPC
+        no_space = subprocess.run(
+            [*TENANTCTL, "export", name, "-"], env=env, stdout=full, stderr=subprocess.PIPE,
+            text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert (no_space.returncode, no_space.stderr) == (
+        1,
+        "error: <stdout>: No space left on device\n",
+    )
+    target = tmp_path / "limited.tar"  # an export is at least one 10 KiB tar record
+    limited = _limited_to_8_kib("export", name, str(target), env=env)
+    assert (limited.returncode, limited.stderr) == (1, f"error: {target}: File too large\n")
+    assert os.listdir(tmp_path) == []
+    rows = "INSERT INTO products (name, price_cents, stock) SELECT 'p' || g, 1, 1 " \
+           "FROM generate_series(1, 500) g"  # fmt: skip
+    assert tenantctl_process("psql", name, "-c", rows, env=env).returncode == 0
+    # Past the limit now: a table's temporary copy, named as such (not the export, not /tmp's).
+    limited = _limited_to_8_kib("export", name, str(target), env=env)
+    assert re.fullmatch(r"error: /\S+/products: File too large\n", limited.stderr), limited.stderr
+    assert os.listdir(tmp_path) == []
     closed = subprocess.Popen([*TENANTCTL, "export", name, "-"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert closed.stdout is not None
