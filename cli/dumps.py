@@ -102,8 +102,11 @@ def import_(
 def _spooled_stdin() -> Iterator[IO[bytes]]:
     """stdin in a temporary file: reading a tar's manifest (its last member) first needs a
     file it can seek in, which a pipe is not."""
+    from tenantsvc.durable import writing_to
+
     with tempfile.TemporaryFile(prefix="tenantctl-import-") as spool:
-        shutil.copyfileobj(sys.stdin.buffer, spool)
+        with writing_to(tempfile.gettempdir()):  # a full disk there, not the database
+            shutil.copyfileobj(sys.stdin.buffer, spool)
         spool.seek(0)
         yield spool
 

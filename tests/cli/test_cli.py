@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -318,7 +319,9 @@ def test_a_bad_setting_is_one_line_naming_the_variable(command: tuple[str, ...])
     assert "; TENANTSVC_ACTOR: " in lines[0]
 
 
-def _limited_to_8_kib(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _limited_to_8_kib(
+    *args: str, env: dict[str, str], stdin: Any = None
+) -> subprocess.CompletedProcess[str]:
     """tenantctl with its files limited to 8 KiB (RLIMIT_FSIZE): a write past it fails with
     EFBIG, as one on a full disk does with ENOSPC. Set in a launcher that then becomes
     tenantctl: ``preexec_fn`` may deadlock a child of a process with threads."""
@@ -326,7 +329,8 @@ def _limited_to_8_kib(*args: str, env: dict[str, str]) -> subprocess.CompletedPr
                 "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192)); "
                 "os.execv(sys.argv[1], sys.argv[1:])")  # fmt: skip
     return subprocess.run([sys.executable, "-c", launcher, *TENANTCTL, *args], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+                          stdin=stdin, capture_output=True, text=True, timeout=60,
+                          check=False)  # fmt: skip
 
 
 def test_an_error_writing_an_export_is_not_called_the_database(
@@ -363,6 +367,14 @@ def test_an_error_writing_an_export_is_not_called_the_database(
     limited = _limited_to_8_kib("export", name, str(target), env=env)
     assert re.fullmatch(r"error: /\S+/products: File too large\n", limited.stderr), limited.stderr
     assert os.listdir(tmp_path) == []
+    # An import from stdin keeps it in a temporary file first (a tar's manifest comes last).
+    assert tenantctl_process("export", name, str(target), env=env).returncode == 0
+    with target.open("rb") as export:
+        spooled = _limited_to_8_kib("import", "-", slug(), env=env, stdin=export)
+    assert (spooled.returncode, spooled.stderr) == (
+        1,
+        f"error: {tempfile.gettempdir()}: File too large\n",
+    )
     closed = subprocess.Popen([*TENANTCTL, "export", name, "-"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert closed.stdout is not None
