@@ -4,6 +4,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -159,6 +160,8 @@ def _migrate(
     settings = get_settings()
     workers = concurrency or fleet.default_concurrency(settings.pool_size)
     policy = LockPolicy.from_settings(settings, lock_timeout_ms=lock[0], retries=lock[1])
+    if metrics_file and not (folder := Path(metrics_file).absolute().parent).is_dir():
+        raise fail(f"--metrics-file {metrics_file}: {folder} is not a directory")
 
     report = _Reporter(as_json)
 
@@ -187,10 +190,7 @@ def _migrate(
 
     started = time.perf_counter()
     summary = run(work, report.left_undone)
-    if metrics_file:
-        from tenantsvc.observability.metrics import write_migration_outcomes
-
-        write_migration_outcomes(metrics_file, summary, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
     if not as_json:
         typer.echo(
             f"{counted(summary.total, 'tenant')}: {summary.migrated} migrated to "
@@ -203,8 +203,24 @@ def _migrate(
         )  # fmt: skip
     for failure in summary.failures:
         typer.echo(f"failed: {failure.slug}: {failure.error}", err=True)
+    if metrics_file:
+        _write_outcomes(metrics_file, summary, seconds)
     if summary.failures:
         raise typer.Exit(1)
+
+
+def _write_outcomes(path: str, summary: "Summary", seconds: float) -> None:
+    """After the run: a file that cannot be written is one line and exit 1 (the collector
+    would miss the run), where it was a traceback after a run that had gone well."""
+    from tenantsvc.observability.metrics import write_migration_outcomes
+
+    try:
+        write_migration_outcomes(path, summary, seconds)
+    except OSError as exc:
+        raise fail(
+            f"--metrics-file {path}: {exc.strerror}; the run itself is done ({summary.migrated} "
+            "migrated), only its outcome is not in the file"
+        ) from None
 
 
 class _Reporter:

@@ -228,6 +228,17 @@ def test_dry_run_sql_and_downgrade(
     assert 'tenantsvc_migrate_all_tenants{outcome="migrated"} 1.0' in text_metrics
     assert 'tenantsvc_migrate_all_tenants{outcome="skipped"} 1.0' in text_metrics
     assert 'tenantsvc_migrate_all_tenants{outcome="later"} 0.0' in text_metrics
+    # A file that cannot be written: refused before the run where its directory is missing,
+    # and one line after it otherwise (both were a traceback, the second after the run).
+    nowhere = tmp_path / "missing" / "migrate.prom"
+    assert tenantctl("migrate-all", "--metrics-file", str(nowhere), code=1).stderr == (
+        f"error: --metrics-file {nowhere}: {nowhere.parent} is not a directory\n"
+    )
+    taken = tenantctl("migrate-all", "--metrics-file", str(tmp_path), code=1)
+    assert taken.stdout.startswith("2 tenants: 0 migrated to ")
+    assert taken.stderr == (f"error: --metrics-file {tmp_path}: Is a directory; the run "
+                            "itself is done (0 migrated), only its outcome is not in the "
+                            "file\n")  # fmt: skip
     down = tenantctl("migrate-all", "--to", old, "--json")
     assert down["summary"] == {"target": old, "total": 2, "migrated": 2, "skipped": 0, "failed": 0,
                                "lock_retries": 0, "later": 0}  # fmt: skip
