@@ -22,11 +22,13 @@ from prometheus_client import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.db.affinity import AffinityCounts, AffinityPool
+from tenantsvc.observability import allocated
 
 if TYPE_CHECKING:
     from tenantsvc.tenancy.fleet import Summary
 
 log = logging.getLogger(__name__)
+allocated.install()  # before the first metric: a full disk must not kill a worker (SIGBUS)
 
 REQUESTS = Counter(
     "tenantsvc_requests_total", "HTTP requests", ["route", "method", "status", "tenant"]
