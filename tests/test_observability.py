@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantsvc.observability import metrics
+from tenantsvc.observability.allocated import AllocatedDict
 from tenantsvc.observability.logs import json_handler
 from tenantsvc.observability.metrics import TenantLabels
 from tenantsvc.testing.app import SCRAPE, stop_app
@@ -265,6 +267,7 @@ def _small_tmpfs(size: str, tmp_path: Any) -> Iterator[str]:
 _NEW_LABELS = """
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from tenantsvc.observability import metrics
+from tenantsvc.observability.allocated import AllocatedDict
 for i in range(6000):  # each a new series in the worker's file: past what the disk holds
     metrics.REQUESTS.labels("/products", "GET", "200", f"t{i}").inc()
 registry = CollectorRegistry()
@@ -288,3 +291,20 @@ def test_a_full_metrics_disk_drops_samples_and_kills_no_worker(size: str, tmp_pa
     assert run.stderr.count("metrics are not being recorded: No space left on device") == 1
     recorded = int(run.stdout)
     assert (recorded == 0) if size == "8k" else (0 < recorded < 6000), recorded
+
+
+def test_where_space_cannot_be_taken_ahead_metrics_are_recorded_as_before(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem without fallocate (musl's posix_fallocate says so, where glibc's writes
+    zeros instead): the files grow as the library grows them, rather than record nothing."""
+
+    def unsupported(*args: object) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    recorded = AllocatedDict(str(tmp_path / "counter_1.db"))
+    for i in range(3000):  # past the first 64 KiB: grown twice
+        recorded.write_value(f"series {i}", float(i), 0.0)
+    assert recorded.read_value("series 2999") == (2999.0, 0.0)
+    recorded.close()

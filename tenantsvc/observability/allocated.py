@@ -13,6 +13,7 @@ while every request is served as before. A worker whose file could not be made a
 nothing until it is restarted.
 """
 
+import errno
 import logging
 import os
 from typing import Any
@@ -37,13 +38,26 @@ def _recorded() -> None:
     _failing = False
 
 
+# Where the filesystem cannot take space ahead (musl's posix_fallocate on one without
+# fallocate; glibc writes zeros instead): the library's own way, as before.
+_CANNOT_RESERVE = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL})
+
+
+def _allocate(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_RESERVE:
+            raise
+
+
 def _reserve(filename: str, size: int) -> None:
     """The file's first ``size`` bytes on disk; a file made here and not reserved is removed
     (an empty one would fail every scrape that reads it)."""
     fd = os.open(filename, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         made = os.fstat(fd).st_size == 0
-        os.posix_fallocate(fd, 0, max(size, os.fstat(fd).st_size))
+        _allocate(fd, max(size, os.fstat(fd).st_size))
     except OSError:
         if made:
             os.unlink(filename)
@@ -75,7 +89,7 @@ class AllocatedDict(_Library):  # type: ignore[misc]
         while needed > capacity:  # as the library grows it, doubling
             capacity *= 2
         if capacity > self._capacity:
-            os.posix_fallocate(self._f.fileno(), 0, capacity)
+            _allocate(self._f.fileno(), capacity)
         super()._init_value(key)
 
     def read_value(self, key: str) -> Any:
