@@ -56,12 +56,13 @@ def _reserve(filename: str, size: int) -> None:
     (an empty one would fail every scrape that reads it)."""
     fd = os.open(filename, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        made = os.fstat(fd).st_size == 0
-        _allocate(fd, max(size, os.fstat(fd).st_size))
-    except OSError:
-        if made:
-            os.unlink(filename)
-        raise
+        existing = os.fstat(fd).st_size
+        try:
+            _allocate(fd, max(size, existing))
+        except OSError:
+            if existing == 0:  # made here
+                os.unlink(filename)
+            raise
     finally:
         os.close(fd)
 
